@@ -1,0 +1,1 @@
+//! Assignment strategies for Parti.
