@@ -29,11 +29,7 @@ impl WorkerId {
 
     /// The numeric suffix if the ID has the form `<prefix>-<n>`.
     pub fn index(&self, prefix: &str) -> Option<u32> {
-        self.0
-            .strip_prefix(prefix)?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        self.0.strip_prefix(prefix)?.strip_prefix('-')?.parse().ok()
     }
 }
 

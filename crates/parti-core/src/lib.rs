@@ -2,19 +2,25 @@
 //!
 //! The protocol of Parti as pure, deterministic state machines. Nothing here reads a
 //! clock, sleeps, spawns or touches a socket: time is an argument, inputs are
-//! [`Event`]s, outputs are [`Command`]s pulled with [`Worker::poll_command`]. A driver
-//! (the `parti` crate on NATS, or the simulator in `parti-testkit`) executes the
-//! commands and feeds back their results.
+//! events, outputs are commands pulled from the worker. A driver (the `parti`
+//! crate on NATS, or the simulator in `parti-testkit`) executes the commands and
+//! feeds back their results.
 //!
 //! The guarantees S1–S6 that the simulator checks are described in the
-//! repository's ARCHITECTURE.md and on [`Worker`].
+//! repository's ARCHITECTURE.md.
 
+pub mod backend;
+pub mod config;
 pub mod ids;
+pub mod layout;
 pub mod partition;
+pub mod records;
 pub mod strategy;
 pub mod time;
 
+pub use config::{Config, ConfigError, DegradedPolicy};
 pub use ids::{InstanceId, WorkerId};
 pub use partition::{Partition, PartitionId};
+pub use records::Revision;
 pub use strategy::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
 pub use time::Instant;

@@ -138,26 +138,50 @@ mod tests {
     use super::*;
 
     fn workers(n: u32) -> Vec<WorkerSpec> {
-        (0..n).map(|i| WorkerSpec::new(WorkerId::new("worker", i))).collect()
+        (0..n)
+            .map(|i| WorkerSpec::new(WorkerId::new("worker", i)))
+            .collect()
     }
 
     #[test]
     fn validate_refuses_bad_input() {
         let parts = vec![Partition::new(["a"]), Partition::new(["a"])];
         let w = workers(2);
-        let input = AssignmentInput { workers: &w, partitions: &parts, previous: &[] };
+        let input = AssignmentInput {
+            workers: &w,
+            partitions: &parts,
+            previous: &[],
+        };
         assert_eq!(
             validate_input(&input),
             Err(StrategyError::DuplicatePartition(vec!["a".into()]))
         );
         let none: Vec<WorkerSpec> = vec![];
-        let input = AssignmentInput { workers: &none, partitions: &parts[..1], previous: &[] };
+        let input = AssignmentInput {
+            workers: &none,
+            partitions: &parts[..1],
+            previous: &[],
+        };
         assert_eq!(validate_input(&input), Err(StrategyError::NoWorkers));
         let prev = [Some(5)];
-        let input = AssignmentInput { workers: &w, partitions: &parts[..1], previous: &prev };
-        assert!(matches!(validate_input(&input), Err(StrategyError::BadPrevious(_))));
+        let input = AssignmentInput {
+            workers: &w,
+            partitions: &parts[..1],
+            previous: &prev,
+        };
+        assert!(matches!(
+            validate_input(&input),
+            Err(StrategyError::BadPrevious(_))
+        ));
         let dup = vec![w[0].clone(), w[0].clone()];
-        let input = AssignmentInput { workers: &dup, partitions: &parts[..1], previous: &[] };
-        assert!(matches!(validate_input(&input), Err(StrategyError::DuplicateWorker(_))));
+        let input = AssignmentInput {
+            workers: &dup,
+            partitions: &parts[..1],
+            previous: &[],
+        };
+        assert!(matches!(
+            validate_input(&input),
+            Err(StrategyError::DuplicateWorker(_))
+        ));
     }
 }

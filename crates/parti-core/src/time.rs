@@ -81,7 +81,13 @@ mod tests {
 
     #[test]
     fn scale_up_rounds_up() {
-        assert_eq!(scale_up(Duration::from_millis(1000), 1.0001), Duration::from_millis(1001));
-        assert_eq!(scale_up(Duration::from_millis(1000), 1.0), Duration::from_millis(1000));
+        assert_eq!(
+            scale_up(Duration::from_millis(1000), 1.0001),
+            Duration::from_millis(1001)
+        );
+        assert_eq!(
+            scale_up(Duration::from_millis(1000), 1.0),
+            Duration::from_millis(1000)
+        );
     }
 }

@@ -1,0 +1,443 @@
+//! Configuration: defaults of the Go original, a builder, serde with human
+//! durations (TOML and YAML), and validation that names the field and the rule.
+//!
+//! Field names (TOML/YAML, snake_case; durations as `"2s"`, `"1500ms"`, `"1m 30s"`):
+//!
+//! | field | default | meaning |
+//! |---|---|---|
+//! | `group` | `"parti"` | group name; bucket names derive from it |
+//! | `worker_id_prefix` | `"worker"` | IDs are `<prefix>-<n>` |
+//! | `worker_id_min`, `worker_id_max` | 0, 99 | inclusive ID range |
+//! | `preferred_worker_id` | none | index tried first (e.g. a StatefulSet ordinal) |
+//! | `worker_capacity` | 1 | relative size of this worker for weighted strategies |
+//! | `worker_id_ttl` | 30s | ID reservation: how long a stable ID stays reserved after the last renewal |
+//! | `heartbeat_interval` | 2s | how often the member record is renewed |
+//! | `heartbeat_ttl` | 6s | a member unchanged this long is considered gone |
+//! | `lease_safety_margin` | 1s | the ownership lease is `heartbeat_ttl - lease_safety_margin` on the owner's clock |
+//! | `max_clock_drift` | 0.01 | bound on the clock-rate difference between hosts (1 %) |
+//! | `election_ttl` | 5s | leader key lifetime; renewed every third of it |
+//! | `cold_start_window` | 30s | wait for workers to arrive on a cold start |
+//! | `planned_scale_window` | 10s | batch joins/graceful leaves |
+//! | `emergency_grace` | 1.5 × heartbeat_interval | wait after a worker vanished |
+//! | `restart_detection_ratio` | 0.5 | cold start if live workers < ratio × workers of the last assignment |
+//! | `rebalance_cooldown` | 10s | minimum time between planned rebalances |
+//! | `imbalance_threshold` | 0.15 | a partition-list change that leaves max/avg load − 1 within this does not reshuffle |
+//! | `degraded.policy` | `keep_processing` | `keep_processing` or `stop_when_lease_expires` |
+//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 5s | hysteresis of degraded mode |
+//! | `degraded.recovery_grace` | 15s | after recovery the leader declares no emergency for this long |
+//! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | degraded-duration alert levels |
+//! | `alerts.interval` | 1m | repeat interval of degraded alerts |
+//! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 30s, 10s, 10s | driver bounds |
+//! | `buckets.replicas` | 1 | 1 or 3 |
+//! | `buckets.storage` | `file` | `file` or `memory` |
+//! | `buckets.members`/`leader`/`assignments` | derived | bucket name overrides |
+
+mod validate;
+
+pub use validate::ConfigError;
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a worker does with its partitions while it cannot reach the coordinator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DegradedPolicy {
+    /// Availability: keep processing the frozen assignment. Exclusive ownership can
+    /// then be broken for a worker cut off from the store while the leader is not
+    /// (the leader reassigns its partitions after its lease). The Go original's
+    /// behaviour.
+    #[default]
+    KeepProcessing,
+    /// Safety: give up every partition as soon as the ownership lease can no
+    /// longer be proven. Exclusive ownership holds unconditionally.
+    StopWhenLeaseExpires,
+}
+
+/// Degraded-mode settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DegradedConfig {
+    /// See [`DegradedPolicy`].
+    pub policy: DegradedPolicy,
+    /// Unreachable this long → `Degraded`.
+    #[serde(with = "humantime_serde")]
+    pub enter_after: Duration,
+    /// Reachable again this long → leave `Degraded`.
+    #[serde(with = "humantime_serde")]
+    pub exit_after: Duration,
+    /// After recovery, a leader declares no emergency for this long.
+    #[serde(with = "humantime_serde")]
+    pub recovery_grace: Duration,
+}
+
+impl Default for DegradedConfig {
+    fn default() -> Self {
+        DegradedConfig {
+            policy: DegradedPolicy::KeepProcessing,
+            enter_after: Duration::from_secs(10),
+            exit_after: Duration::from_secs(5),
+            recovery_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Alert thresholds for time spent degraded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Info level after this long degraded.
+    #[serde(with = "humantime_serde")]
+    pub info: Duration,
+    /// Warn level.
+    #[serde(with = "humantime_serde")]
+    pub warn: Duration,
+    /// Error level.
+    #[serde(with = "humantime_serde")]
+    pub error: Duration,
+    /// Critical level.
+    #[serde(with = "humantime_serde")]
+    pub critical: Duration,
+    /// Alerts repeat this often while degraded.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            info: Duration::from_secs(30),
+            warn: Duration::from_secs(120),
+            error: Duration::from_secs(300),
+            critical: Duration::from_secs(600),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Storage type of the buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// On disk.
+    #[default]
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// Bucket settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BucketConfig {
+    /// Replicas (1 or 3). `0` is read as 1.
+    pub replicas: usize,
+    /// Storage type.
+    pub storage: Storage,
+    /// Override of the members bucket name.
+    pub members: Option<String>,
+    /// Override of the leader bucket name.
+    pub leader: Option<String>,
+    /// Override of the assignments bucket name.
+    pub assignments: Option<String>,
+}
+
+/// The whole configuration of a worker. Build it with [`Config::builder`], load it
+/// with [`Config::from_toml`] / [`Config::from_yaml`], and check it with
+/// [`Config::validate`] (the builder and loaders do).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Group name; bucket names derive from it.
+    pub group: String,
+    /// Prefix of worker IDs.
+    pub worker_id_prefix: String,
+    /// Smallest ID index.
+    pub worker_id_min: u32,
+    /// Largest ID index (inclusive).
+    pub worker_id_max: u32,
+    /// Index to try first.
+    pub preferred_worker_id: Option<u32>,
+    /// Relative size of this worker.
+    pub worker_capacity: u32,
+    /// ID reservation TTL.
+    #[serde(with = "humantime_serde")]
+    pub worker_id_ttl: Duration,
+    /// Heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Liveness TTL.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_ttl: Duration,
+    /// Subtracted from the heartbeat TTL to get the ownership lease.
+    #[serde(with = "humantime_serde")]
+    pub lease_safety_margin: Duration,
+    /// Bound on clock-rate drift between hosts, as a fraction.
+    pub max_clock_drift: f64,
+    /// Leader key TTL.
+    #[serde(with = "humantime_serde")]
+    pub election_ttl: Duration,
+    /// Cold-start stabilisation window.
+    #[serde(with = "humantime_serde")]
+    pub cold_start_window: Duration,
+    /// Planned-scale stabilisation window.
+    #[serde(with = "humantime_serde")]
+    pub planned_scale_window: Duration,
+    /// Grace after a worker vanished (`None`: 1.5 × heartbeat interval).
+    #[serde(with = "humantime_serde::option")]
+    pub emergency_grace: Option<Duration>,
+    /// Cold start if live workers < ratio × workers of the last assignment.
+    pub restart_detection_ratio: f64,
+    /// Minimum time between planned rebalances.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_cooldown: Duration,
+    /// Tolerated imbalance for partition-list changes.
+    pub imbalance_threshold: f64,
+    /// Degraded mode.
+    pub degraded: DegradedConfig,
+    /// Degraded alerts.
+    pub alerts: AlertConfig,
+    /// Bound on `start()`.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// Bound on one backend operation.
+    #[serde(with = "humantime_serde")]
+    pub operation_timeout: Duration,
+    /// Bound on `stop()` / `leave()`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Buckets.
+    pub buckets: BucketConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            group: "parti".into(),
+            worker_id_prefix: "worker".into(),
+            worker_id_min: 0,
+            worker_id_max: 99,
+            preferred_worker_id: None,
+            worker_capacity: 1,
+            worker_id_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_ttl: Duration::from_secs(6),
+            lease_safety_margin: Duration::from_secs(1),
+            max_clock_drift: 0.01,
+            election_ttl: Duration::from_secs(5),
+            cold_start_window: Duration::from_secs(30),
+            planned_scale_window: Duration::from_secs(10),
+            emergency_grace: None,
+            restart_detection_ratio: 0.5,
+            rebalance_cooldown: Duration::from_secs(10),
+            imbalance_threshold: 0.15,
+            degraded: DegradedConfig::default(),
+            alerts: AlertConfig::default(),
+            startup_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            buckets: BucketConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Starts a builder from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// Sub-second timings for tests (heartbeat 200 ms / TTL 600 ms, windows
+    /// 1 s / 500 ms, cooldown 100 ms, election TTL 1 s, ID TTL 2 s).
+    pub fn for_tests() -> Self {
+        Config {
+            worker_id_ttl: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_ttl: Duration::from_millis(600),
+            lease_safety_margin: Duration::from_millis(100),
+            election_ttl: Duration::from_secs(1),
+            cold_start_window: Duration::from_secs(1),
+            planned_scale_window: Duration::from_millis(500),
+            emergency_grace: Some(Duration::from_millis(300)),
+            rebalance_cooldown: Duration::from_millis(100),
+            degraded: DegradedConfig {
+                policy: DegradedPolicy::KeepProcessing,
+                enter_after: Duration::from_secs(1),
+                exit_after: Duration::from_millis(500),
+                recovery_grace: Duration::from_secs(1),
+            },
+            alerts: AlertConfig {
+                info: Duration::from_secs(1),
+                warn: Duration::from_secs(2),
+                error: Duration::from_secs(4),
+                critical: Duration::from_secs(8),
+                interval: Duration::from_secs(1),
+            },
+            startup_timeout: Duration::from_secs(15),
+            operation_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    /// Parses and validates TOML.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses and validates YAML (the Go original's users have YAML files).
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Serialises to TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The emergency grace with its default applied.
+    pub fn effective_emergency_grace(&self) -> Duration {
+        self.emergency_grace
+            .unwrap_or_else(|| self.heartbeat_interval.mul_f64(1.5))
+    }
+
+    /// The ownership lease, measured on the owner's clock from the start of its
+    /// last successful renewal.
+    pub fn ownership_lease(&self) -> Duration {
+        self.heartbeat_ttl.saturating_sub(self.lease_safety_margin)
+    }
+
+    /// How long an observer must see a member unchanged before the member's
+    /// ownership lease has certainly expired, allowing for clock-rate drift in
+    /// both directions.
+    pub fn lease_expiry_wait(&self) -> Duration {
+        let rho = self.max_clock_drift;
+        let factor = (1.0 + rho) / (1.0 - rho);
+        crate::time::scale_up(self.ownership_lease(), factor).max(self.heartbeat_ttl)
+    }
+
+    /// Leadership is exercised only this long after the start of the last
+    /// successful renewal (election TTL minus a drift margin).
+    pub fn leadership_lease(&self) -> Duration {
+        let rho = self.max_clock_drift;
+        self.election_ttl
+            .mul_f64((1.0 - rho) / (1.0 + rho))
+            .saturating_sub(self.lease_safety_margin.min(self.election_ttl / 4))
+    }
+
+    /// ID reservation as the holder counts it (shortened for drift).
+    pub fn id_reservation(&self) -> Duration {
+        let rho = self.max_clock_drift;
+        self.worker_id_ttl.mul_f64((1.0 - rho) / (1.0 + rho))
+    }
+
+    /// Number of IDs in the range.
+    pub fn id_count(&self) -> u32 {
+        self.worker_id_max
+            .saturating_sub(self.worker_id_min)
+            .saturating_add(1)
+    }
+}
+
+/// Builder for [`Config`]; [`ConfigBuilder::build`] validates.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident : $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl ConfigBuilder {
+    /// Starts from another configuration (e.g. [`Config::for_tests`]).
+    pub fn from_config(config: Config) -> Self {
+        ConfigBuilder { config }
+    }
+
+    setters! {
+        /// Sets `worker_id_min`.
+        worker_id_min: u32,
+        /// Sets `worker_id_max`.
+        worker_id_max: u32,
+        /// Sets `preferred_worker_id`.
+        preferred_worker_id: Option<u32>,
+        /// Sets `worker_capacity`.
+        worker_capacity: u32,
+        /// Sets `worker_id_ttl`.
+        worker_id_ttl: Duration,
+        /// Sets `heartbeat_interval`.
+        heartbeat_interval: Duration,
+        /// Sets `heartbeat_ttl`.
+        heartbeat_ttl: Duration,
+        /// Sets `lease_safety_margin`.
+        lease_safety_margin: Duration,
+        /// Sets `max_clock_drift`.
+        max_clock_drift: f64,
+        /// Sets `election_ttl`.
+        election_ttl: Duration,
+        /// Sets `cold_start_window`.
+        cold_start_window: Duration,
+        /// Sets `planned_scale_window`.
+        planned_scale_window: Duration,
+        /// Sets `emergency_grace`.
+        emergency_grace: Option<Duration>,
+        /// Sets `restart_detection_ratio`.
+        restart_detection_ratio: f64,
+        /// Sets `rebalance_cooldown`.
+        rebalance_cooldown: Duration,
+        /// Sets `imbalance_threshold`.
+        imbalance_threshold: f64,
+        /// Sets the degraded-mode settings.
+        degraded: DegradedConfig,
+        /// Sets the alert thresholds.
+        alerts: AlertConfig,
+        /// Sets `startup_timeout`.
+        startup_timeout: Duration,
+        /// Sets `operation_timeout`.
+        operation_timeout: Duration,
+        /// Sets `shutdown_timeout`.
+        shutdown_timeout: Duration,
+        /// Sets the bucket settings.
+        buckets: BucketConfig,
+    }
+
+    /// Sets the group name.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.config.group = group.into();
+        self
+    }
+
+    /// Sets the worker ID prefix.
+    pub fn worker_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.worker_id_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the degraded policy.
+    pub fn degraded_policy(mut self, policy: DegradedPolicy) -> Self {
+        self.config.degraded.policy = policy;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
