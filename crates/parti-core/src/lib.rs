@@ -10,17 +10,29 @@
 //! repository's ARCHITECTURE.md.
 
 pub mod backend;
+pub mod command;
 pub mod config;
+pub mod event;
 pub mod ids;
 pub mod layout;
+mod outbox;
 pub mod partition;
 pub mod records;
+pub mod roster;
+pub mod state;
 pub mod strategy;
 pub mod time;
+mod worker;
 
+pub use command::{AlertLevel, Command, FatalError, Notification};
 pub use config::{Config, ConfigError, DegradedPolicy};
+pub use event::{Event, OpId, Outcome, StopMode};
 pub use ids::{InstanceId, WorkerId};
 pub use partition::{Partition, PartitionId};
 pub use records::Revision;
+pub use state::State;
 pub use strategy::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
 pub use time::Instant;
+#[cfg(feature = "planted-bugs")]
+pub use worker::PlantedBug;
+pub use worker::Worker;

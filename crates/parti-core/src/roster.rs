@@ -1,0 +1,152 @@
+//! What a worker knows about the group's members, from its watch.
+//!
+//! Liveness is judged on the observer's own clock: `last_change` is when *this*
+//! worker saw the record's revision change, never a timestamp written by the
+//! member, so clock skew between hosts cannot expire a healthy member.
+
+use crate::ids::WorkerId;
+use crate::records::{MemberRecord, MemberStatus, Revision};
+use crate::time::Instant;
+use std::collections::BTreeMap;
+
+/// One member as last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its record.
+    pub record: MemberRecord,
+    /// The record's revision.
+    pub revision: Revision,
+    /// When this observer last saw the revision change.
+    pub last_change: Instant,
+}
+
+/// A member whose key disappeared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departure {
+    /// When this observer saw it go.
+    pub at: Instant,
+    /// Its last record.
+    pub last: MemberRecord,
+}
+
+/// The members seen through the watch.
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    members: BTreeMap<WorkerId, MemberView>,
+    departed: BTreeMap<WorkerId, Departure>,
+    caught_up: bool,
+    snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
+}
+
+impl Roster {
+    /// Records a new value of a member key.
+    pub(crate) fn put(
+        &mut self,
+        id: WorkerId,
+        record: MemberRecord,
+        revision: Revision,
+        now: Instant,
+    ) {
+        if let Some(seen) = &mut self.snapshot_seen {
+            seen.insert(id.clone());
+        }
+        self.departed.remove(&id);
+        match self.members.get_mut(&id) {
+            Some(view) if view.revision >= revision => {}
+            Some(view) => {
+                view.record = record;
+                view.revision = revision;
+                view.last_change = now;
+            }
+            None => {
+                self.members.insert(
+                    id,
+                    MemberView {
+                        record,
+                        revision,
+                        last_change: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records that a member key disappeared.
+    pub(crate) fn remove(&mut self, id: &WorkerId, now: Instant) {
+        if let Some(view) = self.members.remove(id) {
+            self.departed.insert(
+                id.clone(),
+                Departure {
+                    at: now,
+                    last: view.record,
+                },
+            );
+        }
+    }
+
+    /// A new watch is starting: its snapshot will replace what is known.
+    pub(crate) fn begin_snapshot(&mut self) {
+        self.caught_up = false;
+        self.snapshot_seen = Some(Default::default());
+    }
+
+    /// The snapshot is complete: members it did not mention are gone. Returns
+    /// their IDs.
+    pub(crate) fn end_snapshot(&mut self, now: Instant) -> Vec<WorkerId> {
+        self.caught_up = true;
+        let Some(seen) = self.snapshot_seen.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<WorkerId> = self
+            .members
+            .keys()
+            .filter(|w| !seen.contains(*w))
+            .cloned()
+            .collect();
+        for w in &gone {
+            self.remove(w, now);
+        }
+        gone
+    }
+
+    /// Whether the initial snapshot is complete.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// A member's view.
+    pub fn get(&self, id: &WorkerId) -> Option<&MemberView> {
+        self.members.get(id)
+    }
+
+    /// All members, sorted by ID.
+    pub fn members(&self) -> impl Iterator<Item = (&WorkerId, &MemberView)> {
+        self.members.iter()
+    }
+
+    /// How a departed member left, if it did recently.
+    pub fn departure(&self, id: &WorkerId) -> Option<&Departure> {
+        self.departed.get(id)
+    }
+
+    /// Forgets departures older than `before`.
+    pub(crate) fn prune_departures(&mut self, before: Instant) {
+        self.departed.retain(|_, d| d.at >= before);
+    }
+
+    /// Resets every member's `last_change` to `now` (after the observer itself
+    /// was cut off, its observations are stale; restarting the clocks is the
+    /// conservative choice).
+    pub(crate) fn refresh_all(&mut self, now: Instant) {
+        for view in self.members.values_mut() {
+            view.last_change = view.last_change.max(now);
+        }
+    }
+
+    /// Whether `id` is an active member seen changing within `ttl`.
+    pub fn is_live(&self, id: &WorkerId, now: Instant, ttl: std::time::Duration) -> bool {
+        self.members.get(id).is_some_and(|v| {
+            v.record.status == MemberStatus::Active && now.saturating_since(v.last_change) < ttl
+        })
+    }
+}

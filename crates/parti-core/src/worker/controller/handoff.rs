@@ -1,0 +1,71 @@
+//! One step from the committed assignment towards the target: keep what does not
+//! move, revoke what moves away from a worker that may hold it, grant what
+//! nobody else may hold. Repeated until committed equals target; a move takes
+//! two versions (revoke, then grant) unless the old owner certainly holds
+//! nothing (departed or evicted), in which case it takes one.
+
+use super::holdings::Holdings;
+use crate::ids::WorkerId;
+use crate::partition::PartitionId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Owner and epoch of every owned partition.
+pub(crate) type Owners = BTreeMap<PartitionId, (WorkerId, u64)>;
+
+/// The next assignment and what it changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) owners: Owners,
+    pub(crate) granted: usize,
+    pub(crate) revoked: usize,
+    /// Moves that still wait for a release.
+    pub(crate) waiting: usize,
+}
+
+/// Computes the next step. `grant_without_revoke` is a planted bug for the
+/// simulator's self-test.
+pub(crate) fn next_step(
+    committed: &Owners,
+    target: &BTreeMap<PartitionId, WorkerId>,
+    holdings: &Holdings,
+    version: u64,
+    grant_without_revoke: bool,
+) -> Step {
+    let mut step = Step::default();
+    let keys: BTreeSet<&PartitionId> = committed.keys().chain(target.keys()).collect();
+    for p in keys {
+        let current = committed.get(p);
+        let wanted = target.get(p);
+        if current.map(|(w, _)| w) == wanted {
+            if let Some(c) = current {
+                step.owners.insert(*p, c.clone());
+            }
+            continue;
+        }
+        if grant_without_revoke {
+            if let Some(b) = wanted {
+                step.owners.insert(*p, (b.clone(), version));
+                step.granted += 1;
+            }
+            continue;
+        }
+        if let Some((a, _)) = current {
+            if holdings.may_hold(a, p) {
+                step.revoked += 1;
+                if wanted.is_some() {
+                    step.waiting += 1;
+                }
+                continue;
+            }
+        }
+        if let Some(b) = wanted {
+            if holdings.others_may_hold(b, p) {
+                step.waiting += 1;
+            } else {
+                step.owners.insert(*p, (b.clone(), version));
+                step.granted += 1;
+            }
+        }
+    }
+    step
+}

@@ -1,0 +1,280 @@
+//! The follower: learns the committed assignment (the `meta` record plus this
+//! worker's record of the same term and the version `meta` names), applies it,
+//! and reports what changed. Every worker runs it, the leader included.
+//!
+//! Rules:
+//! - a commit record with a lower version, or a lower term, than one already
+//!   seen is ignored (S6);
+//! - this worker's share is its record only when `meta` names exactly that
+//!   record's version under `meta`'s term; a worker not named in `meta` owns
+//!   nothing;
+//! - partitions are held only while the ownership lease allows (see
+//!   [`crate::DegradedPolicy`]); revocations always apply at once.
+
+use crate::ids::WorkerId;
+use crate::partition::PartitionId;
+use crate::records::{AssignmentMeta, OwnedPartition, WorkerAssignment};
+use std::collections::BTreeMap;
+
+/// What the follower wants to apply now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The commit record's version.
+    pub(crate) meta_version: u64,
+    /// The record version this worker acknowledges (`None`: owns nothing).
+    pub(crate) record_version: Option<u64>,
+    /// The partitions.
+    pub(crate) partitions: Vec<OwnedPartition>,
+}
+
+/// A change to report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Diff {
+    pub(crate) added: Vec<OwnedPartition>,
+    pub(crate) removed: Vec<OwnedPartition>,
+}
+
+impl Diff {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The follower machine.
+#[derive(Debug, Default)]
+pub(crate) struct Follower {
+    meta: Option<AssignmentMeta>,
+    records: BTreeMap<u64, WorkerAssignment>,
+    held: BTreeMap<PartitionId, OwnedPartition>,
+    applied: Option<Target>,
+    ever_applied: bool,
+    /// Test-only planted bug: accept commit records of older terms.
+    pub(crate) ignore_terms: bool,
+}
+
+impl Follower {
+    /// Forgets the assignment (ID lost). Returns what was held.
+    pub(crate) fn reset(&mut self) -> Diff {
+        let diff = self.drop_all();
+        self.records.clear();
+        self.applied = None;
+        self.ever_applied = false;
+        diff
+    }
+
+    /// Gives up every partition (lease expired, stop). The target stays known.
+    pub(crate) fn drop_all(&mut self) -> Diff {
+        let removed: Vec<OwnedPartition> = std::mem::take(&mut self.held).into_values().collect();
+        Diff {
+            added: Vec::new(),
+            removed,
+        }
+    }
+
+    /// The partitions held now.
+    pub(crate) fn held(&self) -> impl Iterator<Item = &OwnedPartition> {
+        self.held.values()
+    }
+
+    /// Number of partitions held.
+    pub(crate) fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The version of the last applied commit, 0 before any.
+    pub(crate) fn applied_version(&self) -> u64 {
+        self.applied.as_ref().map_or(0, |t| t.meta_version)
+    }
+
+    /// The record version acknowledged.
+    pub(crate) fn applied_record(&self) -> Option<u64> {
+        self.applied.as_ref().and_then(|t| t.record_version)
+    }
+
+    /// Whether any assignment was applied since the ID was claimed.
+    pub(crate) fn ever_applied(&self) -> bool {
+        self.ever_applied
+    }
+
+    /// The highest commit record seen.
+    #[cfg(test)]
+    pub(crate) fn meta(&self) -> Option<&AssignmentMeta> {
+        self.meta.as_ref()
+    }
+
+    /// A commit record arrived.
+    pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) {
+        let newer = match &self.meta {
+            None => true,
+            Some(m) if self.ignore_terms => meta.version > m.version || meta.term != m.term,
+            Some(m) => meta.term >= m.term && (meta.version > m.version || meta.term > m.term),
+        };
+        if newer {
+            let term = meta.term;
+            self.meta = Some(meta);
+            self.records.retain(|t, _| *t >= term);
+        }
+    }
+
+    /// One of this worker's records arrived.
+    pub(crate) fn on_record(&mut self, me: &WorkerId, record: WorkerAssignment) {
+        if &record.worker != me {
+            return;
+        }
+        if self.meta.as_ref().is_some_and(|m| record.term < m.term) {
+            return;
+        }
+        match self.records.get(&record.term) {
+            Some(r) if r.version >= record.version => {}
+            _ => {
+                self.records.insert(record.term, record);
+            }
+        }
+    }
+
+    /// What should be held according to what was seen, if it is complete.
+    pub(crate) fn target(&self, me: &WorkerId) -> Option<Target> {
+        let meta = self.meta.as_ref()?;
+        match meta.records.get(me) {
+            None => Some(Target {
+                meta_version: meta.version,
+                record_version: None,
+                partitions: Vec::new(),
+            }),
+            Some(&version) => {
+                let rec = self.records.get(&meta.term)?;
+                (rec.version == version).then(|| Target {
+                    meta_version: meta.version,
+                    record_version: Some(version),
+                    partitions: rec.partitions.clone(),
+                })
+            }
+        }
+    }
+
+    /// Applies the target. With `may_hold == false` nothing is held (the lease
+    /// does not allow it), but the target is still acknowledged: the leader then
+    /// believes this worker may hold more than it does, which is safe.
+    pub(crate) fn apply(&mut self, me: &WorkerId, may_hold: bool) -> Option<Diff> {
+        let target = self.target(me)?;
+        if let Some(applied) = &self.applied {
+            if target.meta_version < applied.meta_version && !self.ignore_terms {
+                return None;
+            }
+        }
+        let wanted: BTreeMap<PartitionId, OwnedPartition> = if may_hold {
+            target
+                .partitions
+                .iter()
+                .map(|p| (p.partition.id(), p.clone()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut diff = Diff::default();
+        for (id, p) in &self.held {
+            if wanted.get(id) != Some(p) {
+                diff.removed.push(p.clone());
+            }
+        }
+        for (id, p) in &wanted {
+            if self.held.get(id) != Some(p) {
+                diff.added.push(p.clone());
+            }
+        }
+        self.held = wanted;
+        self.applied = Some(target);
+        self.ever_applied = true;
+        Some(diff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::Partition;
+    use crate::records::{Lifecycle, WIRE_VERSION};
+
+    fn me() -> WorkerId {
+        WorkerId::new("worker", 0)
+    }
+
+    fn meta(version: u64, term: u64, rec: Option<u64>) -> AssignmentMeta {
+        let mut records = BTreeMap::new();
+        if let Some(v) = rec {
+            records.insert(me(), v);
+        }
+        AssignmentMeta {
+            v: WIRE_VERSION,
+            version,
+            term,
+            lifecycle: Lifecycle::ColdStart,
+            records,
+            partitions: 2,
+        }
+    }
+
+    fn record(version: u64, term: u64, names: &[&str]) -> WorkerAssignment {
+        WorkerAssignment {
+            v: WIRE_VERSION,
+            worker: me(),
+            version,
+            term,
+            partitions: names
+                .iter()
+                .map(|n| OwnedPartition {
+                    partition: Partition::new([*n]),
+                    epoch: version,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn applies_only_committed_records() {
+        let mut f = Follower::default();
+        f.on_record(&me(), record(2, 1, &["a", "b"]));
+        assert!(f.apply(&me(), true).is_none(), "no meta yet");
+        f.on_meta(meta(1, 1, Some(1)));
+        assert!(f.apply(&me(), true).is_none(), "meta names another version");
+        f.on_meta(meta(2, 1, Some(2)));
+        let diff = f.apply(&me(), true).unwrap();
+        assert_eq!(diff.added.len(), 2);
+        assert_eq!(f.applied_record(), Some(2));
+        // A staged record of a newer version is not applied before its commit.
+        f.on_record(&me(), record(3, 1, &["a"]));
+        assert!(f.apply(&me(), true).unwrap().is_empty());
+        f.on_meta(meta(3, 1, Some(3)));
+        let diff = f.apply(&me(), true).unwrap();
+        assert_eq!(diff.removed.len(), 1);
+        assert_eq!(f.held_count(), 1);
+    }
+
+    #[test]
+    fn older_terms_and_versions_are_ignored() {
+        let mut f = Follower::default();
+        f.on_meta(meta(5, 3, None));
+        f.on_meta(meta(6, 2, Some(6)));
+        assert_eq!(f.meta().unwrap().version, 5);
+        f.on_meta(meta(4, 3, None));
+        assert_eq!(f.meta().unwrap().version, 5);
+        f.on_record(&me(), record(7, 2, &["a"]));
+        f.on_meta(meta(7, 4, Some(7)));
+        assert!(
+            f.apply(&me(), true).is_none(),
+            "record of an old term is not the one meta names"
+        );
+    }
+
+    #[test]
+    fn not_holding_when_lease_forbids() {
+        let mut f = Follower::default();
+        f.on_record(&me(), record(1, 1, &["a"]));
+        f.on_meta(meta(1, 1, Some(1)));
+        let diff = f.apply(&me(), false).unwrap();
+        assert!(diff.is_empty());
+        assert_eq!(f.applied_record(), Some(1));
+        let diff = f.apply(&me(), true).unwrap();
+        assert_eq!(diff.added.len(), 1);
+    }
+}

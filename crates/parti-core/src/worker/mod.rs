@@ -1,0 +1,729 @@
+//! The worker: one per process. It composes the membership, election, follower,
+//! controller and degraded machines, decides the state a user sees, and queues
+//! commands for its driver.
+//!
+//! ```
+//! use parti_core::{Config, Event, Instant, InstanceId, Worker};
+//! # use parti_core::strategy::*;
+//! # #[derive(Debug)] struct Rr;
+//! # impl AssignmentStrategy for Rr {
+//! #     fn name(&self) -> &str { "rr" }
+//! #     fn assign(&self, i: &AssignmentInput<'_>) -> Result<Placement, StrategyError> {
+//! #         validate_input(i)?;
+//! #         Ok(Placement { owners: (0..i.partitions.len()).map(|p| (p % i.workers.len()) as u32).collect() })
+//! #     }
+//! # }
+//! let mut worker = Worker::new(Config::for_tests(), std::sync::Arc::new(Rr), InstanceId(7), Instant::ZERO);
+//! worker.handle(Event::Start, Instant::ZERO);
+//! while let Some(command) = worker.poll_command() {
+//!     // execute `command` on the store, then feed its result back with
+//!     // `worker.handle(Event::Completed { op, outcome }, now)`.
+//!     let _ = command;
+//! }
+//! assert_eq!(worker.state(), parti_core::State::ClaimingId);
+//! ```
+
+mod controller;
+mod degraded;
+mod election;
+mod follower;
+mod membership;
+
+use crate::backend::{Change, WatchEvent};
+use crate::command::{Command, Notification};
+use crate::config::{Config, DegradedPolicy};
+use crate::event::{Event, StopMode};
+use crate::ids::{InstanceId, WorkerId};
+use crate::outbox::Outbox;
+use crate::partition::Partition;
+use crate::records::{MemberStatus, OwnedPartition};
+use crate::roster::Roster;
+use crate::state::State;
+use crate::strategy::AssignmentStrategy;
+use crate::time::Instant;
+use controller::{Activity, Controller, ControllerBugs};
+use degraded::DegradedTracker;
+use election::Election;
+use follower::{Diff, Follower};
+use membership::{Membership, min_opt};
+use std::sync::Arc;
+
+/// Deliberate protocol faults, for proving that the simulator's invariant
+/// checkers catch them. Never enable outside tests.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlantedBug {
+    /// S1: claim IDs by overwriting whatever record is there.
+    BlindClaim,
+    /// S2: a leader ignores its lease, conflicts and higher terms.
+    IgnoreTerms,
+    /// S3: grant a moving partition without revoking it first.
+    GrantWithoutRevoke,
+    /// S3: keep partitions after the ownership lease expired, even after a pause.
+    IgnoreLease,
+    /// S4: never evict or reassign vanished workers.
+    IgnoreEmergencies,
+    /// S5: reassign a gracefully stopped worker's partitions at once.
+    NoStickyRestart,
+    /// S6: a new leader restarts versions from 1.
+    VersionReset,
+}
+
+#[cfg(feature = "planted-bugs")]
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 7] = [
+        PlantedBug::BlindClaim,
+        PlantedBug::IgnoreTerms,
+        PlantedBug::GrantWithoutRevoke,
+        PlantedBug::IgnoreLease,
+        PlantedBug::IgnoreEmergencies,
+        PlantedBug::NoStickyRestart,
+        PlantedBug::VersionReset,
+    ];
+
+    /// Kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::BlindClaim => "blind-claim",
+            PlantedBug::IgnoreTerms => "ignore-terms",
+            PlantedBug::GrantWithoutRevoke => "grant-without-revoke",
+            PlantedBug::IgnoreLease => "ignore-lease",
+            PlantedBug::IgnoreEmergencies => "ignore-emergencies",
+            PlantedBug::NoStickyRestart => "no-sticky-restart",
+            PlantedBug::VersionReset => "version-reset",
+        }
+    }
+
+    /// Parses a kebab-case name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// The protocol state machine of one worker process. See the crate docs.
+#[derive(Debug)]
+pub struct Worker {
+    config: Config,
+    instance: InstanceId,
+    strategy: Arc<dyn AssignmentStrategy>,
+    state: State,
+    out: Outbox,
+    roster: Roster,
+    membership: Membership,
+    election: Election,
+    follower: Follower,
+    controller: Option<Controller>,
+    controller_bugs: ControllerBugs,
+    degraded: DegradedTracker,
+    partitions: Option<Vec<Partition>>,
+    stopping: Option<StopMode>,
+    releasing: bool,
+    stopped: bool,
+    last_now: Instant,
+    pause_suspected: bool,
+    follower_dirty: bool,
+    last_may_hold: bool,
+    ignore_lease: bool,
+    skipped_values: u64,
+    invalid_transitions: Vec<(State, State)>,
+}
+
+impl Worker {
+    /// A worker that has not started. `instance` identifies this process (the
+    /// driver draws it at random; the simulator from its seed).
+    pub fn new(
+        config: Config,
+        strategy: Arc<dyn AssignmentStrategy>,
+        instance: InstanceId,
+        now: Instant,
+    ) -> Self {
+        let capacity = config.worker_capacity;
+        Worker {
+            config,
+            instance,
+            strategy,
+            state: State::Init,
+            out: Outbox::default(),
+            roster: Roster::default(),
+            membership: Membership::new(instance, capacity),
+            election: Election::default(),
+            follower: Follower::default(),
+            controller: None,
+            controller_bugs: ControllerBugs::default(),
+            degraded: DegradedTracker::default(),
+            partitions: None,
+            stopping: None,
+            releasing: false,
+            stopped: false,
+            last_now: now,
+            pause_suspected: false,
+            follower_dirty: false,
+            last_may_hold: false,
+            ignore_lease: false,
+            skipped_values: 0,
+            invalid_transitions: Vec::new(),
+        }
+    }
+
+    /// Switches on a planted bug (simulator self-tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bug: PlantedBug) {
+        match bug {
+            PlantedBug::BlindClaim => self.membership.blind_claim = true,
+            PlantedBug::IgnoreTerms => {
+                self.election.ignore_lease = true;
+                self.follower.ignore_terms = true;
+                self.controller_bugs.ignore_terms = true;
+            }
+            PlantedBug::GrantWithoutRevoke => self.controller_bugs.grant_without_revoke = true,
+            PlantedBug::IgnoreLease => self.ignore_lease = true,
+            PlantedBug::IgnoreEmergencies => self.controller_bugs.ignore_emergencies = true,
+            PlantedBug::NoStickyRestart => self.controller_bugs.no_sticky_restart = true,
+            PlantedBug::VersionReset => self.controller_bugs.version_reset = true,
+        }
+    }
+
+    // ----- views -----
+
+    /// The state a user sees.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This process's instance id.
+    pub fn instance(&self) -> InstanceId {
+        self.instance
+    }
+
+    /// The stable ID held, if any.
+    pub fn worker_id(&self) -> Option<&WorkerId> {
+        self.membership.id()
+    }
+
+    /// Whether this worker leads (holds the leader key and runs the controller).
+    pub fn is_leader(&self) -> bool {
+        self.controller.is_some()
+    }
+
+    /// The leader's term if this worker leads.
+    pub fn term(&self) -> Option<u64> {
+        self.controller.as_ref().map(|c| c.term())
+    }
+
+    /// The partitions owned now, with their fencing epochs, sorted by keys.
+    pub fn assignment(&self) -> Vec<OwnedPartition> {
+        let mut v: Vec<OwnedPartition> = self.follower.held().cloned().collect();
+        v.sort_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
+        v
+    }
+
+    /// Number of partitions owned now.
+    pub fn owned_count(&self) -> usize {
+        self.follower.held_count()
+    }
+
+    /// The assignment version applied (0 before the first).
+    pub fn assignment_version(&self) -> u64 {
+        self.follower.applied_version()
+    }
+
+    /// The members as this worker sees them.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// The leader as this worker sees it: (worker, term).
+    pub fn leader(&self) -> Option<(WorkerId, u64)> {
+        self.election
+            .known_leader()
+            .map(|k| (k.worker.clone(), k.term))
+    }
+
+    /// When the ownership lease ends (start of the last successful renewal
+    /// plus the lease), on this worker's clock.
+    pub fn lease_deadline(&self) -> Option<Instant> {
+        self.membership.ownership_deadline(&self.config)
+    }
+
+    /// Start of the last successful renewal of the member record.
+    pub fn last_renewal(&self) -> Option<Instant> {
+        self.membership.last_ok_start()
+    }
+
+    /// Values of the watch that could not be decoded and were skipped.
+    pub fn skipped_values(&self) -> u64 {
+        self.skipped_values
+    }
+
+    /// Transitions the state table refused (a bug if not empty).
+    pub fn invalid_transitions(&self) -> &[(State, State)] {
+        &self.invalid_transitions
+    }
+
+    /// Whether the worker has stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    // ----- driving -----
+
+    /// The next command for the driver.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop()
+    }
+
+    /// When [`Worker::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        let mut next = self.membership.poll_timeout(&self.config);
+        next = min_opt(
+            next,
+            self.election
+                .poll_timeout(&self.config, self.membership.id().is_some()),
+        );
+        next = min_opt(next, self.degraded.poll_timeout(&self.config));
+        if let Some(c) = &self.controller {
+            next = min_opt(
+                next,
+                c.poll_timeout(&self.config, &self.roster, self.last_now),
+            );
+        }
+        if self.follower.held_count() > 0 {
+            next = min_opt(next, self.membership.ownership_deadline(&self.config));
+        }
+        next
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe_time(now);
+        self.step(now);
+    }
+
+    /// Something happened.
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        self.observe_time(now);
+        if self.stopped {
+            return;
+        }
+        match event {
+            Event::Start => {
+                if self.state == State::Init {
+                    self.transition(State::ClaimingId);
+                    self.begin_claiming();
+                }
+            }
+            Event::Completed { op, outcome } => {
+                if let Some(sig) = self.membership.on_completed(
+                    &self.config,
+                    &self.roster,
+                    op,
+                    &outcome,
+                    &mut self.out,
+                    now,
+                ) {
+                    self.on_membership(sig, now);
+                } else if let Some(sig) =
+                    self.election.on_completed(&self.config, op, &outcome, now)
+                {
+                    self.on_election(sig, now);
+                } else if let Some(c) = &mut self.controller {
+                    if outcome.is_unreachable() {
+                        self.degraded.on_unreachable(now);
+                    }
+                    if let Some(controller::Signal::Superseded) =
+                        c.on_completed(&self.config, &self.roster, op, outcome, &mut self.out, now)
+                    {
+                        let sig = self.election.abdicate();
+                        self.on_election(sig, now);
+                    }
+                }
+            }
+            Event::Watch(item) => self.on_watch(item, now),
+            Event::WatchLost => {
+                // The driver re-creates the watch; its snapshot will follow.
+                self.roster.begin_snapshot();
+            }
+            Event::Disconnected => self.degraded.on_unreachable(now),
+            Event::Reconnected => {}
+            Event::PartitionsChanged(list) => {
+                self.partitions = Some(list.clone());
+                if let Some(c) = &mut self.controller {
+                    c.set_partitions(list, &mut self.out);
+                }
+            }
+            Event::Stop(mode) => self.begin_stop(mode, now),
+        }
+        self.step(now);
+    }
+
+    fn observe_time(&mut self, now: Instant) {
+        if now.saturating_since(self.last_now) > self.config.heartbeat_ttl {
+            // We did not run for longer than the heartbeat TTL: a pause (GC,
+            // SIGSTOP, VM migration). Beliefs are stale.
+            self.pause_suspected = true;
+        }
+        self.last_now = self.last_now.max(now);
+    }
+
+    fn begin_claiming(&mut self) {
+        self.membership.start_claiming();
+        self.roster.begin_snapshot();
+        self.out.push(Command::Watch { worker: None });
+    }
+
+    fn on_watch(&mut self, item: WatchEvent, now: Instant) {
+        match item {
+            WatchEvent::Member {
+                id,
+                revision,
+                change,
+            } => {
+                let before = self.roster.get(&id).map(|v| v.record.clone());
+                match change {
+                    Change::Put(record) => {
+                        let sig = self.membership.on_member_seen(&id, Some(&record));
+                        let material = before.as_ref().is_none_or(|b| {
+                            b.status != record.status
+                                || b.applied != record.applied
+                                || b.instance != record.instance
+                                || b.capacity != record.capacity
+                        });
+                        self.roster.put(id, record, revision, now);
+                        if material {
+                            if let Some(c) = &mut self.controller {
+                                c.on_roster_changed();
+                            }
+                        }
+                        self.on_membership(sig, now);
+                    }
+                    Change::Removed => {
+                        let sig = self.membership.on_member_seen(&id, None);
+                        self.roster.remove(&id, now);
+                        if let Some(c) = &mut self.controller {
+                            c.on_roster_changed();
+                        }
+                        self.on_membership(sig, now);
+                    }
+                }
+            }
+            WatchEvent::Leader { revision, change } => {
+                let me = self.membership.id().cloned().map(|id| (id, self.instance));
+                let change = match change {
+                    Change::Put(rec) => Some((rec, revision)),
+                    Change::Removed => None,
+                };
+                let sig = self
+                    .election
+                    .on_leader(change, me.as_ref().map(|(w, i)| (w, *i)), now);
+                self.on_election(sig, now);
+            }
+            WatchEvent::Meta { meta, .. } => {
+                self.follower.on_meta(meta);
+                self.follower_dirty = true;
+            }
+            WatchEvent::Assignment { record, .. } => {
+                if let Some(me) = self.membership.id() {
+                    let me = me.clone();
+                    self.follower.on_record(&me, record);
+                    self.follower_dirty = true;
+                }
+            }
+            WatchEvent::CaughtUp => {
+                let gone = self.roster.end_snapshot(now);
+                if !gone.is_empty() {
+                    if let Some(c) = &mut self.controller {
+                        c.on_roster_changed();
+                    }
+                }
+                self.election.on_caught_up(now);
+                let sig = self
+                    .membership
+                    .on_roster(&self.config, &self.roster, &mut self.out, now);
+                self.on_membership(sig, now);
+            }
+            WatchEvent::Skipped { .. } => self.skipped_values += 1,
+        }
+    }
+
+    fn on_membership(&mut self, sig: membership::Signal, now: Instant) {
+        use membership::Signal as S;
+        match sig {
+            S::None => {}
+            S::Claimed => {
+                let id = self.membership.id().cloned();
+                self.degraded.on_reachable(now);
+                self.pause_suspected = false;
+                self.roster.begin_snapshot();
+                self.out.push(Command::Watch { worker: id.clone() });
+                self.out.notify(Notification::IdChanged { id });
+                if self.stopping.is_none() {
+                    self.transition(State::Election);
+                }
+            }
+            S::Lost => {
+                let diff = self.follower.reset();
+                self.report(diff, 0);
+                let sig = self.election.reset();
+                self.on_election(sig, now);
+                self.out.notify(Notification::IdChanged { id: None });
+                if self.stopping.is_some() {
+                    self.finish_stop();
+                } else {
+                    self.transition(State::ClaimingId);
+                    self.begin_claiming();
+                }
+            }
+            S::Exhausted(err) => {
+                self.out.notify(Notification::Fatal(err));
+                self.finish_stop();
+            }
+            S::Reachable => {
+                self.degraded.on_reachable(now);
+                self.pause_suspected = false;
+            }
+            S::Unreachable => self.degraded.on_unreachable(now),
+            S::Released => self.finish_stop(),
+        }
+    }
+
+    fn on_election(&mut self, sig: election::Signal, now: Instant) {
+        match sig {
+            election::Signal::None => {}
+            election::Signal::Elected(term) => {
+                if let Some(me) = self.membership.id().cloned() {
+                    self.controller = Some(Controller::new(
+                        &self.config,
+                        me,
+                        term,
+                        self.strategy.clone(),
+                        self.controller_bugs,
+                        self.partitions.clone(),
+                        &mut self.out,
+                        now,
+                    ));
+                    self.out
+                        .notify(Notification::LeadershipChanged { leader: true, term });
+                }
+            }
+            election::Signal::Deposed => {
+                if let Some(c) = self.controller.take() {
+                    self.out.notify(Notification::LeadershipChanged {
+                        leader: false,
+                        term: c.term(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, mode: StopMode, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(mode);
+        if self.state == State::Init {
+            self.finish_stop();
+            return;
+        }
+        let sig = self.election.resign(&mut self.out);
+        self.on_election(sig, now);
+        let diff = self.follower.drop_all();
+        self.report(diff, 0);
+        if self.membership.id().is_some() {
+            self.membership.set_status(match mode {
+                StopMode::Graceful => MemberStatus::Stopping,
+                StopMode::Leave => MemberStatus::Leaving,
+            });
+            self.membership.flush(&mut self.out, now);
+        } else {
+            self.finish_stop();
+        }
+    }
+
+    fn finish_stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.controller = None;
+        self.transition(State::Shutdown);
+        self.stopped = true;
+        self.out.notify(Notification::Stopped);
+    }
+
+    fn report(&mut self, diff: Diff, version: u64) {
+        if !diff.is_empty() {
+            self.out.notify(Notification::AssignmentChanged {
+                added: diff.added,
+                removed: diff.removed,
+                version,
+            });
+        }
+    }
+
+    /// Whether this worker may hold partitions now.
+    fn may_hold(&self, now: Instant) -> bool {
+        if self.stopping.is_some() {
+            return false;
+        }
+        if self.ignore_lease {
+            return self.membership.id().is_some();
+        }
+        if self.membership.ownership_valid(&self.config, now) && !self.pause_suspected {
+            return true;
+        }
+        match self.config.degraded.policy {
+            DegradedPolicy::StopWhenLeaseExpires => false,
+            // Availability: a worker that knows it is cut off keeps its frozen
+            // assignment; a paused one does not (it has not been watching).
+            DegradedPolicy::KeepProcessing => {
+                self.membership.id().is_some()
+                    && self.degraded.is_cut_off()
+                    && !self.pause_suspected
+            }
+        }
+    }
+
+    /// Runs every machine after an input.
+    fn step(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        // Membership: renewals, reservation expiry, claim retries.
+        let sig = self
+            .membership
+            .on_timeout(&self.config, &self.roster, &mut self.out, now);
+        self.on_membership(sig, now);
+        if self.stopped {
+            return;
+        }
+        // Election.
+        let me = self.membership.id().cloned();
+        let can_campaign = self.stopping.is_none() && self.roster.caught_up();
+        let sig = self.election.on_timeout(
+            &self.config,
+            me.as_ref().map(|w| (w, self.instance)),
+            can_campaign,
+            &mut self.out,
+            now,
+        );
+        self.on_election(sig, now);
+        // Degraded mode.
+        match self.degraded.on_timeout(&self.config, now) {
+            degraded::Signal::None | degraded::Signal::Entered => {}
+            degraded::Signal::Exited => {
+                self.roster.refresh_all(now);
+                if let Some(c) = &mut self.controller {
+                    c.on_recovered(&self.config, true, now);
+                }
+            }
+            degraded::Signal::Alert(level, elapsed) => {
+                self.out
+                    .notify(Notification::DegradedAlert { level, elapsed });
+            }
+        }
+        // Follower: apply the committed assignment within the lease.
+        if let Some(me) = self.membership.id().cloned() {
+            let may_hold = self.may_hold(now);
+            if self.follower_dirty || may_hold != self.last_may_hold {
+                self.follower_dirty = false;
+                self.last_may_hold = may_hold;
+                if let Some(diff) = self.follower.apply(&me, may_hold) {
+                    let version = if may_hold {
+                        self.follower.applied_version()
+                    } else {
+                        0
+                    };
+                    self.report(diff, version);
+                    if self.stopping.is_none() {
+                        self.membership.set_applied(
+                            self.follower.applied_record(),
+                            self.follower.held_count() as u32,
+                        );
+                    }
+                } else if !may_hold {
+                    let diff = self.follower.drop_all();
+                    self.report(diff, 0);
+                }
+            }
+        }
+        // Controller.
+        let leads = self.election.leads(&self.config, now);
+        if let Some(c) = &mut self.controller {
+            c.on_timeout(&self.config, &self.roster, leads, &mut self.out, now);
+        }
+        // Acknowledge quickly.
+        self.membership.flush(&mut self.out, now);
+        // Stop progress: once the "stopping" record is written, release the ID.
+        if self.stopping.is_some() && !self.releasing && self.membership.is_flushed() {
+            self.releasing = true;
+            let sig = self.membership.release(&mut self.out);
+            self.on_membership(sig, now);
+        }
+        self.roster
+            .prune_departures(now - self.config.planned_scale_window * 4);
+        self.update_state(now);
+    }
+
+    fn derived_state(&self, now: Instant) -> State {
+        if self.stopped {
+            return State::Shutdown;
+        }
+        if self.state == State::Init {
+            return State::Init;
+        }
+        if self.membership.id().is_none() {
+            return State::ClaimingId;
+        }
+        if self.degraded.is_degraded() {
+            return State::Degraded;
+        }
+        let applied = self.follower.ever_applied();
+        if let Some(c) = &self.controller {
+            return match c.activity(now) {
+                Activity::Starting | Activity::Scaling => State::Scaling,
+                Activity::Rebalancing => State::Rebalancing,
+                Activity::Emergency => State::Emergency,
+                Activity::Idle if applied => State::Stable,
+                Activity::Idle => State::WaitingAssignment,
+            };
+        }
+        if applied {
+            State::Stable
+        } else if self.election.leader_known() {
+            State::WaitingAssignment
+        } else {
+            State::Election
+        }
+    }
+
+    fn update_state(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let to = self.derived_state(now);
+        if to != self.state {
+            self.transition(to);
+        }
+    }
+
+    fn transition(&mut self, to: State) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        if !from.can_go_to(to) {
+            self.invalid_transitions.push((from, to));
+        }
+        self.state = to;
+        self.out.notify(Notification::StateChanged { from, to });
+    }
+}
