@@ -244,7 +244,11 @@ mod tests {
         // A staged record of a newer version is not applied before its commit.
         f.on_record(&me(), record(3, 1, &["a"]));
         assert!(f.apply(&me(), true).is_none());
-        assert_eq!(f.held_count(), 2, "what is held stays until a commit changes it");
+        assert_eq!(
+            f.held_count(),
+            2,
+            "what is held stays until a commit changes it"
+        );
         f.on_meta(meta(3, 1, Some(3)));
         let diff = f.apply(&me(), true).unwrap();
         assert_eq!(diff.removed.len(), 1);
