@@ -224,7 +224,7 @@ mod tests {
                 .iter()
                 .map(|n| OwnedPartition {
                     partition: Partition::new([*n]),
-                    epoch: version,
+                    epoch: 1,
                 })
                 .collect(),
         }
