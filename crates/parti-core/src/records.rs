@@ -149,6 +149,11 @@ pub struct WorkerAssignment {
     pub v: u32,
     /// The worker it is for.
     pub worker: WorkerId,
+    /// The claim (instance id in the member record) it is addressed to. A
+    /// process that claims the ID later ignores it until the leader addresses
+    /// a record to its own claim, so a record can only be applied by a process
+    /// the leader knew of when it wrote it.
+    pub instance: InstanceId,
     /// The version at which this record was written.
     pub version: u64,
     /// Term of the leader that wrote it.
@@ -225,6 +230,7 @@ mod tests {
         let rec = WorkerAssignment {
             v: 1,
             worker: WorkerId::new("worker", 0),
+            instance: InstanceId(3),
             version: 4,
             term: 2,
             partitions: vec![OwnedPartition {

@@ -11,7 +11,7 @@
 //! - partitions are held only while the ownership lease allows (see
 //!   [`crate::DegradedPolicy`]); revocations always apply at once.
 
-use crate::ids::WorkerId;
+use crate::ids::{InstanceId, WorkerId};
 use crate::partition::PartitionId;
 use crate::records::{AssignmentMeta, OwnedPartition, WorkerAssignment};
 use std::collections::BTreeMap;
@@ -25,6 +25,18 @@ pub(crate) struct Target {
     pub(crate) record_version: Option<u64>,
     /// The partitions.
     pub(crate) partitions: Vec<OwnedPartition>,
+}
+
+/// How much of its target a worker may hold now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The ownership lease is valid: hold the whole target.
+    All,
+    /// The lease expired while cut off under `KeepProcessing`: keep what is
+    /// already held (and still in the target) but take nothing new.
+    Frozen,
+    /// Hold nothing.
+    Nothing,
 }
 
 /// A change to report.
@@ -132,18 +144,26 @@ impl Follower {
         }
     }
 
-    /// What should be held according to what was seen, if it is complete.
-    pub(crate) fn target(&self, me: &WorkerId) -> Option<Target> {
+    /// What should be held according to what was seen, if it is complete. A
+    /// record addressed to another claim of this ID means "nothing for us yet".
+    pub(crate) fn target(&self, me: &WorkerId, instance: InstanceId) -> Option<Target> {
         let meta = self.meta.as_ref()?;
+        let nothing = Target {
+            meta_version: meta.version,
+            record_version: None,
+            partitions: Vec::new(),
+        };
         match meta.records.get(me) {
-            None => Some(Target {
-                meta_version: meta.version,
-                record_version: None,
-                partitions: Vec::new(),
-            }),
+            None => Some(nothing),
             Some(&version) => {
                 let rec = self.records.get(&meta.term)?;
-                (rec.version == version).then(|| Target {
+                if rec.version != version {
+                    return None;
+                }
+                if rec.instance != instance {
+                    return Some(nothing);
+                }
+                Some(Target {
                     meta_version: meta.version,
                     record_version: Some(version),
                     partitions: rec.partitions.clone(),
@@ -155,21 +175,31 @@ impl Follower {
     /// Applies the target. With `may_hold == false` nothing is held (the lease
     /// does not allow it), but the target is still acknowledged: the leader then
     /// believes this worker may hold more than it does, which is safe.
-    pub(crate) fn apply(&mut self, me: &WorkerId, may_hold: bool) -> Option<Diff> {
-        let target = self.target(me)?;
+    pub(crate) fn apply(
+        &mut self,
+        me: &WorkerId,
+        instance: InstanceId,
+        hold: Hold,
+    ) -> Option<Diff> {
+        let target = self.target(me, instance)?;
         if let Some(applied) = &self.applied {
             if target.meta_version < applied.meta_version && !self.ignore_terms {
                 return None;
             }
         }
-        let wanted: BTreeMap<PartitionId, OwnedPartition> = if may_hold {
-            target
+        let wanted: BTreeMap<PartitionId, OwnedPartition> = match hold {
+            Hold::All => target
                 .partitions
                 .iter()
                 .map(|p| (p.partition.id(), p.clone()))
-                .collect()
-        } else {
-            BTreeMap::new()
+                .collect(),
+            Hold::Frozen => target
+                .partitions
+                .iter()
+                .map(|p| (p.partition.id(), p.clone()))
+                .filter(|(id, p)| self.held.get(id) == Some(p))
+                .collect(),
+            Hold::Nothing => BTreeMap::new(),
         };
         let mut diff = Diff::default();
         for (id, p) in &self.held {
@@ -218,6 +248,7 @@ mod tests {
         WorkerAssignment {
             v: WIRE_VERSION,
             worker: me(),
+            instance: InstanceId(1),
             version,
             term,
             partitions: names
@@ -234,23 +265,29 @@ mod tests {
     fn applies_only_committed_records() {
         let mut f = Follower::default();
         f.on_record(&me(), record(2, 1, &["a", "b"]));
-        assert!(f.apply(&me(), true).is_none(), "no meta yet");
+        assert!(
+            f.apply(&me(), InstanceId(1), Hold::All).is_none(),
+            "no meta yet"
+        );
         f.on_meta(meta(1, 1, Some(1)));
-        assert!(f.apply(&me(), true).is_none(), "meta names another version");
+        assert!(
+            f.apply(&me(), InstanceId(1), Hold::All).is_none(),
+            "meta names another version"
+        );
         f.on_meta(meta(2, 1, Some(2)));
-        let diff = f.apply(&me(), true).unwrap();
+        let diff = f.apply(&me(), InstanceId(1), Hold::All).unwrap();
         assert_eq!(diff.added.len(), 2);
         assert_eq!(f.applied_record(), Some(2));
         // A staged record of a newer version is not applied before its commit.
         f.on_record(&me(), record(3, 1, &["a"]));
-        assert!(f.apply(&me(), true).is_none());
+        assert!(f.apply(&me(), InstanceId(1), Hold::All).is_none());
         assert_eq!(
             f.held_count(),
             2,
             "what is held stays until a commit changes it"
         );
         f.on_meta(meta(3, 1, Some(3)));
-        let diff = f.apply(&me(), true).unwrap();
+        let diff = f.apply(&me(), InstanceId(1), Hold::All).unwrap();
         assert_eq!(diff.removed.len(), 1);
         assert_eq!(f.held_count(), 1);
     }
@@ -266,7 +303,7 @@ mod tests {
         f.on_record(&me(), record(7, 2, &["a"]));
         f.on_meta(meta(7, 4, Some(7)));
         assert!(
-            f.apply(&me(), true).is_none(),
+            f.apply(&me(), InstanceId(1), Hold::All).is_none(),
             "record of an old term is not the one meta names"
         );
     }
@@ -276,10 +313,10 @@ mod tests {
         let mut f = Follower::default();
         f.on_record(&me(), record(1, 1, &["a"]));
         f.on_meta(meta(1, 1, Some(1)));
-        let diff = f.apply(&me(), false).unwrap();
+        let diff = f.apply(&me(), InstanceId(1), Hold::Nothing).unwrap();
         assert!(diff.is_empty());
         assert_eq!(f.applied_record(), Some(1));
-        let diff = f.apply(&me(), true).unwrap();
+        let diff = f.apply(&me(), InstanceId(1), Hold::All).unwrap();
         assert_eq!(diff.added.len(), 1);
     }
 }

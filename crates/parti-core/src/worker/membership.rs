@@ -60,7 +60,13 @@ enum Phase {
 /// The membership machine.
 #[derive(Debug)]
 pub(crate) struct Membership {
+    /// The process's own instance id; each claim derives a fresh one from it.
+    base: InstanceId,
+    claims: u64,
+    /// Instance id of the current claim: records addressed to earlier claims
+    /// of this same process are not ours any more.
     instance: InstanceId,
+    past: Vec<InstanceId>,
     phase: Phase,
     id: Option<WorkerId>,
     revision: Option<Revision>,
@@ -72,6 +78,7 @@ pub(crate) struct Membership {
     /// The record changed and must be written as soon as possible.
     dirty: bool,
     release_op: Option<OpId>,
+    backoff_until: Option<Instant>,
     /// Test-only planted bug: claim IDs by overwriting whatever is there.
     pub(crate) blind_claim: bool,
 }
@@ -79,6 +86,9 @@ pub(crate) struct Membership {
 impl Membership {
     pub(crate) fn new(instance: InstanceId, capacity: u32) -> Self {
         Membership {
+            base: instance,
+            claims: 0,
+            past: Vec::new(),
             instance,
             phase: Phase::Idle,
             id: None,
@@ -90,8 +100,18 @@ impl Membership {
             next_renew: None,
             dirty: false,
             release_op: None,
+            backoff_until: None,
             blind_claim: false,
         }
+    }
+
+    /// Instance id of the current claim.
+    pub(crate) fn instance(&self) -> InstanceId {
+        self.instance
+    }
+
+    fn is_mine(&self, instance: InstanceId) -> bool {
+        mine(self.instance, &self.past, instance)
     }
 
     /// The held ID.
@@ -133,6 +153,11 @@ impl Membership {
         self.last_ok_start = None;
         self.next_renew = None;
         self.dirty = false;
+        self.claims += 1;
+        if self.claims > 1 {
+            self.past.push(self.instance);
+        }
+        self.instance = InstanceId(self.base.0 ^ self.claims.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.record = MemberRecord::fresh(self.instance, self.record.capacity);
         self.phase = Phase::WaitingRoster;
     }
@@ -181,7 +206,7 @@ impl Membership {
             match roster.get(&id) {
                 _ if self.blind_claim => free.push(n),
                 None => free.push(n),
-                Some(v) if v.record.instance == self.instance => own_evicted.push(n),
+                Some(v) if self.is_mine(v.record.instance) => own_evicted.push(n),
                 Some(_) => held.push(n),
             }
         }
@@ -239,7 +264,9 @@ impl Membership {
         *retry_at = None;
         let id = WorkerId::new(&config.worker_id_prefix, *current);
         let takeover = match roster.get(&id) {
-            Some(v) if v.record.instance == self.instance || self.blind_claim => Some(v.revision),
+            Some(v) if mine(self.instance, &self.past, v.record.instance) || self.blind_claim => {
+                Some(v.revision)
+            }
             _ => None,
         };
         let new_op = out.op();
@@ -397,7 +424,8 @@ impl Membership {
                     }
                     Outcome::Unavailable => {
                         self.dirty = true;
-                        self.next_renew = Some(now + retry_delay(config));
+                        self.backoff_until = Some(now + retry_delay(config));
+                        self.next_renew = self.backoff_until;
                         Signal::Unreachable
                     }
                     _ => {
@@ -484,7 +512,8 @@ impl Membership {
         if self.renew.is_some() || self.reconcile.is_some() {
             return;
         }
-        let due = self.dirty || self.next_renew.is_some_and(|t| now >= t);
+        let backing_off = self.backoff_until.is_some_and(|t| now < t);
+        let due = (self.dirty && !backing_off) || self.next_renew.is_some_and(|t| now >= t);
         let (Some(id), Some(expected)) = (self.id.clone(), self.revision) else {
             return;
         };
@@ -572,6 +601,11 @@ impl Membership {
 
 fn retry_delay(config: &Config) -> Duration {
     (config.heartbeat_interval / 4).max(Duration::from_millis(10))
+}
+
+/// Whether `instance` is the current claim or an earlier claim of this process.
+fn mine(current: InstanceId, past: &[InstanceId], instance: InstanceId) -> bool {
+    instance == current || past.contains(&instance)
 }
 
 /// The earlier of two optional instants.

@@ -44,7 +44,7 @@ use crate::time::Instant;
 use controller::{Activity, Controller, ControllerBugs};
 use degraded::DegradedTracker;
 use election::Election;
-use follower::{Diff, Follower};
+use follower::{Diff, Follower, Hold};
 use membership::{Membership, min_opt};
 use std::sync::Arc;
 
@@ -123,7 +123,7 @@ pub struct Worker {
     last_now: Instant,
     pause_suspected: bool,
     follower_dirty: bool,
-    last_may_hold: bool,
+    last_hold: Hold,
     ignore_lease: bool,
     skipped_values: u64,
     invalid_transitions: Vec<(State, State)>,
@@ -159,7 +159,7 @@ impl Worker {
             last_now: now,
             pause_suspected: false,
             follower_dirty: false,
-            last_may_hold: false,
+            last_hold: Hold::Nothing,
             ignore_lease: false,
             skipped_values: 0,
             invalid_transitions: Vec::new(),
@@ -299,7 +299,28 @@ impl Worker {
         if self.follower.held_count() > 0 {
             next = min_opt(next, self.membership.ownership_deadline(&self.config));
         }
-        next
+        // Everything due up to the last call was handled then; a deadline that
+        // is still in the past is blocked on an event, not on time.
+        match next {
+            Some(t) if t <= self.last_now => self.soonest_after(self.last_now),
+            other => other,
+        }
+    }
+
+    fn soonest_after(&self, now: Instant) -> Option<Instant> {
+        let mut candidates = vec![
+            self.membership.poll_timeout(&self.config),
+            self.election
+                .poll_timeout(&self.config, self.membership.id().is_some()),
+            self.degraded.poll_timeout(&self.config),
+            self.controller
+                .as_ref()
+                .and_then(|c| c.poll_timeout(&self.config, &self.roster, now)),
+        ];
+        if self.follower.held_count() > 0 {
+            candidates.push(self.membership.ownership_deadline(&self.config));
+        }
+        candidates.into_iter().flatten().filter(|t| *t > now).min()
     }
 
     /// Time passed.
@@ -416,7 +437,11 @@ impl Worker {
                 }
             }
             WatchEvent::Leader { revision, change } => {
-                let me = self.membership.id().cloned().map(|id| (id, self.instance));
+                let me = self
+                    .membership
+                    .id()
+                    .cloned()
+                    .map(|id| (id, self.membership.instance()));
                 let change = match change {
                     Change::Put(rec) => Some((rec, revision)),
                     Change::Removed => None,
@@ -569,26 +594,28 @@ impl Worker {
         }
     }
 
-    /// Whether this worker may hold partitions now.
-    fn may_hold(&self, now: Instant) -> bool {
-        if self.stopping.is_some() {
-            return false;
+    /// How much of its assignment this worker may hold now.
+    fn hold(&self, now: Instant) -> Hold {
+        if self.stopping.is_some() || self.membership.id().is_none() {
+            return Hold::Nothing;
         }
         if self.ignore_lease {
-            return self.membership.id().is_some();
+            return Hold::All;
         }
         if self.membership.ownership_valid(&self.config, now) && !self.pause_suspected {
-            return true;
+            return Hold::All;
         }
         match self.config.degraded.policy {
-            DegradedPolicy::StopWhenLeaseExpires => false,
+            DegradedPolicy::StopWhenLeaseExpires => Hold::Nothing,
             // Availability: a worker that knows it is cut off keeps its frozen
-            // assignment; a paused one does not (it has not been watching).
-            DegradedPolicy::KeepProcessing => {
-                self.membership.id().is_some()
-                    && self.degraded.is_cut_off()
-                    && !self.pause_suspected
+            // assignment (but takes nothing new); a paused one does not (it has
+            // not been watching).
+            DegradedPolicy::KeepProcessing
+                if self.degraded.is_cut_off() && !self.pause_suspected =>
+            {
+                Hold::Frozen
             }
+            DegradedPolicy::KeepProcessing => Hold::Nothing,
         }
     }
 
@@ -610,7 +637,7 @@ impl Worker {
         let can_campaign = self.stopping.is_none() && self.roster.caught_up();
         let sig = self.election.on_timeout(
             &self.config,
-            me.as_ref().map(|w| (w, self.instance)),
+            me.as_ref().map(|w| (w, self.membership.instance())),
             can_campaign,
             &mut self.out,
             now,
@@ -632,15 +659,16 @@ impl Worker {
         }
         // Follower: apply the committed assignment within the lease.
         if let Some(me) = self.membership.id().cloned() {
-            let may_hold = self.may_hold(now);
-            if self.follower_dirty || may_hold != self.last_may_hold {
+            let hold = self.hold(now);
+            if self.follower_dirty || hold != self.last_hold {
                 self.follower_dirty = false;
-                self.last_may_hold = may_hold;
-                if let Some(diff) = self.follower.apply(&me, may_hold) {
-                    let version = if may_hold {
-                        self.follower.applied_version()
-                    } else {
+                self.last_hold = hold;
+                let instance = self.membership.instance();
+                if let Some(diff) = self.follower.apply(&me, instance, hold) {
+                    let version = if hold == Hold::Nothing {
                         0
+                    } else {
+                        self.follower.applied_version()
                     };
                     self.report(diff, version);
                     if self.stopping.is_none() {
@@ -649,7 +677,7 @@ impl Worker {
                             self.follower.held_count() as u32,
                         );
                     }
-                } else if !may_hold {
+                } else if hold == Hold::Nothing {
                     let diff = self.follower.drop_all();
                     self.report(diff, 0);
                 }

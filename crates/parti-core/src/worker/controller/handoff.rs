@@ -1,6 +1,6 @@
 //! One step from the committed assignment towards the target: keep what does not
-//! move, revoke what moves away from a worker that may hold it, grant what
-//! nobody else may hold. Repeated until committed equals target; a move takes
+//! move, revoke what moves away from a worker that may hold it, grant to a live
+//! worker what nobody else may hold. Repeated until committed equals target; a move takes
 //! two versions (revoke, then grant) unless the old owner certainly holds
 //! nothing (departed or evicted), in which case it takes one.
 
@@ -28,6 +28,7 @@ pub(crate) fn next_step(
     committed: &Owners,
     target: &BTreeMap<PartitionId, WorkerId>,
     holdings: &Holdings,
+    live: &BTreeSet<WorkerId>,
     version: u64,
     grant_without_revoke: bool,
 ) -> Step {
@@ -59,7 +60,7 @@ pub(crate) fn next_step(
             }
         }
         if let Some(b) = wanted {
-            if holdings.others_may_hold(b, p) {
+            if !live.contains(b) || holdings.others_may_hold(b, p) {
                 step.waiting += 1;
             } else {
                 step.owners.insert(*p, (b.clone(), version));

@@ -7,9 +7,10 @@
 //!   nothing (the member wrote that after dropping everything, or the leader
 //!   evicted it after its lease had certainly expired);
 //! - an active member that acknowledged version `u` may hold any partition of
-//!   the records of versions ≥ `u` known for it (it may apply a newer one at any
-//!   moment); if `u` is not known (a record from before this leader), it may hold
-//!   anything.
+//!   the records of versions ≥ `u` known for it and addressed to its current
+//!   claim (it may apply a newer one at any moment); if `u` is not known (a
+//!   record from before this leader), it may hold anything. Records addressed to
+//!   another claim of the same ID are never applied by it.
 
 use crate::ids::{InstanceId, WorkerId};
 use crate::partition::PartitionId;
@@ -21,13 +22,18 @@ use std::sync::Arc;
 /// Partition sets of the records the leader knows, per worker and version.
 #[derive(Debug, Default)]
 pub(crate) struct KnownRecords {
-    by_worker: BTreeMap<
-        WorkerId,
-        (
-            Option<InstanceId>,
-            BTreeMap<u64, Arc<BTreeSet<PartitionId>>>,
-        ),
-    >,
+    by_worker: BTreeMap<WorkerId, WorkerRecords>,
+}
+
+/// The records known for one worker: the claim last seen, and each version's
+/// addressee and partitions.
+type WorkerRecords = (Option<InstanceId>, BTreeMap<u64, KnownRecord>);
+
+/// A record's addressee and partitions.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownRecord {
+    instance: InstanceId,
+    set: Arc<BTreeSet<PartitionId>>,
 }
 
 impl KnownRecords {
@@ -36,13 +42,11 @@ impl KnownRecords {
         &mut self,
         worker: &WorkerId,
         version: u64,
+        instance: InstanceId,
         set: Arc<BTreeSet<PartitionId>>,
     ) {
-        self.by_worker
-            .entry(worker.clone())
-            .or_default()
-            .1
-            .insert(version, set);
+        let entry = self.by_worker.entry(worker.clone()).or_default();
+        entry.1.insert(version, KnownRecord { instance, set });
     }
 
     /// Drops what can no longer matter: versions older than each member's
@@ -98,8 +102,11 @@ impl Holdings {
                 }
             };
             if let Some(versions) = versions {
-                for (_, set) in versions.range(from..) {
-                    for p in set.iter() {
+                let mine = versions
+                    .range(from..)
+                    .filter(|(_, r)| r.instance == view.record.instance);
+                for (_, record) in mine {
+                    for p in record.set.iter() {
                         let list = h.holders.entry(*p).or_default();
                         if list.last() != Some(worker) && !list.contains(worker) {
                             list.push(worker.clone());

@@ -428,7 +428,8 @@ impl Controller {
         for (w, rec) in &records {
             let set: BTreeSet<PartitionId> =
                 rec.partitions.iter().map(|p| p.partition.id()).collect();
-            self.known.insert(w, rec.version, Arc::new(set));
+            self.known
+                .insert(w, rec.version, rec.instance, Arc::new(set));
         }
         let mut committed = Committed::from_parts(meta, revision, records);
         if self.bugs.version_reset && !reconciling {
@@ -456,7 +457,8 @@ impl Controller {
         for (w, rec) in &next.records {
             let set: BTreeSet<PartitionId> =
                 rec.partitions.iter().map(|p| p.partition.id()).collect();
-            self.known.insert(w, rec.version, Arc::new(set));
+            self.known
+                .insert(w, rec.version, rec.instance, Arc::new(set));
         }
         let version = next.meta.version;
         if self.takeover_pending {
@@ -627,6 +629,15 @@ impl Controller {
                 self.target_workers = c.records.keys().cloned().collect();
                 self.lifecycle = Lifecycle::Takeover;
                 self.dirty = true;
+                // The list may have changed while no one led: reconcile it.
+                let listed = self
+                    .partitions
+                    .as_ref()
+                    .map(|m| m.keys().copied().collect::<BTreeSet<_>>());
+                let owned: BTreeSet<PartitionId> = c.owners.keys().copied().collect();
+                if listed.is_some_and(|l| l != owned) {
+                    self.partitions_dirty = true;
+                }
             }
             return;
         }
@@ -834,21 +845,20 @@ impl Controller {
         let holdings = Holdings::build(roster, &self.known, &current_records);
         let base_version = self.committed.as_ref().map_or(0, |c| c.meta.version);
         let version = base_version + 1;
+        let live: BTreeSet<WorkerId> = self
+            .basis(config, roster, now)
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
         let step = handoff::next_step(
             committed_owners,
             target,
             &holdings,
+            &live,
             version,
             self.bugs.grant_without_revoke,
         );
         self.dirty = false;
-        let unchanged = &step.owners == committed_owners;
-        if unchanged && !self.takeover_pending && self.committed.is_some() {
-            if !self.handoff_pending() {
-                self.emergency = false;
-            }
-            return;
-        }
         // Group by worker.
         let partitions = self.partitions.as_ref();
         let mut shares: BTreeMap<WorkerId, Vec<OwnedPartition>> = BTreeMap::new();
@@ -884,13 +894,24 @@ impl Controller {
         for (w, mut parts) in shares {
             parts.sort_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
             let previous = self.committed.as_ref().and_then(|c| c.records.get(&w));
-            let same = !self.takeover_pending && previous.is_some_and(|r| r.partitions == parts);
+            // Address the record to the member's current claim; a member that is
+            // away keeps the record of its last claim.
+            let Some(instance) = roster
+                .get(&w)
+                .map(|v| v.record.instance)
+                .or(previous.map(|r| r.instance))
+            else {
+                continue;
+            };
+            let same = !self.takeover_pending
+                && previous.is_some_and(|r| r.partitions == parts && r.instance == instance);
             let record = match previous {
                 Some(r) if same => r.clone(),
                 _ => {
                     let r = WorkerAssignment {
                         v: WIRE_VERSION,
                         worker: w.clone(),
+                        instance,
                         version,
                         term: self.term,
                         partitions: parts,
@@ -902,6 +923,17 @@ impl Controller {
             };
             records_meta.insert(w.clone(), record.version);
             next_records.insert(w, record);
+        }
+        let unchanged = staged.is_empty()
+            && self
+                .committed
+                .as_ref()
+                .is_some_and(|c| c.meta.records == records_meta);
+        if unchanged && !self.takeover_pending {
+            if !self.handoff_pending() {
+                self.emergency = false;
+            }
+            return;
         }
         let lifecycle = if self.takeover_pending {
             Lifecycle::Takeover

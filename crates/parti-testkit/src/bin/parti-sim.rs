@@ -1,0 +1,197 @@
+//! `parti-sim`: runs the deterministic simulator over many seeds and checks the
+//! guarantees S1–S6. Prints one summary line; exits 1 on any violation, after
+//! printing the first failing seed and a trace of its last events.
+//!
+//! ```text
+//! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
+//!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay]
+//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]
+//! ```
+
+use parti_core::{DegradedPolicy, PlantedBug};
+use parti_testkit::sim::{FaultSet, SimConfig, Simulator, run_seeds};
+use parti_testkit::simple_strategy::SimpleSticky;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Args {
+    seeds: u64,
+    first_seed: u64,
+    workers: usize,
+    partitions: usize,
+    minutes: f64,
+    faults: FaultSet,
+    policy: DegradedPolicy,
+    plant: Option<PlantedBug>,
+    timeline: bool,
+    threads: usize,
+}
+
+fn usage() -> &'static str {
+    "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]"
+}
+
+fn parse() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        seeds: 100,
+        first_seed: 1,
+        workers: 5,
+        partitions: 64,
+        minutes: 5.0,
+        faults: FaultSet::all(),
+        policy: DegradedPolicy::StopWhenLeaseExpires,
+        plant: None,
+        timeline: false,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--seeds" => {
+                args.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
+            "--first-seed" => {
+                args.first_seed = value("--first-seed")?
+                    .parse()
+                    .map_err(|e| format!("--first-seed: {e}"))?
+            }
+            "--workers" => {
+                args.workers = value("--workers")?
+                    .parse()
+                    .map_err(|e| format!("--workers: {e}"))?
+            }
+            "--partitions" => {
+                args.partitions = value("--partitions")?
+                    .parse()
+                    .map_err(|e| format!("--partitions: {e}"))?
+            }
+            "--minutes" => {
+                args.minutes = value("--minutes")?
+                    .parse()
+                    .map_err(|e| format!("--minutes: {e}"))?
+            }
+            "--threads" => {
+                args.threads = value("--threads")?
+                    .parse()
+                    .map_err(|e| format!("--threads: {e}"))?
+            }
+            "--faults" => args.faults = FaultSet::parse(&value("--faults")?)?,
+            "--policy" => {
+                args.policy = match value("--policy")?.as_str() {
+                    "keep" => DegradedPolicy::KeepProcessing,
+                    "stop" => DegradedPolicy::StopWhenLeaseExpires,
+                    other => return Err(format!("--policy: expected keep or stop, got {other}")),
+                }
+            }
+            "--plant" => {
+                let name = value("--plant")?;
+                args.plant =
+                    Some(PlantedBug::from_name(&name).ok_or_else(|| {
+                        format!("unknown planted bug {name:?} (see --list-plants)")
+                    })?);
+            }
+            "--list-plants" => {
+                for bug in PlantedBug::ALL {
+                    println!("{}", bug.name());
+                }
+                return Ok(None);
+            }
+            "--timeline" => args.timeline = true,
+            "--help" | "-h" => {
+                println!("{}", usage());
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other}\n{}", usage())),
+        }
+    }
+    if args.workers == 0 || args.partitions == 0 {
+        return Err("--workers and --partitions must be at least 1".into());
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parti-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut base = SimConfig::new(args.first_seed);
+    base.workers = args.workers;
+    base.partitions = args.partitions;
+    base.duration_ms = (args.minutes * 60_000.0) as u64;
+    base.quiet_ms = (base.duration_ms / 3)
+        .max(base.convergence_bound_ms() + 10_000)
+        .min(base.duration_ms);
+    base.faults = args.faults;
+    base.config.degraded.policy = args.policy;
+    base.plant = args.plant;
+    let strategy = Arc::new(SimpleSticky);
+    if args.timeline {
+        base.timeline = true;
+        println!(
+            "parti-sim timeline: seed {}, {} workers, {} partitions, {} simulated minutes",
+            args.first_seed, args.workers, args.partitions, args.minutes
+        );
+        let report = Simulator::new(base, strategy).run();
+        println!("---");
+        if report.violations.is_empty() {
+            println!(
+                "every guarantee held (S1 unique IDs, S2 one leader, S3 exclusive ownership, S4 convergence in {} ms, S5 stable restarts, S6 monotonic versions); {} commits, {} partition moves",
+                report.convergence_ms.unwrap_or(0),
+                report.commits,
+                report.moved
+            );
+            return ExitCode::SUCCESS;
+        }
+        for v in &report.violations {
+            println!("VIOLATION {v}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let started = Instant::now();
+    let stop_at_first = args.plant.is_some();
+    let summary = run_seeds(
+        &base,
+        args.first_seed,
+        args.seeds,
+        strategy.clone(),
+        args.threads,
+        stop_at_first,
+    );
+    let wall = started.elapsed().as_secs_f64();
+    println!("{}", summary.line());
+    let cluster_minutes = summary.seeds as f64 * args.minutes;
+    eprintln!(
+        "parti-sim: {:.1} s wall, {:.0} simulated cluster-minutes/s, {} steps, longest tolerated overlap {} ms",
+        wall,
+        cluster_minutes / wall.max(1e-9),
+        summary.steps,
+        summary.tolerated_overlap_ms
+    );
+    if let Some(seed) = summary.failing_seeds.first() {
+        println!("first failing seed: {seed}");
+        let mut cfg = base.clone();
+        cfg.seed = *seed;
+        cfg.trace = true;
+        let report = Simulator::new(cfg, strategy).run();
+        println!("--- last events of seed {seed} ---");
+        for line in &report.trace {
+            println!("{line}");
+        }
+        for v in &report.violations {
+            println!("VIOLATION {v}");
+        }
+        println!("replay: parti-sim --seeds 1 --first-seed {seed} (same other flags)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,293 @@
+//! The guarantees S1–S6 (and the state table), checked while the simulation
+//! runs. Each check is fed facts by the simulator and records violations; none
+//! of them trusts the protocol's own bookkeeping for what it checks.
+
+use parti_core::{PartitionId, State, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Which guarantee a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Guarantee {
+    /// Unique IDs.
+    S1,
+    /// One effective leader.
+    S2,
+    /// Exclusive ownership.
+    S3,
+    /// Convergence.
+    S4,
+    /// Stability of graceful restarts.
+    S5,
+    /// Monotonic versions and epochs.
+    S6,
+    /// The state-transition table.
+    Transitions,
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which guarantee.
+    pub guarantee: Guarantee,
+    /// Global time, ms.
+    pub at: u64,
+    /// What happened.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {}.{:03}s: {}",
+            self.guarantee,
+            self.at / 1000,
+            self.at % 1000,
+            self.detail
+        )
+    }
+}
+
+/// S3 and S4 bookkeeping: who holds what.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    holders: BTreeMap<PartitionId, Vec<usize>>,
+    listed: BTreeSet<PartitionId>,
+    bad: usize,
+    /// Partitions held by two processes at once.
+    pub contested: BTreeSet<PartitionId>,
+    /// Since when every listed partition has exactly one holder.
+    pub complete_since: Option<u64>,
+}
+
+impl Ownership {
+    fn is_bad(&self, p: &PartitionId) -> bool {
+        self.listed.contains(p) && self.holders.get(p).map_or(0, Vec::len) != 1
+    }
+
+    fn update_completeness(&mut self, now: u64) {
+        if self.bad == 0 && !self.listed.is_empty() {
+            self.complete_since.get_or_insert(now);
+        } else {
+            self.complete_since = None;
+        }
+    }
+
+    /// Replaces the partition list.
+    pub fn set_listed(&mut self, listed: BTreeSet<PartitionId>, now: u64) {
+        self.listed = listed;
+        self.bad = self.listed.iter().filter(|p| self.is_bad(p)).count();
+        self.update_completeness(now);
+    }
+
+    /// `proc` now holds `p`.
+    pub fn add(&mut self, proc: usize, p: PartitionId, now: u64) {
+        let before = self.is_bad(&p);
+        let list = self.holders.entry(p).or_default();
+        if !list.contains(&proc) {
+            list.push(proc);
+        }
+        if list.len() > 1 {
+            self.contested.insert(p);
+        }
+        self.adjust(before, &p, now);
+    }
+
+    /// `proc` no longer holds `p`.
+    pub fn remove(&mut self, proc: usize, p: PartitionId, now: u64) {
+        let before = self.is_bad(&p);
+        if let Some(list) = self.holders.get_mut(&p) {
+            list.retain(|x| *x != proc);
+            if list.len() <= 1 {
+                self.contested.remove(&p);
+            }
+            if list.is_empty() {
+                self.holders.remove(&p);
+            }
+        }
+        self.adjust(before, &p, now);
+    }
+
+    fn adjust(&mut self, before: bool, p: &PartitionId, now: u64) {
+        let after = self.is_bad(p);
+        match (before, after) {
+            (false, true) => self.bad += 1,
+            (true, false) => self.bad -= 1,
+            _ => {}
+        }
+        self.update_completeness(now);
+    }
+
+    /// The processes holding `p`.
+    pub fn holders(&self, p: &PartitionId) -> &[usize] {
+        self.holders.get(p).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of listed partitions without exactly one holder.
+    pub fn bad(&self) -> usize {
+        self.bad
+    }
+}
+
+/// S2 and S6 on the commit record: terms never go back, versions always grow.
+#[derive(Debug, Default)]
+pub struct Commits {
+    last_term: u64,
+    last_version: u64,
+    /// Number of accepted commits.
+    pub count: u64,
+}
+
+impl Commits {
+    /// A commit record was accepted by the store.
+    pub fn on_commit(
+        &mut self,
+        term: u64,
+        version: u64,
+        max_leader_term: u64,
+        at: u64,
+        out: &mut Vec<Violation>,
+    ) {
+        if term < self.last_term {
+            out.push(Violation {
+                guarantee: Guarantee::S2,
+                at,
+                detail: format!("commit of version {version} under term {term} accepted after term {} had committed", self.last_term),
+            });
+        }
+        if term > max_leader_term {
+            out.push(Violation {
+                guarantee: Guarantee::S2,
+                at,
+                detail: format!(
+                    "commit under term {term}, but no leader key with that term was ever created"
+                ),
+            });
+        }
+        if version <= self.last_version && self.count > 0 {
+            out.push(Violation {
+                guarantee: Guarantee::S6,
+                at,
+                detail: format!(
+                    "commit version went from {} to {version}",
+                    self.last_version
+                ),
+            });
+        }
+        self.last_term = self.last_term.max(term);
+        self.last_version = self.last_version.max(version);
+        self.count += 1;
+    }
+}
+
+/// S6 on epochs: a grant never carries a smaller epoch than one seen before for
+/// the same partition.
+#[derive(Debug, Default)]
+pub struct Epochs {
+    max: BTreeMap<PartitionId, u64>,
+}
+
+impl Epochs {
+    /// A process was granted `p` with `epoch`.
+    pub fn on_grant(
+        &mut self,
+        p: PartitionId,
+        epoch: u64,
+        who: &str,
+        at: u64,
+        out: &mut Vec<Violation>,
+    ) {
+        let max = self.max.entry(p).or_insert(0);
+        if epoch < *max {
+            out.push(Violation {
+                guarantee: Guarantee::S6,
+                at,
+                detail: format!(
+                    "{who} was granted {p} with epoch {epoch} after epoch {max} had been granted"
+                ),
+            });
+        }
+        *max = (*max).max(epoch);
+    }
+}
+
+/// S5: a graceful restart inside the planned-scale window gets its partitions
+/// back.
+#[derive(Debug, Clone)]
+pub struct RestartWatch {
+    /// Slot of the restarted process.
+    pub slot: usize,
+    /// The ID it had.
+    pub id: WorkerId,
+    /// What it held when it stopped.
+    pub held: BTreeSet<PartitionId>,
+    /// When it stopped.
+    pub stopped_at: u64,
+}
+
+/// Checks a state transition against the table.
+pub fn check_transition(from: State, to: State, who: &str, at: u64, out: &mut Vec<Violation>) {
+    if !from.can_go_to(to) {
+        out.push(Violation {
+            guarantee: Guarantee::Transitions,
+            at,
+            detail: format!("{who}: invalid transition {from} -> {to}"),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u64) -> PartitionId {
+        PartitionId(n)
+    }
+
+    #[test]
+    fn ownership_tracks_contest_and_completeness() {
+        let mut o = Ownership::default();
+        o.set_listed([p(1), p(2)].into_iter().collect(), 0);
+        assert_eq!(o.bad(), 2);
+        o.add(0, p(1), 1);
+        o.add(1, p(2), 2);
+        assert_eq!(o.complete_since, Some(2));
+        o.add(1, p(1), 3);
+        assert!(o.contested.contains(&p(1)));
+        assert_eq!(o.complete_since, None);
+        o.remove(0, p(1), 4);
+        assert!(o.contested.is_empty());
+        assert_eq!(o.complete_since, Some(4));
+    }
+
+    #[test]
+    fn commits_catch_term_and_version_regressions() {
+        let mut c = Commits::default();
+        let mut v = Vec::new();
+        c.on_commit(5, 1, 5, 0, &mut v);
+        c.on_commit(5, 2, 5, 0, &mut v);
+        assert!(v.is_empty());
+        c.on_commit(3, 3, 9, 0, &mut v);
+        assert_eq!(v[0].guarantee, Guarantee::S2);
+        c.on_commit(9, 2, 9, 0, &mut v);
+        assert_eq!(v[1].guarantee, Guarantee::S6);
+    }
+
+    #[test]
+    fn epochs_catch_regressions() {
+        let mut e = Epochs::default();
+        let mut v = Vec::new();
+        e.on_grant(p(1), 4, "a", 0, &mut v);
+        e.on_grant(p(1), 4, "b", 0, &mut v);
+        assert!(v.is_empty());
+        e.on_grant(p(1), 3, "c", 0, &mut v);
+        assert_eq!(v.len(), 1);
+    }
+}

@@ -1,0 +1,282 @@
+//! A simulated key-value store with the semantics Parti needs from NATS KV:
+//! create-if-absent, update with expected revision, delete with expected
+//! revision, unconditional put, a TTL per bucket measured from the last write
+//! of each key, and a log of changes that the simulator fans out to watchers.
+
+use parti_core::WorkerId;
+use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, WorkerAssignment};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// A key of one of the group's buckets.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// `members/worker-<n>`.
+    Member(WorkerId),
+    /// `leader/leader`.
+    Leader,
+    /// `assignments/meta`.
+    Meta,
+    /// `assignments/w.<term>.<worker>`.
+    Assignment(u64, WorkerId),
+}
+
+/// A stored value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A member record.
+    Member(MemberRecord),
+    /// The leader record.
+    Leader(LeaderRecord),
+    /// The commit record.
+    Meta(AssignmentMeta),
+    /// A per-worker record.
+    Assignment(WorkerAssignment),
+}
+
+/// A stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The value.
+    pub value: Value,
+    /// Its revision.
+    pub revision: u64,
+    /// Global time of the write, in ms.
+    pub written_at: u64,
+}
+
+/// One change, for watchers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreChange {
+    /// The key.
+    pub key: Key,
+    /// Revision of the change.
+    pub revision: u64,
+    /// The new value, `None` for a removal (delete or expiry).
+    pub value: Option<Value>,
+}
+
+/// Why a conditional write failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The key exists.
+    AlreadyExists,
+    /// The revision did not match.
+    Conflict,
+}
+
+/// The simulated store.
+#[derive(Debug)]
+pub struct SimStore {
+    entries: BTreeMap<Key, Entry>,
+    revision: u64,
+    member_ttl: u64,
+    leader_ttl: u64,
+    expiries: BinaryHeap<Reverse<(u64, u64, Key)>>,
+    changes: Vec<StoreChange>,
+    /// Highest term (creation revision) of the leader key so far.
+    pub max_leader_term: u64,
+}
+
+impl SimStore {
+    /// A store whose member keys live `member_ttl` ms and whose leader key lives
+    /// `leader_ttl` ms after their last write.
+    pub fn new(member_ttl: u64, leader_ttl: u64) -> Self {
+        SimStore {
+            entries: BTreeMap::new(),
+            revision: 0,
+            member_ttl,
+            leader_ttl,
+            expiries: BinaryHeap::new(),
+            changes: Vec::new(),
+            max_leader_term: 0,
+        }
+    }
+
+    fn ttl(&self, key: &Key) -> Option<u64> {
+        match key {
+            Key::Member(_) => Some(self.member_ttl),
+            Key::Leader => Some(self.leader_ttl),
+            _ => None,
+        }
+    }
+
+    fn write(&mut self, key: Key, value: Value, now: u64) -> u64 {
+        self.revision += 1;
+        let revision = self.revision;
+        if let Some(ttl) = self.ttl(&key) {
+            self.expiries
+                .push(Reverse((now + ttl, revision, key.clone())));
+        }
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                value: value.clone(),
+                revision,
+                written_at: now,
+            },
+        );
+        self.changes.push(StoreChange {
+            key,
+            revision,
+            value: Some(value),
+        });
+        revision
+    }
+
+    /// Creates `key` if absent.
+    pub fn create(&mut self, key: Key, value: Value, now: u64) -> Result<u64, WriteError> {
+        if self.entries.contains_key(&key) {
+            return Err(WriteError::AlreadyExists);
+        }
+        let created_leader = key == Key::Leader;
+        let rev = self.write(key, value, now);
+        if created_leader {
+            self.max_leader_term = self.max_leader_term.max(rev);
+        }
+        Ok(rev)
+    }
+
+    /// Writes `key` if its revision is `expected`.
+    pub fn update(
+        &mut self,
+        key: Key,
+        value: Value,
+        expected: u64,
+        now: u64,
+    ) -> Result<u64, WriteError> {
+        match self.entries.get(&key) {
+            Some(e) if e.revision == expected => Ok(self.write(key, value, now)),
+            _ => Err(WriteError::Conflict),
+        }
+    }
+
+    /// Writes `key` unconditionally.
+    pub fn put(&mut self, key: Key, value: Value, now: u64) -> u64 {
+        self.write(key, value, now)
+    }
+
+    /// Deletes `key` if its revision is `expected`.
+    pub fn delete(&mut self, key: &Key, expected: u64) -> Result<(), WriteError> {
+        match self.entries.get(key) {
+            Some(e) if e.revision == expected => {
+                self.remove(key);
+                Ok(())
+            }
+            _ => Err(WriteError::Conflict),
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.entries.remove(key).is_some() {
+            self.revision += 1;
+            self.changes.push(StoreChange {
+                key: key.clone(),
+                revision: self.revision,
+                value: None,
+            });
+        }
+    }
+
+    /// Removes per-worker records staged under any term but `keep_term`.
+    pub fn purge_other_terms(&mut self, keep_term: u64) {
+        let stale: Vec<Key> = self
+            .entries
+            .keys()
+            .filter(|k| matches!(k, Key::Assignment(t, _) if *t != keep_term))
+            .cloned()
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
+    }
+
+    /// Reads `key`.
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Removes keys whose TTL ran out by `now`.
+    pub fn expire(&mut self, now: u64) {
+        while let Some(Reverse((at, _, _))) = self.expiries.peek() {
+            if *at > now {
+                break;
+            }
+            let (_, rev, key) = match self.expiries.pop() {
+                Some(Reverse(item)) => item,
+                None => break,
+            };
+            if self.entries.get(&key).is_some_and(|e| e.revision == rev) {
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// When the next key expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes the changes made since the last call.
+    pub fn take_changes(&mut self) -> Vec<StoreChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The entries a watcher for `worker` sees in its initial snapshot.
+    pub fn snapshot(&self, worker: Option<&WorkerId>) -> Vec<(Key, Entry)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| watched(k, worker))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// All entries (for inspection).
+    pub fn entries(&self) -> impl Iterator<Item = (&Key, &Entry)> {
+        self.entries.iter()
+    }
+}
+
+/// Whether a watcher for `worker` sees changes of `key`.
+pub fn watched(key: &Key, worker: Option<&WorkerId>) -> bool {
+    match key {
+        Key::Assignment(_, w) => Some(w) == worker,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parti_core::InstanceId;
+
+    fn member() -> Value {
+        Value::Member(MemberRecord::fresh(InstanceId(1), 1))
+    }
+
+    #[test]
+    fn cas_and_ttl() {
+        let mut s = SimStore::new(100, 50);
+        let k = Key::Member(WorkerId::new("worker", 0));
+        let r1 = s.create(k.clone(), member(), 0).unwrap();
+        assert_eq!(
+            s.create(k.clone(), member(), 0),
+            Err(WriteError::AlreadyExists)
+        );
+        assert_eq!(
+            s.update(k.clone(), member(), r1 + 5, 10),
+            Err(WriteError::Conflict)
+        );
+        let r2 = s.update(k.clone(), member(), r1, 10).unwrap();
+        s.expire(105);
+        assert!(s.get(&k).is_some(), "TTL counts from the last write");
+        s.expire(110);
+        assert!(s.get(&k).is_none());
+        let changes = s.take_changes();
+        assert_eq!(changes.len(), 3);
+        assert_eq!(changes[2].value, None);
+        assert!(changes[2].revision > r2);
+        let rl = s.create(Key::Leader, member(), 0).unwrap();
+        assert_eq!(s.max_leader_term, rl);
+    }
+}
