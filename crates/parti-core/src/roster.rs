@@ -25,6 +25,8 @@ pub struct MemberView {
 pub struct Departure {
     /// When this observer saw it go.
     pub at: Instant,
+    /// Revision of the removal.
+    pub revision: Revision,
     /// Its last record.
     pub last: MemberRecord,
 }
@@ -47,6 +49,13 @@ impl Roster {
         revision: Revision,
         now: Instant,
     ) {
+        if self
+            .departed
+            .get(&id)
+            .is_some_and(|d| d.revision >= revision)
+        {
+            return; // older than the removal we already saw
+        }
         if let Some(seen) = &mut self.snapshot_seen {
             seen.insert(id.clone());
         }
@@ -72,15 +81,17 @@ impl Roster {
     }
 
     /// Records that a member key disappeared.
-    pub(crate) fn remove(&mut self, id: &WorkerId, now: Instant) {
+    pub(crate) fn remove(&mut self, id: &WorkerId, revision: Revision, now: Instant) {
+        if self.members.get(id).is_some_and(|v| v.revision > revision) {
+            return; // a removal older than what we hold
+        }
         if let Some(view) = self.members.remove(id) {
-            self.departed.insert(
-                id.clone(),
-                Departure {
-                    at: now,
-                    last: view.record,
-                },
-            );
+            let departure = Departure {
+                at: now,
+                revision,
+                last: view.record,
+            };
+            self.departed.insert(id.clone(), departure);
         }
     }
 
@@ -104,7 +115,8 @@ impl Roster {
             .cloned()
             .collect();
         for w in &gone {
-            self.remove(w, now);
+            let revision = self.members.get(w).map_or(0, |v| v.revision);
+            self.remove(w, revision, now);
         }
         gone
     }

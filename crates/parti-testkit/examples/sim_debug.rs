@@ -6,14 +6,23 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let faults = std::env::args().nth(2).unwrap_or_else(|| "none".into());
+    let policy = std::env::args().nth(2).unwrap_or_else(|| "stop".into());
+    let until: f64 = std::env::args()
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300.0);
     let mut cfg = SimConfig::new(seed);
-    cfg.duration_ms = 60_000;
-    cfg.quiet_ms = 55_000;
-    cfg.faults = FaultSet::parse(&faults).unwrap();
+    if policy == "stop" {
+        cfg.config.degraded.policy = parti_core::DegradedPolicy::StopWhenLeaseExpires;
+    }
+    let _ = until;
+    cfg.quiet_ms = (cfg.duration_ms / 3)
+        .max(cfg.convergence_bound_ms() + 10_000)
+        .min(cfg.duration_ms);
+    cfg.trace_len = 10_000_000;
     cfg.trace = true;
     let r = Simulator::new(cfg, Arc::new(SimpleSticky)).run();
-    for l in r.trace.iter().rev().take(60).rev() {
+    for l in r.trace.iter() {
         println!("{l}");
     }
     for v in &r.violations {

@@ -61,7 +61,7 @@ pub enum PlantedBug {
     GrantWithoutRevoke,
     /// S3: keep partitions after the ownership lease expired, even after a pause.
     IgnoreLease,
-    /// S4: never evict or reassign vanished workers.
+    /// S4: forget vanished workers without reassigning their partitions.
     IgnoreEmergencies,
     /// S5: reassign a gracefully stopped worker's partitions at once.
     NoStickyRestart,
@@ -428,7 +428,7 @@ impl Worker {
                     }
                     Change::Removed => {
                         let sig = self.membership.on_member_seen(&id, None);
-                        self.roster.remove(&id, now);
+                        self.roster.remove(&id, revision, now);
                         if let Some(c) = &mut self.controller {
                             c.on_roster_changed();
                         }

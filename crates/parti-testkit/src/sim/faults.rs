@@ -146,5 +146,13 @@ pub fn draw_schedule(
         }
         t += rng.range(mean_gap / 3, mean_gap * 5 / 3);
     }
+    // Half of the runs also get a rolling restart in calm weather (nothing else
+    // happening around it), where stability (S5) is checked.
+    if faults.has(FaultKind::Restart) && until > from + 60_000 && rng.chance(0.5) {
+        let at = rng.range(from + 40_000, until - 15_000);
+        out.retain(|(t, _)| *t + 40_000 < at || *t > at + 15_000);
+        out.push((at, FaultKind::Restart));
+        out.sort();
+    }
     out
 }

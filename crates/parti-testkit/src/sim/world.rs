@@ -44,6 +44,8 @@ pub struct SimConfig {
     pub trace: bool,
     /// Print a readable timeline of notable events as they happen.
     pub timeline: bool,
+    /// How many trace lines to keep.
+    pub trace_len: usize,
 }
 
 impl SimConfig {
@@ -62,6 +64,7 @@ impl SimConfig {
             plant: None,
             trace: false,
             timeline: false,
+            trace_len: 400,
         }
     }
 
@@ -75,7 +78,6 @@ impl SimConfig {
             + ms(c.planned_scale_window)
             + ms(c.rebalance_cooldown)
             + ms(c.election_ttl)
-            + ms(c.worker_id_ttl)
             + 5_000
     }
 }
@@ -221,9 +223,8 @@ pub struct Simulator {
     reported_overlaps: BTreeSet<PartitionId>,
     expire_at: Option<u64>,
     last_commit_at: u64,
+    last_fault_at: u64,
 }
-
-const TRACE_LEN: usize = 400;
 
 impl Simulator {
     /// A simulator for `cfg` using `strategy` on every worker.
@@ -265,6 +266,7 @@ impl Simulator {
             reported_overlaps: BTreeSet::new(),
             expire_at: None,
             last_commit_at: 0,
+            last_fault_at: 0,
             cfg,
         };
         let listed = sim.partitions.iter().map(Partition::id).collect();
@@ -286,7 +288,7 @@ impl Simulator {
             println!("{:>8.3}s  {}", self.now as f64 / 1000.0, line());
         } else if self.cfg.trace {
             let text = format!("{:>8.3}s  {}", self.now as f64 / 1000.0, line());
-            if self.trace.len() == TRACE_LEN {
+            if self.trace.len() >= self.cfg.trace_len {
                 self.trace.pop_front();
             }
             self.trace.push_back(text);
@@ -1082,6 +1084,8 @@ impl Simulator {
     }
 
     fn inject(&mut self, kind: FaultKind) {
+        let previous_fault_at = self.last_fault_at;
+        self.last_fault_at = self.now;
         *self
             .report
             .faults
@@ -1116,11 +1120,17 @@ impl Simulator {
                 let label = self.procs[slot].label.clone();
                 self.log(|| format!("{label} restarts gracefully (rolling update)"));
                 let held: BTreeSet<PartitionId> = self.procs[slot].held.keys().copied().collect();
+                // Compare only when nothing else is in flight: no recent commit and
+                // no recent fault whose stabilisation window could still close.
+                let c = &self.cfg.config;
+                let quiet_needed =
+                    (c.planned_scale_window + c.rebalance_cooldown).as_millis() as u64 + 5_000;
                 let settled = self
                     .ownership
                     .complete_since
-                    .is_some_and(|t| self.now >= t + 20_000)
-                    && self.now >= self.last_commit_at + 20_000;
+                    .is_some_and(|t| self.now >= t + 5_000)
+                    && self.now >= self.last_commit_at + 5_000
+                    && self.now >= previous_fault_at + quiet_needed;
                 let stable = self.procs[slot].worker.state() == State::Stable;
                 let p = &mut self.procs[slot];
                 p.restart_after_stop = true;
@@ -1162,7 +1172,8 @@ impl Simulator {
                 let dur = self.rng.range(1_000, 15_000);
                 let label = self.procs[slot].label.clone();
                 self.log(|| format!("{label} pauses for {dur} ms"));
-                self.procs[slot].paused_until = Some(self.now + dur);
+                let until = (self.now + dur).max(self.procs[slot].paused_until.unwrap_or(0));
+                self.procs[slot].paused_until = Some(until);
                 let inc = self.procs[slot].inc;
                 self.schedule(self.now + dur, Ev::Heal { slot, inc });
             }
@@ -1173,7 +1184,8 @@ impl Simulator {
                 let dur = self.rng.range(1_000, 20_000);
                 let label = self.procs[slot].label.clone();
                 self.log(|| format!("{label} is cut off from the store for {dur} ms"));
-                self.procs[slot].cut_until = Some(self.now + dur);
+                let until = (self.now + dur).max(self.procs[slot].cut_until.unwrap_or(0));
+                self.procs[slot].cut_until = Some(until);
                 let inc = self.procs[slot].inc;
                 self.schedule(self.now + dur, Ev::Heal { slot, inc });
                 self.schedule(

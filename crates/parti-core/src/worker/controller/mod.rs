@@ -650,7 +650,12 @@ impl Controller {
         let cooled = self
             .last_rebalance
             .is_none_or(|t| now >= t + config.rebalance_cooldown);
-        if !gone.is_empty() {
+        if !gone.is_empty() && self.bugs.ignore_emergencies {
+            // Planted bug: forget vanished workers without reassigning their
+            // partitions (the Go original's "lastWorkers updated first").
+            let gone: Vec<WorkerId> = gone.into_iter().cloned().collect();
+            self.target_workers.retain(|w| !gone.contains(w));
+        } else if !gone.is_empty() {
             let crashed = gone.iter().any(|w| match roster.get(w) {
                 Some(v) => {
                     v.record.status == MemberStatus::Active
