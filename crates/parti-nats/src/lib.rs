@@ -30,11 +30,13 @@
 
 mod buckets;
 mod codec;
+mod consumer;
 mod errors;
 mod watch;
 
 use crate::buckets::BucketSpec;
 use crate::codec::{Decoder, Source, decode_assignment};
+use crate::consumer::ResumableConsumer;
 use crate::errors::classify;
 use crate::watch::{MergedWatch, SubWatch};
 use async_nats::jetstream::kv::{self, Operation};
@@ -135,7 +137,12 @@ impl NatsBackend {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`, or a comma-separated
     /// list) with default options and builds the backend.
     pub async fn connect(url: &str, config: &Config) -> Result<Self, BackendError> {
-        let client = async_nats::connect(url)
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = async_nats::connect(servers.as_slice())
             .await
             .map_err(|e| BackendError::Unavailable(format!("connecting to {url}: {e}")))?;
         Ok(Self::new(client, config))
@@ -441,23 +448,15 @@ impl Backend for NatsBackend {
         if let Some(worker) = worker {
             assignment_keys.push(format!("w.*.{worker}"));
         }
-        let subs = vec![
-            SubWatch::open(&self.js, &stores.members, Source::Members, &[">".into()]).await?,
-            SubWatch::open(
-                &self.js,
-                &stores.leader,
-                Source::Leader,
-                &[LEADER_KEY.into()],
-            )
-            .await?,
-            SubWatch::open(
-                &self.js,
-                &stores.assignments,
-                Source::Assignments,
-                &assignment_keys,
-            )
-            .await?,
-        ];
+        let mut subs = Vec::with_capacity(3);
+        for (source, store, keys) in [
+            (Source::Members, &stores.members, vec![">".to_string()]),
+            (Source::Leader, &stores.leader, vec![LEADER_KEY.to_string()]),
+            (Source::Assignments, &stores.assignments, assignment_keys),
+        ] {
+            let (consumer, pending) = ResumableConsumer::open(&self.js, store, &keys).await?;
+            subs.push(SubWatch::new(source, consumer, pending));
+        }
         Ok(Box::pin(MergedWatch::new(
             subs,
             self.decoder(),

@@ -81,7 +81,9 @@ async fn snapshot_holds_every_key_then_caught_up_and_only_own_assignments() {
     let Some(server) = server() else { return };
     let b = backend(&server.client_url(), &config(&group("snap"))).await;
     for n in 0..3 {
-        b.create_member(&worker(n), &member(u64::from(n))).await.unwrap();
+        b.create_member(&worker(n), &member(u64::from(n)))
+            .await
+            .unwrap();
     }
     b.create_leader(&leader_record()).await.unwrap();
     b.put_assignment(&assignment(1, 1, 4)).await.unwrap();
@@ -92,7 +94,15 @@ async fn snapshot_holds_every_key_then_caught_up_and_only_own_assignments() {
     let snap = snapshot(&mut watch).await;
     let members = snap
         .iter()
-        .filter(|e| matches!(e, WatchEvent::Member { change: Change::Put(_), .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                WatchEvent::Member {
+                    change: Change::Put(_),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(members, 3, "{snap:#?}");
     assert_eq!(
@@ -145,7 +155,13 @@ async fn member_and_leader_expiry_reach_the_watch_as_removed() {
     let rev = b.create_member(&worker(5), &member(5)).await.unwrap();
     b.create_leader(&leader_record()).await.unwrap();
     let (ev, _) = wait_for(&mut watch, SOON, |e| {
-        matches!(e, WatchEvent::Member { change: Change::Removed, .. })
+        matches!(
+            e,
+            WatchEvent::Member {
+                change: Change::Removed,
+                ..
+            }
+        )
     })
     .await;
     let WatchEvent::Member { id, revision, .. } = ev else {
@@ -158,7 +174,13 @@ async fn member_and_leader_expiry_reach_the_watch_as_removed() {
         "expired too early"
     );
     wait_for(&mut watch, SOON, |e| {
-        matches!(e, WatchEvent::Leader { change: Change::Removed, .. })
+        matches!(
+            e,
+            WatchEvent::Leader {
+                change: Change::Removed,
+                ..
+            }
+        )
     })
     .await;
 
@@ -182,13 +204,22 @@ async fn malformed_and_foreign_values_are_skipped_and_the_watch_goes_on() {
 
     members.put("worker-7", "not json".into()).await.unwrap();
     members.put("intruder", r#"{"v":1}"#.into()).await.unwrap();
-    leader.put("leader", r#"{"v":9,"who":"next"}"#.into()).await.unwrap();
+    leader
+        .put("leader", r#"{"v":9,"who":"next"}"#.into())
+        .await
+        .unwrap();
     assignments.put("meta", "[1,2".into()).await.unwrap();
-    assignments.put(&own_key, r#"{"v":1}"#.into()).await.unwrap();
+    assignments
+        .put(&own_key, r#"{"v":1}"#.into())
+        .await
+        .unwrap();
     // A valid record under the wrong key is refused too.
     let misplaced = serde_json::to_vec(&assignment(2, 1, 3)).unwrap();
     assignments
-        .put(worker_assignment_key(3, &worker(1)).replace("w.3", "w.4"), misplaced.into())
+        .put(
+            worker_assignment_key(3, &worker(1)).replace("w.3", "w.4"),
+            misplaced.into(),
+        )
         .await
         .unwrap();
     b.create_member(&worker(1), &member(1)).await.unwrap();
@@ -221,7 +252,10 @@ async fn malformed_and_foreign_values_are_skipped_and_the_watch_goes_on() {
     assert_eq!(b.skipped_values(), 6);
 
     // Live garbage is skipped too, and valid changes keep flowing.
-    members.put("worker-8", r#"{"v":1,"x":1}"#.into()).await.unwrap();
+    members
+        .put("worker-8", r#"{"v":1,"x":1}"#.into())
+        .await
+        .unwrap();
     let ev = next_event(&mut watch, SOON).await;
     assert!(
         matches!(&ev, WatchEvent::Skipped { key, .. } if key == "worker-8"),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod retry;
+
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use parti_core::Config;
