@@ -11,12 +11,12 @@
 //!   them, a heartbeat whose `Nats-Last-Consumer` differs from what we received,
 //!   or a gap in the consumer sequence means messages were lost or the consumer
 //!   is gone;
-//! - we then **resume**: a new consumer starting at the last delivered revision
-//!   + 1 (`DeliverPolicy::ByStartSequence`; before anything was delivered, the
-//!   original `LastPerSubject`), retried with a short capped backoff while the
-//!   server is unreachable. With history 1 that yields the latest entry of every
-//!   key changed since, so nothing is missed (except a removal whose limit marker
-//!   itself expired during the gap);
+//! - we then **resume**: a new consumer starting right after the last delivered
+//!   revision (`DeliverPolicy::ByStartSequence`; before anything was delivered,
+//!   the original `LastPerSubject`), retried with a short capped backoff while
+//!   the server is unreachable. With history 1 that yields the latest entry of
+//!   every key changed since, so nothing is missed (except a removal whose limit
+//!   marker itself expired during the gap);
 //! - a non-transient failure (e.g. the bucket was deleted) or the end of the
 //!   subscription (the client was closed) is fatal: the caller ends the watch.
 //!

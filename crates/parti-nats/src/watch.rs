@@ -138,17 +138,15 @@ impl Stream for MergedWatch {
             if this.poll_subs(cx) {
                 continue;
             }
-            if let Some(deadline) = this.snapshot_deadline.as_mut() {
-                if deadline.poll_unpin(cx).is_ready() {
-                    tracing::warn!(
-                        "watch snapshot incomplete at the deadline; declaring caught up"
-                    );
-                    for sub in &mut this.subs {
-                        sub.snapshot_done = true;
-                    }
-                    this.maybe_caught_up();
-                    continue;
+            if let Some(deadline) = this.snapshot_deadline.as_mut()
+                && deadline.poll_unpin(cx).is_ready()
+            {
+                tracing::warn!("watch snapshot incomplete at the deadline; declaring caught up");
+                for sub in &mut this.subs {
+                    sub.snapshot_done = true;
                 }
+                this.maybe_caught_up();
+                continue;
             }
             return Poll::Pending;
         }

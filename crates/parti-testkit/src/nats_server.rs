@@ -246,11 +246,11 @@ impl Node {
         let mut missing = "ports file".to_string();
         while Instant::now() < deadline {
             self.check_alive()?;
-            if self.client_port.is_none() || self.monitor_port.is_none() {
-                if let Some(json) = self.read_ports_file(&suffix) {
-                    self.client_port = port_from_ports_file(&json, "nats");
-                    self.monitor_port = port_from_ports_file(&json, "monitoring");
-                }
+            if (self.client_port.is_none() || self.monitor_port.is_none())
+                && let Some(json) = self.read_ports_file(&suffix)
+            {
+                self.client_port = port_from_ports_file(&json, "nats");
+                self.monitor_port = port_from_ports_file(&json, "monitoring");
             }
             if let (Some(_), Some(mport)) = (self.client_port, self.monitor_port) {
                 missing = "healthz ok".into();
