@@ -18,6 +18,16 @@
 //!   [`BackendError::Unavailable`].
 //! - Values that cannot be decoded are skipped with a warning and counted
 //!   ([`NatsBackend::skipped_values`]).
+//! - Reads (`get_member`, `load_assignments`, the tombstone check of a create)
+//!   use JetStream direct gets, which any replica of an R3 bucket may answer, so
+//!   they can lag behind the latest write by a moment. Nothing relies on them for
+//!   safety: every guarded write is a compare-and-set that the stream leader
+//!   checks.
+//! - The watch ([`Backend::watch`]) resumes by itself after reconnects and
+//!   failovers; see the `watch` and `consumer` modules. When the node leading a
+//!   bucket's stream dies, writes answer `Unavailable` until the stream has a
+//!   new leader (about 5–7 s with nats-server 2.15 defaults on loopback): choose
+//!   heartbeat and election TTLs with that in mind for R3 deployments.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), parti_core::backend::BackendError> {
