@@ -1,5 +1,9 @@
 //! Test kit for Parti: the deterministic simulator and its invariant checkers,
-//! strategy contract checks, an in-memory backend and a nats-server harness.
+//! strategy contract checks, an in-memory backend, a nats-server harness and a
+//! TCP fault proxy.
 
+#[cfg(feature = "fault-proxy")]
+pub mod fault_proxy;
+pub mod nats_server;
 pub mod sim;
 pub mod simple_strategy;

@@ -28,11 +28,11 @@ impl AssignmentStrategy for SimpleSticky {
         let mut load = vec![0usize; n];
         let mut owners = vec![u32::MAX; total];
         for &i in &order {
-            if let Some(w) = input.previous_owner(i) {
-                if load[w as usize] < cap {
-                    load[w as usize] += 1;
-                    owners[i] = w;
-                }
+            if let Some(w) = input.previous_owner(i)
+                && load[w as usize] < cap
+            {
+                load[w as usize] += 1;
+                owners[i] = w;
             }
         }
         for &i in &order {

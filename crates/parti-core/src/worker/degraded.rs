@@ -51,12 +51,12 @@ impl DegradedTracker {
     pub(crate) fn on_timeout(&mut self, config: &Config, now: Instant) -> Signal {
         match self.degraded_since {
             None => {
-                if let Some(since) = self.unreachable_since {
-                    if now >= since + config.degraded.enter_after {
-                        self.degraded_since = Some(since);
-                        self.next_alert = Some(since + config.alerts.info);
-                        return Signal::Entered;
-                    }
+                if let Some(since) = self.unreachable_since
+                    && now >= since + config.degraded.enter_after
+                {
+                    self.degraded_since = Some(since);
+                    self.next_alert = Some(since + config.alerts.info);
+                    return Signal::Entered;
                 }
                 Signal::None
             }
@@ -69,22 +69,22 @@ impl DegradedTracker {
                     self.next_alert = None;
                     return Signal::Exited;
                 }
-                if let Some(at) = self.next_alert {
-                    if now >= at {
-                        let elapsed = now.saturating_since(since);
-                        let a = &config.alerts;
-                        let level = if elapsed >= a.critical {
-                            AlertLevel::Critical
-                        } else if elapsed >= a.error {
-                            AlertLevel::Error
-                        } else if elapsed >= a.warn {
-                            AlertLevel::Warn
-                        } else {
-                            AlertLevel::Info
-                        };
-                        self.next_alert = Some(now + a.interval);
-                        return Signal::Alert(level, elapsed);
-                    }
+                if let Some(at) = self.next_alert
+                    && now >= at
+                {
+                    let elapsed = now.saturating_since(since);
+                    let a = &config.alerts;
+                    let level = if elapsed >= a.critical {
+                        AlertLevel::Critical
+                    } else if elapsed >= a.error {
+                        AlertLevel::Error
+                    } else if elapsed >= a.warn {
+                        AlertLevel::Warn
+                    } else {
+                        AlertLevel::Info
+                    };
+                    self.next_alert = Some(now + a.interval);
+                    return Signal::Alert(level, elapsed);
                 }
                 Signal::None
             }

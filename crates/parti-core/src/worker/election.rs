@@ -115,14 +115,14 @@ impl Election {
                 if let Some((_, instance)) = me {
                     if rec.instance == instance {
                         // Our campaign whose outcome we did not learn, or our renewal.
-                        if self.my_term.is_none() {
-                            if let Some(sent) = self.campaign_unknown_since.take() {
-                                self.my_term = Some(term);
-                                self.my_revision = Some(revision);
-                                self.last_ok_start = Some(sent);
-                                self.campaign = None;
-                                return Signal::Elected(term);
-                            }
+                        if self.my_term.is_none()
+                            && let Some(sent) = self.campaign_unknown_since.take()
+                        {
+                            self.my_term = Some(term);
+                            self.my_revision = Some(revision);
+                            self.last_ok_start = Some(sent);
+                            self.campaign = None;
+                            return Signal::Elected(term);
                         }
                     } else if self.my_term.is_some() && !self.ignore_lease {
                         // Someone else holds the key: we are not leader any more.
@@ -160,48 +160,48 @@ impl Election {
         outcome: &Outcome,
         now: Instant,
     ) -> Option<Signal> {
-        if let Some((campaign, sent)) = self.campaign {
-            if campaign == op {
-                self.campaign = None;
-                return Some(match outcome {
-                    Outcome::Written(rev) => {
-                        self.my_term = Some(*rev);
-                        self.my_revision = Some(*rev);
-                        self.last_ok_start = Some(sent);
-                        self.next_renew = Some(sent + config.election_ttl / 3);
-                        Signal::Elected(*rev)
-                    }
-                    Outcome::Unknown => {
-                        self.campaign_unknown_since = Some(sent);
-                        self.next_campaign = Some(now + retry(config));
-                        Signal::None
-                    }
-                    _ => {
-                        self.next_campaign = Some(now + retry(config));
-                        Signal::None
-                    }
-                });
-            }
+        if let Some((campaign, sent)) = self.campaign
+            && campaign == op
+        {
+            self.campaign = None;
+            return Some(match outcome {
+                Outcome::Written(rev) => {
+                    self.my_term = Some(*rev);
+                    self.my_revision = Some(*rev);
+                    self.last_ok_start = Some(sent);
+                    self.next_renew = Some(sent + config.election_ttl / 3);
+                    Signal::Elected(*rev)
+                }
+                Outcome::Unknown => {
+                    self.campaign_unknown_since = Some(sent);
+                    self.next_campaign = Some(now + retry(config));
+                    Signal::None
+                }
+                _ => {
+                    self.next_campaign = Some(now + retry(config));
+                    Signal::None
+                }
+            });
         }
-        if let Some((renew, sent)) = self.renew {
-            if renew == op {
-                self.renew = None;
-                return Some(match outcome {
-                    Outcome::Written(rev) => {
-                        self.my_revision = Some(*rev);
-                        self.last_ok_start = Some(sent);
-                        self.next_renew = Some(sent + config.election_ttl / 3);
-                        Signal::None
-                    }
-                    Outcome::Conflict | Outcome::AlreadyExists if !self.ignore_lease => {
-                        self.step_down()
-                    }
-                    _ => {
-                        self.next_renew = Some(now + retry(config));
-                        Signal::None
-                    }
-                });
-            }
+        if let Some((renew, sent)) = self.renew
+            && renew == op
+        {
+            self.renew = None;
+            return Some(match outcome {
+                Outcome::Written(rev) => {
+                    self.my_revision = Some(*rev);
+                    self.last_ok_start = Some(sent);
+                    self.next_renew = Some(sent + config.election_ttl / 3);
+                    Signal::None
+                }
+                Outcome::Conflict | Outcome::AlreadyExists if !self.ignore_lease => {
+                    self.step_down()
+                }
+                _ => {
+                    self.next_renew = Some(now + retry(config));
+                    Signal::None
+                }
+            });
         }
         if self.resign == Some(op) {
             self.resign = None;
@@ -227,16 +227,17 @@ impl Election {
             if !self.leads(config, now) {
                 return self.step_down();
             }
-            if self.renew.is_none() && self.next_renew.is_some_and(|t| now >= t) {
-                if let Some(expected) = self.my_revision {
-                    let op = out.op();
-                    self.renew = Some((op, now));
-                    out.push(Command::RenewLeadership {
-                        op,
-                        record: Self::record(worker, instance, self.my_term),
-                        expected,
-                    });
-                }
+            if self.renew.is_none()
+                && self.next_renew.is_some_and(|t| now >= t)
+                && let Some(expected) = self.my_revision
+            {
+                let op = out.op();
+                self.renew = Some((op, now));
+                out.push(Command::RenewLeadership {
+                    op,
+                    record: Self::record(worker, instance, self.my_term),
+                    expected,
+                });
             }
             return Signal::None;
         }

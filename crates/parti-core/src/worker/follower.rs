@@ -182,10 +182,11 @@ impl Follower {
         hold: Hold,
     ) -> Option<Diff> {
         let target = self.target(me, instance)?;
-        if let Some(applied) = &self.applied {
-            if target.meta_version < applied.meta_version && !self.ignore_terms {
-                return None;
-            }
+        if let Some(applied) = &self.applied
+            && target.meta_version < applied.meta_version
+            && !self.ignore_terms
+        {
+            return None;
         }
         let wanted: BTreeMap<PartitionId, OwnedPartition> = match hold {
             Hold::All => target

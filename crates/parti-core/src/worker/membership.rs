@@ -342,42 +342,41 @@ impl Membership {
             op: Some((claim_op, sent)),
             ..
         } = &self.phase
+            && *claim_op == op
         {
-            if *claim_op == op {
-                let (n, sent) = (*current, *sent);
-                return Some(match outcome {
-                    Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent, now),
-                    Outcome::AlreadyExists | Outcome::Conflict | Outcome::Failed(_) => {
-                        self.claim_failed_try_next(config, roster, out, now)
+            let (n, sent) = (*current, *sent);
+            return Some(match outcome {
+                Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent, now),
+                Outcome::AlreadyExists | Outcome::Conflict | Outcome::Failed(_) => {
+                    self.claim_failed_try_next(config, roster, out, now)
+                }
+                Outcome::Unknown => {
+                    let Phase::Claiming { queue, current, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Idle)
+                    else {
+                        return Some(Signal::None);
+                    };
+                    let read = out.op();
+                    out.push(Command::ReadMember {
+                        op: read,
+                        id: WorkerId::new(&config.worker_id_prefix, current),
+                    });
+                    self.phase = Phase::ReconcilingClaim {
+                        queue,
+                        current,
+                        op: read,
+                        sent,
+                    };
+                    Signal::Unreachable
+                }
+                _ => {
+                    if let Phase::Claiming { op, retry_at, .. } = &mut self.phase {
+                        *op = None;
+                        *retry_at = Some(now + config.heartbeat_interval / 2);
                     }
-                    Outcome::Unknown => {
-                        let Phase::Claiming { queue, current, .. } =
-                            std::mem::replace(&mut self.phase, Phase::Idle)
-                        else {
-                            return Some(Signal::None);
-                        };
-                        let read = out.op();
-                        out.push(Command::ReadMember {
-                            op: read,
-                            id: WorkerId::new(&config.worker_id_prefix, current),
-                        });
-                        self.phase = Phase::ReconcilingClaim {
-                            queue,
-                            current,
-                            op: read,
-                            sent,
-                        };
-                        Signal::Unreachable
-                    }
-                    _ => {
-                        if let Phase::Claiming { op, retry_at, .. } = &mut self.phase {
-                            *op = None;
-                            *retry_at = Some(now + config.heartbeat_interval / 2);
-                        }
-                        Signal::Unreachable
-                    }
-                });
-            }
+                    Signal::Unreachable
+                }
+            });
         }
         if let Phase::ReconcilingClaim {
             current,
@@ -385,66 +384,65 @@ impl Membership {
             sent,
             ..
         } = &self.phase
+            && *read_op == op
         {
-            if *read_op == op {
-                let (n, sent) = (*current, *sent);
-                return Some(match outcome {
-                    Outcome::Member(Some((rec, rev))) if rec.instance == self.instance => {
-                        self.claim_succeeded(config, n, *rev, sent, now)
-                    }
-                    Outcome::Member(_) => self.claim_failed_try_next(config, roster, out, now),
-                    _ => {
-                        // Could not read: ask again later.
-                        let Phase::ReconcilingClaim { queue, current, .. } =
-                            std::mem::replace(&mut self.phase, Phase::Idle)
-                        else {
-                            return Some(Signal::None);
-                        };
-                        self.phase = Phase::Claiming {
-                            queue,
-                            current,
-                            op: None,
-                            retry_at: Some(now + config.heartbeat_interval / 2),
-                        };
-                        Signal::Unreachable
-                    }
-                });
-            }
+            let (n, sent) = (*current, *sent);
+            return Some(match outcome {
+                Outcome::Member(Some((rec, rev))) if rec.instance == self.instance => {
+                    self.claim_succeeded(config, n, *rev, sent, now)
+                }
+                Outcome::Member(_) => self.claim_failed_try_next(config, roster, out, now),
+                _ => {
+                    // Could not read: ask again later.
+                    let Phase::ReconcilingClaim { queue, current, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Idle)
+                    else {
+                        return Some(Signal::None);
+                    };
+                    self.phase = Phase::Claiming {
+                        queue,
+                        current,
+                        op: None,
+                        retry_at: Some(now + config.heartbeat_interval / 2),
+                    };
+                    Signal::Unreachable
+                }
+            });
         }
         // Renewal results.
-        if let Some((renew_op, sent)) = self.renew {
-            if renew_op == op {
-                self.renew = None;
-                return Some(match outcome {
-                    Outcome::Written(rev) => {
-                        self.revision = Some(*rev);
-                        self.last_ok_start = Some(sent);
-                        self.next_renew = Some(sent + config.heartbeat_interval);
-                        Signal::Reachable
+        if let Some((renew_op, sent)) = self.renew
+            && renew_op == op
+        {
+            self.renew = None;
+            return Some(match outcome {
+                Outcome::Written(rev) => {
+                    self.revision = Some(*rev);
+                    self.last_ok_start = Some(sent);
+                    self.next_renew = Some(sent + config.heartbeat_interval);
+                    Signal::Reachable
+                }
+                Outcome::Unavailable => {
+                    self.dirty = true;
+                    self.backoff_until = Some(now + retry_delay(config));
+                    self.next_renew = self.backoff_until;
+                    Signal::Unreachable
+                }
+                _ => {
+                    // Conflict or unknown: read back to learn whether our write
+                    // landed or someone else wrote.
+                    self.dirty = true;
+                    let read = out.op();
+                    if let Some(id) = self.id.clone() {
+                        out.push(Command::ReadMember { op: read, id });
+                        self.reconcile = Some(read);
                     }
-                    Outcome::Unavailable => {
-                        self.dirty = true;
-                        self.backoff_until = Some(now + retry_delay(config));
-                        self.next_renew = self.backoff_until;
+                    if matches!(outcome, Outcome::Unknown) {
                         Signal::Unreachable
+                    } else {
+                        Signal::None
                     }
-                    _ => {
-                        // Conflict or unknown: read back to learn whether our write
-                        // landed or someone else wrote.
-                        self.dirty = true;
-                        let read = out.op();
-                        if let Some(id) = self.id.clone() {
-                            out.push(Command::ReadMember { op: read, id });
-                            self.reconcile = Some(read);
-                        }
-                        if matches!(outcome, Outcome::Unknown) {
-                            Signal::Unreachable
-                        } else {
-                            Signal::None
-                        }
-                    }
-                });
-            }
+                }
+            });
         }
         if self.release_op == Some(op) {
             self.release_op = None;

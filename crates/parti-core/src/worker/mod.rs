@@ -419,10 +419,8 @@ impl Worker {
                                 || b.capacity != record.capacity
                         });
                         self.roster.put(id, record, revision, now);
-                        if material {
-                            if let Some(c) = &mut self.controller {
-                                c.on_roster_changed();
-                            }
+                        if material && let Some(c) = &mut self.controller {
+                            c.on_roster_changed();
                         }
                         self.on_membership(sig, now);
                     }
@@ -464,10 +462,10 @@ impl Worker {
             }
             WatchEvent::CaughtUp => {
                 let gone = self.roster.end_snapshot(now);
-                if !gone.is_empty() {
-                    if let Some(c) = &mut self.controller {
-                        c.on_roster_changed();
-                    }
+                if !gone.is_empty()
+                    && let Some(c) = &mut self.controller
+                {
+                    c.on_roster_changed();
                 }
                 self.election.on_caught_up(now);
                 let sig = self

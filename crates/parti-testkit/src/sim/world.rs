@@ -537,10 +537,7 @@ impl Simulator {
 
     /// Takes every command the worker produced and routes it.
     fn drain(&mut self, slot: usize) {
-        loop {
-            let Some(cmd) = self.procs[slot].worker.poll_command() else {
-                break;
-            };
+        while let Some(cmd) = self.procs[slot].worker.poll_command() {
             let inc = self.procs[slot].inc;
             match cmd {
                 Command::Notify(n) => self.on_notification(slot, n),
@@ -788,11 +785,11 @@ impl Simulator {
     /// Sends the store's new changes to every watcher, in order.
     fn fan_out(&mut self) {
         let changes = self.store.take_changes();
-        if let Some(at) = self.store.next_expiry() {
-            if self.expire_at.is_none_or(|t| at < t) {
-                self.expire_at = Some(at);
-                self.schedule(at.max(self.now), Ev::Expire);
-            }
+        if let Some(at) = self.store.next_expiry()
+            && self.expire_at.is_none_or(|t| at < t)
+        {
+            self.expire_at = Some(at);
+            self.schedule(at.max(self.now), Ev::Expire);
         }
         if changes.is_empty() {
             return;
@@ -816,20 +813,19 @@ impl Simulator {
             self.procs[slot].last_watch_at = at;
             let (inc, generation) = (self.procs[slot].inc, self.procs[slot].watch_gen);
             for change in &changes {
-                if watched(&change.key, self.procs[slot].watch_worker.as_ref()) {
-                    if let Some(item) =
+                if watched(&change.key, self.procs[slot].watch_worker.as_ref())
+                    && let Some(item) =
                         to_watch_item(&change.key, change.revision, change.value.clone())
-                    {
-                        self.schedule(
-                            at,
-                            Ev::WatchItem {
-                                slot,
-                                inc,
-                                generation,
-                                item,
-                            },
-                        );
-                    }
+                {
+                    self.schedule(
+                        at,
+                        Ev::WatchItem {
+                            slot,
+                            inc,
+                            generation,
+                            item,
+                        },
+                    );
                 }
             }
         }
@@ -909,12 +905,11 @@ impl Simulator {
                     self.ownership.add(slot, id, now);
                     self.epochs
                         .on_grant(id, p.epoch, &label, now, &mut self.violations);
-                    if let Some(w) = &who {
-                        if let Some(prev) = self.last_holder.insert(id, w.clone()) {
-                            if &prev != w {
-                                self.report.moved += 1;
-                            }
-                        }
+                    if let Some(w) = &who
+                        && let Some(prev) = self.last_holder.insert(id, w.clone())
+                        && &prev != w
+                    {
+                        self.report.moved += 1;
                     }
                 }
                 if !added.is_empty() {

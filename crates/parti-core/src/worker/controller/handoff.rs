@@ -50,14 +50,14 @@ pub(crate) fn next_step(
             }
             continue;
         }
-        if let Some((a, _)) = current {
-            if holdings.may_hold(a, p) {
-                step.revoked += 1;
-                if wanted.is_some() {
-                    step.waiting += 1;
-                }
-                continue;
+        if let Some((a, _)) = current
+            && holdings.may_hold(a, p)
+        {
+            step.revoked += 1;
+            if wanted.is_some() {
+                step.waiting += 1;
             }
+            continue;
         }
         if let Some(b) = wanted {
             if !live.contains(b) || holdings.others_may_hold(b, p) {

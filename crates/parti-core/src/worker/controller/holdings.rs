@@ -61,10 +61,10 @@ impl KnownRecords {
                 versions.retain(|v, _| Some(*v) == keep_current);
             }
             *instance = Some(view.record.instance);
-            if let Some(applied) = view.record.applied {
-                if versions.contains_key(&applied) {
-                    versions.retain(|v, _| *v >= applied || Some(*v) == keep_current);
-                }
+            if let Some(applied) = view.record.applied
+                && versions.contains_key(&applied)
+            {
+                versions.retain(|v, _| *v >= applied || Some(*v) == keep_current);
             }
         }
     }

@@ -719,14 +719,14 @@ impl Controller {
             .filter(|(p, _)| !pinned.contains_key(*p))
             .map(|(p, v)| (*p, v.clone()))
             .collect();
-        if let Some(mut minimal) = balance::minimal_placement(specs, &free, target) {
-            if balance::imbalance(specs, &free, &minimal) <= config.imbalance_threshold {
-                minimal.extend(pinned);
-                self.target = Some(minimal);
-                self.lifecycle = Lifecycle::Refresh;
-                self.dirty = true;
-                return;
-            }
+        if let Some(mut minimal) = balance::minimal_placement(specs, &free, target)
+            && balance::imbalance(specs, &free, &minimal) <= config.imbalance_threshold
+        {
+            minimal.extend(pinned);
+            self.target = Some(minimal);
+            self.lifecycle = Lifecycle::Refresh;
+            self.dirty = true;
+            return;
         }
         self.rebalance(Lifecycle::Refresh, specs, ghosts, out, now);
     }

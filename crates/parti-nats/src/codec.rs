@@ -1,0 +1,310 @@
+//! From raw KV entries to [`WatchEvent`]s: operation headers, key checks, value
+//! decoding. Undecodable values become [`WatchEvent::Skipped`] (and a warning,
+//! and a tick of the skip counter) — never a panic, never the end of a watch.
+
+use async_nats::HeaderMap;
+use parti_core::backend::{Change, WatchEvent};
+use parti_core::ids::WorkerId;
+use parti_core::layout::{LEADER_KEY, META_KEY, parse_worker_assignment_key};
+use parti_core::records::{
+    AssignmentMeta, DecodeError, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Header with the KV operation of a write (`DEL`, `PURGE`; absent or `PUT` for a put).
+const KV_OPERATION: &str = "KV-Operation";
+/// Header the server puts on the markers it writes when a key expires or is removed.
+const MARKER_REASON: &str = "Nats-Marker-Reason";
+
+/// What a KV entry says about its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A value.
+    Put,
+    /// A delete or purge marker, or an expiry marker: the key is gone.
+    Removed,
+}
+
+/// Reads the operation from a message's headers, like the KV layer of the server
+/// and the clients do: `KV-Operation: DEL|PURGE`, or a server marker
+/// (`Nats-Marker-Reason: MaxAge|Purge|Remove`).
+pub(crate) fn operation(headers: Option<&HeaderMap>) -> Op {
+    let Some(headers) = headers else {
+        return Op::Put;
+    };
+    if let Some(op) = headers.get(KV_OPERATION) {
+        return match op.as_str() {
+            "DEL" | "PURGE" => Op::Removed,
+            _ => Op::Put,
+        };
+    }
+    if headers.get(MARKER_REASON).is_some() {
+        return Op::Removed;
+    }
+    Op::Put
+}
+
+/// Which sub-watch an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The members bucket.
+    Members,
+    /// The leader bucket.
+    Leader,
+    /// The assignments bucket (`meta` and this worker's records).
+    Assignments,
+}
+
+/// Turns entries into events and counts what it skips.
+#[derive(Clone, Debug)]
+pub(crate) struct Decoder {
+    worker_prefix: String,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Decoder {
+    pub(crate) fn new(worker_prefix: String, skipped: Arc<AtomicU64>) -> Self {
+        Decoder {
+            worker_prefix,
+            skipped,
+        }
+    }
+
+    /// Records a skipped value: counter, warning, event.
+    pub(crate) fn skipped(&self, bucket: &str, key: &str, error: DecodeError) -> WatchEvent {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(bucket, key, %error, "skipping a value that cannot be decoded");
+        WatchEvent::Skipped {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            error,
+        }
+    }
+
+    /// Whether a members-bucket key is a worker ID of this group.
+    fn member_id(&self, key: &str) -> Option<WorkerId> {
+        let id = WorkerId::from_name(key);
+        id.index(&self.worker_prefix).map(|_| id)
+    }
+
+    /// The event for one entry, or `None` when the entry means nothing to the
+    /// protocol (e.g. removal of a stale assignment record).
+    pub(crate) fn event(
+        &self,
+        source: Source,
+        bucket: &str,
+        key: &str,
+        op: Op,
+        revision: Revision,
+        payload: &[u8],
+    ) -> Option<WatchEvent> {
+        match source {
+            Source::Members => self.member_event(bucket, key, op, revision, payload),
+            Source::Leader => self.leader_event(bucket, key, op, revision, payload),
+            Source::Assignments => self.assignment_event(bucket, key, op, revision, payload),
+        }
+    }
+
+    fn member_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: Op,
+        revision: Revision,
+        payload: &[u8],
+    ) -> Option<WatchEvent> {
+        let Some(id) = self.member_id(key) else {
+            if op == Op::Removed {
+                tracing::debug!(bucket, key, "ignoring removal of a foreign key");
+                return None;
+            }
+            let why = format!(
+                "key {key:?} is not a worker ID of the form {}-<n>",
+                self.worker_prefix
+            );
+            return Some(self.skipped(bucket, key, DecodeError::Malformed(why)));
+        };
+        let change = match op {
+            Op::Removed => Change::Removed,
+            Op::Put => match decode::<MemberRecord>(payload) {
+                Ok(record) => Change::Put(record),
+                Err(error) => return Some(self.skipped(bucket, key, error)),
+            },
+        };
+        Some(WatchEvent::Member {
+            id,
+            revision,
+            change,
+        })
+    }
+
+    fn leader_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: Op,
+        revision: Revision,
+        payload: &[u8],
+    ) -> Option<WatchEvent> {
+        if key != LEADER_KEY {
+            tracing::debug!(bucket, key, "ignoring a foreign key in the leader bucket");
+            return None;
+        }
+        let change = match op {
+            Op::Removed => Change::Removed,
+            Op::Put => match decode::<LeaderRecord>(payload) {
+                Ok(record) => Change::Put(record),
+                Err(error) => return Some(self.skipped(bucket, key, error)),
+            },
+        };
+        Some(WatchEvent::Leader { revision, change })
+    }
+
+    fn assignment_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: Op,
+        revision: Revision,
+        payload: &[u8],
+    ) -> Option<WatchEvent> {
+        if op == Op::Removed {
+            if key == META_KEY {
+                // WatchEvent::Meta cannot express a removal; the commit point is
+                // never deleted by the protocol, so this is an operator's doing.
+                tracing::warn!(
+                    bucket,
+                    key,
+                    revision,
+                    "the assignment meta record was removed"
+                );
+            } else {
+                tracing::debug!(bucket, key, revision, "assignment record removed");
+            }
+            return None;
+        }
+        if key == META_KEY {
+            return Some(match decode::<AssignmentMeta>(payload) {
+                Ok(meta) => WatchEvent::Meta { revision, meta },
+                Err(error) => self.skipped(bucket, key, error),
+            });
+        }
+        Some(match decode_assignment(key, payload) {
+            Ok(record) => WatchEvent::Assignment { revision, record },
+            Err(error) => self.skipped(bucket, key, error),
+        })
+    }
+}
+
+/// Decodes a per-worker record and checks that it belongs at `key`
+/// (`w.<record.term>.<record.worker>`).
+pub(crate) fn decode_assignment(
+    key: &str,
+    payload: &[u8],
+) -> Result<WorkerAssignment, DecodeError> {
+    let Some((term, worker)) = parse_worker_assignment_key(key) else {
+        return Err(DecodeError::Malformed(format!(
+            "key {key:?} is not an assignment key w.<term>.<worker>"
+        )));
+    };
+    let record = decode::<WorkerAssignment>(payload)?;
+    if record.term != term || record.worker != worker {
+        return Err(DecodeError::Malformed(format!(
+            "record for {} at term {} stored under key {key:?}",
+            record.worker, record.term
+        )));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parti_core::ids::InstanceId;
+    use parti_core::layout::worker_assignment_key;
+    use parti_core::records::encode;
+
+    fn decoder() -> (Decoder, Arc<AtomicU64>) {
+        let counter = Arc::new(AtomicU64::new(0));
+        (Decoder::new("worker".into(), counter.clone()), counter)
+    }
+
+    #[test]
+    fn operation_headers() {
+        assert_eq!(operation(None), Op::Put);
+        let mut h = HeaderMap::new();
+        h.insert(KV_OPERATION, "DEL");
+        assert_eq!(operation(Some(&h)), Op::Removed);
+        let mut h = HeaderMap::new();
+        h.insert(MARKER_REASON, "MaxAge");
+        assert_eq!(operation(Some(&h)), Op::Removed);
+        let mut h = HeaderMap::new();
+        h.insert("Other", "x");
+        assert_eq!(operation(Some(&h)), Op::Put);
+    }
+
+    #[test]
+    fn members_decode_skip_and_remove() {
+        let (d, counter) = decoder();
+        let rec = MemberRecord::fresh(InstanceId(7), 1);
+        let ev = d.event(Source::Members, "b", "worker-3", Op::Put, 5, &encode(&rec));
+        assert_eq!(
+            ev,
+            Some(WatchEvent::Member {
+                id: WorkerId::new("worker", 3),
+                revision: 5,
+                change: Change::Put(rec)
+            })
+        );
+        let ev = d.event(Source::Members, "b", "worker-3", Op::Removed, 6, b"");
+        assert!(matches!(
+            ev,
+            Some(WatchEvent::Member {
+                change: Change::Removed,
+                ..
+            })
+        ));
+        let ev = d.event(Source::Members, "b", "worker-3", Op::Put, 7, b"{nope");
+        assert!(matches!(ev, Some(WatchEvent::Skipped { .. })));
+        let ev = d.event(Source::Members, "b", "intruder", Op::Put, 8, b"{}");
+        assert!(matches!(ev, Some(WatchEvent::Skipped { .. })));
+        assert_eq!(
+            d.event(Source::Members, "b", "intruder", Op::Removed, 9, b""),
+            None
+        );
+        assert_eq!(counter.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn assignment_key_must_match_record() {
+        let rec = WorkerAssignment {
+            v: 1,
+            worker: WorkerId::new("worker", 1),
+            instance: parti_core::InstanceId(1),
+            version: 3,
+            term: 9,
+            partitions: vec![],
+        };
+        let bytes = encode(&rec);
+        let key = worker_assignment_key(9, &rec.worker);
+        assert_eq!(decode_assignment(&key, &bytes), Ok(rec.clone()));
+        assert!(decode_assignment("w.8.worker-1", &bytes).is_err());
+        assert!(decode_assignment("w.9.worker-2", &bytes).is_err());
+        assert!(decode_assignment("meta", &bytes).is_err());
+        let (d, counter) = decoder();
+        assert_eq!(
+            d.event(Source::Assignments, "a", "meta", Op::Removed, 3, b""),
+            None
+        );
+        assert_eq!(
+            d.event(Source::Assignments, "a", &key, Op::Removed, 3, b""),
+            None
+        );
+        assert!(matches!(
+            d.event(Source::Assignments, "a", &key, Op::Put, 4, &bytes),
+            Some(WatchEvent::Assignment { revision: 4, .. })
+        ));
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,165 @@
+//! Mapping of async-nats errors onto [`BackendError`].
+//!
+//! async-nats wraps errors in layers (`UpdateError` around `PublishError` around
+//! a server `jetstream::Error`, …). The classifier walks the whole source chain
+//! and takes the first layer it recognises:
+//!
+//! | found | becomes |
+//! |---|---|
+//! | wrong last sequence (10071) / `WrongLastRevision` | [`BackendError::Conflict`] |
+//! | any timed-out request or ack, a broken ack pipe | [`BackendError::Timeout`] (outcome unknown) |
+//! | no responders, JetStream temporarily unavailable (503), I/O, closed client | [`BackendError::Unavailable`] |
+//! | anything else | [`BackendError::Other`] with the whole chain as text |
+//!
+//! A write whose ack timed out may have been applied: `Timeout` is never turned
+//! into `Unavailable`, which callers may read as "not applied".
+
+use async_nats::jetstream;
+use async_nats::jetstream::context::{
+    PublishError, PublishErrorKind, RequestError, RequestErrorKind,
+};
+use async_nats::jetstream::kv::{EntryError, EntryErrorKind, UpdateError, UpdateErrorKind};
+use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
+use parti_core::backend::BackendError;
+use std::error::Error as StdError;
+
+/// The server's "wrong last sequence" error code.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+
+/// What one layer of an error chain says, if it says anything decisive.
+fn classify_layer(err: &(dyn StdError + 'static)) -> Option<BackendError> {
+    if let Some(e) = err.downcast_ref::<PublishError>() {
+        return match e.kind() {
+            PublishErrorKind::WrongLastSequence => Some(BackendError::Conflict),
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                Some(BackendError::Timeout)
+            }
+            PublishErrorKind::StreamNotFound => Some(BackendError::Unavailable(
+                "no JetStream stream answered (no responders)".into(),
+            )),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<UpdateError>() {
+        return match e.kind() {
+            UpdateErrorKind::WrongLastRevision => Some(BackendError::Conflict),
+            UpdateErrorKind::TimedOut => Some(BackendError::Timeout),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<EntryError>() {
+        return match e.kind() {
+            EntryErrorKind::TimedOut => Some(BackendError::Timeout),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<RequestError>() {
+        return match e.kind() {
+            RequestErrorKind::TimedOut => Some(BackendError::Timeout),
+            RequestErrorKind::NoResponders => Some(BackendError::Unavailable(
+                "JetStream API has no responders".into(),
+            )),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<ConsumerError>() {
+        return match e.kind() {
+            ConsumerErrorKind::TimedOut => Some(BackendError::Timeout),
+            ConsumerErrorKind::JetStream(js) => classify_server(&js),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<jetstream::Error>() {
+        return classify_server(e);
+    }
+    if err.downcast_ref::<std::io::Error>().is_some() {
+        return Some(BackendError::Unavailable(err.to_string()));
+    }
+    None
+}
+
+fn classify_server(e: &jetstream::Error) -> Option<BackendError> {
+    if e.error_code().0 == WRONG_LAST_SEQUENCE {
+        return Some(BackendError::Conflict);
+    }
+    if e.code() == 503 {
+        return Some(BackendError::Unavailable(e.to_string()));
+    }
+    None
+}
+
+/// Renders an error with all its sources: `a: b: c`.
+pub(crate) fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cur = e.source();
+    }
+    text
+}
+
+/// Classifies any async-nats error (see the module docs). `what` names the
+/// operation for the `Other`/`Unavailable` messages.
+pub(crate) fn classify(what: &str, err: &(dyn StdError + 'static)) -> BackendError {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = classify_layer(e) {
+            return match found {
+                BackendError::Unavailable(msg) => {
+                    BackendError::Unavailable(format!("{what}: {msg}"))
+                }
+                other => other,
+            };
+        }
+        cur = e.source();
+    }
+    let text = chain_text(err);
+    // The client's command channel closes when the client is closed or dropped.
+    if text.contains("channel closed") || text.contains("connection closed") {
+        return BackendError::Unavailable(format!("{what}: {text}"));
+    }
+    if text.contains("timed out") {
+        return BackendError::Timeout;
+    }
+    BackendError::Other(format!("{what}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_kinds_map_to_backend_errors() {
+        let conflict = UpdateError::with_source(
+            UpdateErrorKind::WrongLastRevision,
+            PublishError::new(PublishErrorKind::WrongLastSequence),
+        );
+        assert_eq!(classify("x", &conflict), BackendError::Conflict);
+        let timeout: UpdateError = PublishError::new(PublishErrorKind::TimedOut).into();
+        assert_eq!(classify("x", &timeout), BackendError::Timeout);
+        let broken = UpdateError::with_source(
+            UpdateErrorKind::Other,
+            PublishError::new(PublishErrorKind::BrokenPipe),
+        );
+        assert_eq!(classify("x", &broken), BackendError::Timeout);
+        let no_stream = UpdateError::with_source(
+            UpdateErrorKind::Other,
+            PublishError::new(PublishErrorKind::StreamNotFound),
+        );
+        assert!(matches!(
+            classify("put", &no_stream),
+            BackendError::Unavailable(m) if m.starts_with("put:")
+        ));
+    }
+
+    #[test]
+    fn unknown_errors_keep_their_text() {
+        let err = std::fmt::Error;
+        assert!(matches!(classify("op", &err), BackendError::Other(m) if m.starts_with("op:")));
+    }
+}
