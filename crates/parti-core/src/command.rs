@@ -127,6 +127,27 @@ pub enum Command {
     Notify(Notification),
 }
 
+impl Command {
+    /// The operation id of a command that has a result; `None` for `Watch`,
+    /// `CleanupAssignments` and notifications.
+    pub fn op(&self) -> Option<OpId> {
+        match self {
+            Command::ClaimId { op, .. }
+            | Command::RenewLease { op, .. }
+            | Command::ReadMember { op, .. }
+            | Command::ReleaseId { op, .. }
+            | Command::Evict { op, .. }
+            | Command::Campaign { op, .. }
+            | Command::RenewLeadership { op, .. }
+            | Command::Resign { op, .. }
+            | Command::LoadAssignments { op }
+            | Command::Publish { op, .. }
+            | Command::ListPartitions { op } => Some(*op),
+            Command::Watch { .. } | Command::CleanupAssignments { .. } | Command::Notify(_) => None,
+        }
+    }
+}
+
 /// Degraded-mode alert severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AlertLevel {

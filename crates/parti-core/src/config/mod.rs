@@ -27,7 +27,7 @@
 //! | `degraded.recovery_grace` | 15s | after recovery the leader declares no emergency for this long |
 //! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | degraded-duration alert levels |
 //! | `alerts.interval` | 1m | repeat interval of degraded alerts |
-//! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 30s, 10s, 10s | driver bounds |
+//! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 60s, 10s, 10s | driver bounds (`startup_timeout` must exceed `cold_start_window`) |
 //! | `buckets.replicas` | 1 | 1 or 3 |
 //! | `buckets.storage` | `file` | `file` or `memory` |
 //! | `buckets.members`/`leader`/`assignments` | derived | bucket name overrides |
@@ -233,7 +233,7 @@ impl Default for Config {
             imbalance_threshold: 0.15,
             degraded: DegradedConfig::default(),
             alerts: AlertConfig::default(),
-            startup_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(60),
             operation_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
             buckets: BucketConfig::default(),

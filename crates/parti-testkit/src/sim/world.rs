@@ -610,7 +610,7 @@ impl Simulator {
             .is_some_and(|p| p.inc == inc && p.cut(self.now));
         let now = self.now;
         if cut {
-            if let Some(op) = op_of(&command) {
+            if let Some(op) = command.op() {
                 self.respond(slot, inc, op, Outcome::Unavailable);
             }
             return;
@@ -1331,23 +1331,6 @@ impl Simulator {
         self.report.commits = self.commits.count;
         self.report.trace = self.trace.into_iter().collect();
         self.report
-    }
-}
-
-fn op_of(c: &Command) -> Option<parti_core::OpId> {
-    match c {
-        Command::ClaimId { op, .. }
-        | Command::RenewLease { op, .. }
-        | Command::ReadMember { op, .. }
-        | Command::ReleaseId { op, .. }
-        | Command::Evict { op, .. }
-        | Command::Campaign { op, .. }
-        | Command::RenewLeadership { op, .. }
-        | Command::Resign { op, .. }
-        | Command::LoadAssignments { op }
-        | Command::Publish { op, .. }
-        | Command::ListPartitions { op } => Some(*op),
-        Command::Watch { .. } | Command::CleanupAssignments { .. } | Command::Notify(_) => None,
     }
 }
 
