@@ -4,6 +4,9 @@
 
 #[cfg(feature = "fault-proxy")]
 pub mod fault_proxy;
+pub mod memory;
 pub mod nats_server;
 pub mod sim;
 pub mod simple_strategy;
+
+pub use memory::MemoryBackend;
