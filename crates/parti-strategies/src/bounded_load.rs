@@ -5,7 +5,6 @@ use crate::prep::{
     PPM, Prepared, Weights, fraction_to_ppm, load_bounds, normalized_weights, prepare,
 };
 use crate::ring::{Cursor, DEFAULT_VNODES, Ring};
-use crate::sort::group_stable;
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
 
 /// The default tolerance of the weighted strategies: 5 % over the fair share.
@@ -15,9 +14,9 @@ pub const DEFAULT_EPSILON: f64 = 0.05;
 ///
 /// Every worker gets a capacity of `(1 + ε)` × its fair share of the total
 /// partition weight, the share being proportional to
-/// [`WorkerSpec::capacity`]. Partitions heavier than a quarter of the slack
-/// (`ε` × the smallest share / 4) are placed first, heaviest weight class
-/// first, so that they find room; then the others; inside each group in ring
+/// [`WorkerSpec::capacity`]. Partitions heavier than the mean slack (`ε` × the
+/// mean share) are placed first, heaviest weight class first, so that they find
+/// room; then the others, which always fit; inside each group in ring
 /// order (by partition ID, then keys: nothing depends on the input order). Each
 /// goes to the first worker clockwise from its point on the ring that still has
 /// room for it. The ring is the Go-compatible ring of [`crate::ConsistentHash`], with
@@ -146,10 +145,6 @@ impl MaxTree {
         MaxTree { size, t }
     }
 
-    fn get(&self, i: usize) -> u64 {
-        self.t[self.size + i]
-    }
-
     /// Lowers leaf `i` to `v`, stopping as soon as an ancestor keeps its value.
     fn lower(&mut self, i: usize, v: u64) {
         let mut k = self.size + i;
@@ -197,18 +192,48 @@ pub(crate) fn least_relative(load: &[u64], capacity: &[u64], w: u64, prefer: Opt
     best as u32
 }
 
+/// The weight up to which a partition is "light": at most the mean room over the
+/// share, `Σ (hi − share) / W`, and (with `lo`) at most the smallest band
+/// `hi − lo`. While a light partition is being placed the total room left is
+/// at least `Σ (hi − share)` plus its own weight, so some worker has room for it
+/// and, if some worker is still under its `lo`, that one has room for it too.
+/// Only heavy partitions need the max-room trees.
+fn light_threshold(prep: &Prepared, hi: &[u64], lo: Option<&[u64]>, total: u64) -> u64 {
+    let shares = load_bounds(prep, total, 0, true);
+    let slack: u128 = hi
+        .iter()
+        .zip(&shares)
+        .map(|(&h, &s)| u128::from(h.saturating_sub(s)))
+        .sum();
+    let mean = u64::try_from(slack / hi.len().max(1) as u128).unwrap_or(u64::MAX);
+    let band = lo.map_or(u64::MAX, |lo| {
+        hi.iter()
+            .zip(lo)
+            .map(|(&h, &l)| h.saturating_sub(l))
+            .min()
+            .unwrap_or(0)
+    });
+    mean.min(band)
+}
+
 /// Walks clockwise from node `start` to the first node whose worker has
-/// `room.get(worker) >= w`, retiring on the way the nodes of workers whose room
-/// is below `w_min`. The caller guarantees `room.max() >= w >= w_min`, so the
-/// walk ends.
-fn walk(ring: &Ring, next: &mut [u32], room: &MaxTree, start: u32, w: u64, w_min: u64) -> usize {
+/// `room[worker] >= w`, retiring on the way the nodes of workers whose room is
+/// below `w_min`. Gives up (`None`) after a full turn.
+fn walk(
+    ring: &Ring,
+    next: &mut [u32],
+    room: &[u64],
+    start: u32,
+    w: u64,
+    w_min: u64,
+) -> Option<usize> {
     let n = ring.len();
     let mut v = find(next, start);
-    loop {
+    for _ in 0..=n {
         let j = ring.owner(v as usize) as usize;
-        let r = room.get(j);
+        let r = room[j];
         if w <= r {
-            return j;
+            return Some(j);
         }
         let after = if v as usize + 1 == n { 0 } else { v + 1 };
         if r < w_min {
@@ -216,26 +241,13 @@ fn walk(ring: &Ring, next: &mut [u32], room: &MaxTree, start: u32, w: u64, w_min
         }
         v = find(next, after);
     }
-}
-
-/// The weight above which a partition is "heavy": a quarter of the smallest
-/// room any worker has over its share (`hi − share`). Once every heavy partition
-/// is placed, the total room left is at least `Σ (hi − share)`, more than the
-/// workers' count times a light weight, so every light partition finds a worker
-/// with room for it.
-fn heavy_threshold(prep: &Prepared, hi: &[u64], total: u64) -> u64 {
-    let shares = crate::prep::load_bounds(prep, total, 0, true);
-    hi.iter()
-        .zip(&shares)
-        .map(|(&h, &s)| h.saturating_sub(s) / 4)
-        .min()
-        .unwrap_or(0)
+    None
 }
 
 /// The bounded-load placement itself: `hi` by worker rank, weights by canonical
 /// position; returns the owner rank by canonical position. Heavy partitions
-/// (see [`heavy_threshold`]) go first, by weight class then ring order; the
-/// others follow in ring order (canonical order), which keeps the walks short
+/// (see [`light_threshold`]) go first, by weight class then ring order; the
+/// light ones follow in ring order (canonical order), which keeps the walks short
 /// and local.
 ///
 /// With `lo`, a partition first looks for the first worker clockwise that is
@@ -255,57 +267,83 @@ pub(crate) fn place(
     // A worker whose room falls below the lightest positive weight can take
     // nothing more: the walk skips its virtual nodes from then on.
     let w_min = w.iter().copied().filter(|&x| x > 0).min().unwrap_or(1);
-    let mut next: Vec<u32> = (0..n as u32).collect();
-    let mut room = MaxTree::new(hi);
-    // Room under `hi` of the workers still under `lo` (0 for the others).
-    let (mut next_low, mut room_low) = match lo {
-        Some(lo) => {
-            let r: Vec<u64> = (0..nw).map(|j| if lo[j] > 0 { hi[j] } else { 0 }).collect();
-            (next.clone(), Some(MaxTree::new(&r)))
+    let light = light_threshold(prep, hi, lo, weights.total);
+    // Heavy partitions with their start node, heaviest class first, then ring
+    // order; usually few.
+    let mut heavy: Vec<(u32, u32)> = Vec::new();
+    if w.iter().any(|&x| x > light) {
+        let mut cursor = Cursor::new(ring);
+        for (k, &(h, _)) in prep.keyed.iter().enumerate() {
+            let start = cursor.next(h) as u32;
+            if w[k] > light {
+                heavy.push((k as u32, start));
+            }
         }
-        None => (Vec::new(), None),
-    };
+        heavy.sort_by_key(|&(k, _)| (w[k as usize].leading_zeros(), k));
+    }
+    let mut next: Vec<u32> = (0..n as u32).collect();
+    let mut room: Vec<u64> = hi.to_vec();
     let mut load = vec![0u64; nw];
+    // Room of the workers still under `lo` (0 for the others), and their count.
+    let mut next_low: Vec<u32> = Vec::new();
+    let mut room_low: Vec<u64> = Vec::new();
+    let mut under_lo = 0usize;
+    if let Some(lo) = lo {
+        next_low = next.clone();
+        room_low = (0..nw).map(|j| if lo[j] > 0 { hi[j] } else { 0 }).collect();
+        under_lo = lo.iter().filter(|&&l| l > 0).count();
+    }
+    // Max-room trees, only while heavy partitions are being placed.
+    let mut trees = (!heavy.is_empty()).then(|| {
+        (
+            MaxTree::new(&room),
+            lo.is_some().then(|| MaxTree::new(&room_low)),
+        )
+    });
+    let mut owner = vec![0u32; prep.partitions()];
     let mut cursor = Cursor::new(ring);
-    let starts: Vec<u32> = prep
+    let light_ones = prep
         .keyed
         .iter()
-        .map(|&(h, _)| cursor.next(h) as u32)
-        .collect();
-    // Heavy partitions first, heaviest class (bit length) first, so that they
-    // find room; then the light ones, which always fit while any room is left.
-    let positions: Vec<u32> = (0..prep.partitions() as u32).collect();
-    let heavy = heavy_threshold(prep, hi, weights.total);
-    let (processing, _) = group_stable(&positions, 65, |k| {
-        let wk = w[k as usize];
-        if wk > heavy {
-            wk.leading_zeros() as usize
-        } else {
-            64
-        }
-    });
-    drop(positions);
-    let mut owner = vec![0u32; prep.partitions()];
-    for k in processing {
+        .enumerate()
+        .filter(|&(k, _)| w[k] <= light)
+        .map(|(k, &(h, _))| (k as u32, cursor.next(h) as u32));
+    for (k, start) in heavy.iter().copied().chain(light_ones) {
         let k = k as usize;
         let wk = w[k];
-        let start = starts[k];
+        if wk <= light {
+            trees = None;
+        }
+        let (fits, fits_low) = match &trees {
+            Some((t, tl)) => (t.max() >= wk, tl.as_ref().is_some_and(|t| t.max() >= wk)),
+            None => (true, under_lo > 0),
+        };
         let j = if wk == 0 {
-            ring.owner(start as usize) as usize
-        } else if let Some(low) = room_low.as_ref().filter(|t| t.max() >= wk) {
-            walk(ring, &mut next_low, low, start, wk, w_min)
-        } else if room.max() >= wk {
+            Some(ring.owner(start as usize) as usize)
+        } else if fits_low {
+            walk(ring, &mut next_low, &room_low, start, wk, w_min)
+        } else if fits {
             walk(ring, &mut next, &room, start, wk, w_min)
         } else {
-            least_relative(&load, &prep.capacity, wk, None) as usize
+            None
         };
+        let j = j.unwrap_or_else(|| least_relative(&load, &prep.capacity, wk, None) as usize);
         owner[k] = j as u32;
         if wk > 0 {
             load[j] += wk;
-            let left = hi[j].saturating_sub(load[j]);
-            room.lower(j, left);
-            if let (Some(low), Some(lo)) = (room_low.as_mut(), lo) {
-                low.lower(j, if load[j] < lo[j] { left } else { 0 });
+            room[j] = hi[j].saturating_sub(load[j]);
+            if let Some((t, _)) = trees.as_mut() {
+                t.lower(j, room[j]);
+            }
+            if let Some(lo) = lo {
+                let was_under = room_low[j] > 0;
+                room_low[j] = if load[j] < lo[j] { room[j] } else { 0 };
+                if was_under && room_low[j] == 0 {
+                    under_lo -= 1;
+                }
+                if let Some((_, Some(t))) = trees.as_mut() {
+                    t.lower(j, room_low[j]);
+                }
             }
         }
     }
