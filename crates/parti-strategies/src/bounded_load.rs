@@ -2,7 +2,7 @@
 //! weighted by partition weight and worker capacity.
 
 use crate::prep::{
-    PPM, Prepared, Weights, fraction_to_ppm, load_bounds, normalized_weights, prepare,
+    PPM, Prepared, Weights, fraction_to_ppm, load_bounds, normalized_weights, prepare, upper_bounds,
 };
 use crate::ring::{Cursor, DEFAULT_VNODES, Ring};
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
@@ -107,7 +107,7 @@ impl BoundedLoad {
         let ring = Ring::build(prep, workers, self.seed, |r| {
             u64::from(self.vnodes).saturating_mul(prep.capacity[r])
         });
-        let hi = load_bounds(prep, weights.total, epsilon_ppm, true);
+        let hi = upper_bounds(prep, weights, epsilon_ppm);
         let lo = fill_low.then(|| load_bounds(prep, weights.total, epsilon_ppm, false));
         place(prep, weights, &ring, &hi, lo.as_deref())
     }

@@ -136,6 +136,8 @@ pub(crate) struct Weights {
     pub w: Vec<u64>,
     /// Sum of `w` (below 2^63).
     pub total: u64,
+    /// Largest entry of `w`.
+    pub max: u64,
 }
 
 /// Normalizes weights: unchanged while their sum stays below 2^62; otherwise
@@ -153,6 +155,7 @@ pub(crate) fn normalized_weights(prep: &Prepared, parts: &[Partition]) -> Weight
         w.fill(1);
         return Weights {
             total: w.len() as u64,
+            max: 1,
             w,
         };
     }
@@ -164,7 +167,8 @@ pub(crate) fn normalized_weights(prep: &Prepared, parts: &[Partition]) -> Weight
         }
     }
     let total = w.iter().sum();
-    Weights { w, total }
+    let max = w.iter().copied().max().unwrap_or(0);
+    Weights { w, total, max }
 }
 
 /// One part per million: the unit of the tolerances.
@@ -264,4 +268,15 @@ mod tests {
             .collect();
         assert_eq!(normalized_weights(&prep(&zeros), &zeros).total, 3);
     }
+}
+
+/// The most a worker may carry: `(1 + eps)` × its share, but never less than the
+/// heaviest partition (a worker can always hold any single partition; below
+/// that bound no placement exists anyway).
+pub(crate) fn upper_bounds(prep: &Prepared, weights: &Weights, eps_ppm: u64) -> Vec<u64> {
+    let mut hi = load_bounds(prep, weights.total, eps_ppm, true);
+    for h in hi.iter_mut() {
+        *h = (*h).max(weights.max);
+    }
+    hi
 }

@@ -7,3 +7,4 @@ pub mod fault_proxy;
 pub mod nats_server;
 pub mod sim;
 pub mod simple_strategy;
+pub mod strategy_contract;

@@ -119,6 +119,7 @@ mod tests {
         let w = Weights {
             w: by_k,
             total: weights.iter().sum(),
+            max: 8,
         };
         // Worker 0 owns everything but p6, which worker 1 owns.
         let owner: Vec<u32> = prep.keyed.iter().map(|&(_, i)| u32::from(i == 6)).collect();

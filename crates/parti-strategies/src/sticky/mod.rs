@@ -4,7 +4,7 @@ mod lists;
 mod rebalance;
 
 use crate::bounded_load::{BoundedLoad, DEFAULT_EPSILON};
-use crate::prep::{PPM, fraction_to_ppm, load_bounds, normalized_weights, prepare};
+use crate::prep::{PPM, fraction_to_ppm, load_bounds, normalized_weights, prepare, upper_bounds};
 use lists::NONE;
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 
@@ -149,7 +149,7 @@ impl AssignmentStrategy for Sticky {
         } else {
             self.tolerance_ppm
         };
-        let hi = load_bounds(&prep, weights.total, tolerance, true);
+        let hi = upper_bounds(&prep, &weights, tolerance);
         let lo = load_bounds(&prep, weights.total, tolerance, false);
         rebalance::rebalance(&prep, &weights, &mut owner, &hi, &lo);
         Ok(Placement {
