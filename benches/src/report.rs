@@ -11,8 +11,11 @@ use std::time::Instant;
 /// A fresh strategy value per call (the spec times cold assignments).
 pub type Factory<'a> = &'a dyn Fn() -> Box<dyn AssignmentStrategy>;
 
+/// Makes a fresh strategy value.
+pub type Make = fn() -> Box<dyn AssignmentStrategy>;
+
 /// The strategies of the report, in report order.
-pub fn strategies() -> Vec<(&'static str, fn() -> Box<dyn AssignmentStrategy>)> {
+pub fn strategies() -> Vec<(&'static str, Make)> {
     vec![
         ("sticky", || Box::new(parti_strategies::Sticky::default())),
         ("bounded-load", || {
@@ -258,7 +261,7 @@ pub fn table_header() -> String {
 }
 
 fn short_size(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

@@ -203,6 +203,17 @@ pub(crate) fn load_bounds(prep: &Prepared, total: u64, eps_ppm: u64, upper: bool
         .collect()
 }
 
+/// The most a worker may carry: `(1 + eps)` × its share, but never less than the
+/// heaviest partition (a worker can always hold any single partition; below
+/// that bound no placement exists anyway).
+pub(crate) fn upper_bounds(prep: &Prepared, weights: &Weights, eps_ppm: u64) -> Vec<u64> {
+    let mut hi = load_bounds(prep, weights.total, eps_ppm, true);
+    for h in hi.iter_mut() {
+        *h = (*h).max(weights.max);
+    }
+    hi
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +231,8 @@ mod tests {
         let b = Partition::new(["b"]);
         let w = ws(3);
         let dupw = vec![w[0].clone(), w[1].clone(), w[0].clone()];
-        let cases: Vec<(Vec<WorkerSpec>, Vec<Partition>, Vec<Option<u32>>)> = vec![
+        type Case = (Vec<WorkerSpec>, Vec<Partition>, Vec<Option<u32>>);
+        let cases: Vec<Case> = vec![
             (vec![], vec![a.clone()], vec![]),
             (dupw, vec![a.clone(), a.clone()], vec![]),
             (w.clone(), vec![a.clone(), b.clone(), a.clone()], vec![]),
@@ -268,15 +280,4 @@ mod tests {
             .collect();
         assert_eq!(normalized_weights(&prep(&zeros), &zeros).total, 3);
     }
-}
-
-/// The most a worker may carry: `(1 + eps)` × its share, but never less than the
-/// heaviest partition (a worker can always hold any single partition; below
-/// that bound no placement exists anyway).
-pub(crate) fn upper_bounds(prep: &Prepared, weights: &Weights, eps_ppm: u64) -> Vec<u64> {
-    let mut hi = load_bounds(prep, weights.total, eps_ppm, true);
-    for h in hi.iter_mut() {
-        *h = (*h).max(weights.max);
-    }
-    hi
 }

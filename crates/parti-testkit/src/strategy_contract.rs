@@ -463,6 +463,13 @@ pub fn carry_over(
         .collect()
 }
 
+/// A membership change.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Joined(&'a WorkerId),
+    Left(&'a WorkerId),
+}
+
 struct Checker<'s, S: ?Sized> {
     strategy: &'s S,
     contract: &'s Contract,
@@ -541,14 +548,14 @@ impl<S: AssignmentStrategy + ?Sized> Checker<'_, S> {
 
     fn movement(
         &self,
-        before: &AssignmentInput<'_>,
-        a: &Placement,
-        after: &AssignmentInput<'_>,
-        b: &Placement,
-        scenario: &'static str,
-        joined: Option<&WorkerId>,
-        left: Option<&WorkerId>,
+        (before, a): (&AssignmentInput<'_>, &Placement),
+        (after, b): (&AssignmentInput<'_>, &Placement),
+        change: Change<'_>,
     ) -> Result<(), ContractViolation> {
+        let (scenario, joined, left) = match change {
+            Change::Joined(id) => ("one worker joined", Some(id), None),
+            Change::Left(id) => ("one worker left", None, Some(id)),
+        };
         let parts = before.partitions;
         let (w, total) = effective_weights(parts);
         let w_max = w.iter().copied().fold(0.0, f64::max);
@@ -711,13 +718,9 @@ pub fn check_case<S: AssignmentStrategy + ?Sized>(
     };
     let up = checker.assign(&up_input)?;
     checker.movement(
-        &input,
-        &base,
-        &up_input,
-        &up,
-        "one worker joined",
-        Some(&newcomer.id),
-        None,
+        (&input, &base),
+        (&up_input, &up),
+        Change::Joined(&newcomer.id),
     )?;
     checker.order_independence(&up_input, &up, &mut rng)?;
 
@@ -733,15 +736,7 @@ pub fn check_case<S: AssignmentStrategy + ?Sized>(
             previous: &rm_prev,
         };
         let rm = checker.assign(&rm_input)?;
-        checker.movement(
-            &input,
-            &base,
-            &rm_input,
-            &rm,
-            "one worker left",
-            None,
-            Some(&left.id),
-        )?;
+        checker.movement((&input, &base), (&rm_input, &rm), Change::Left(&left.id))?;
         checker.order_independence(&rm_input, &rm, &mut rng)?;
         checker.fixed_point(&rm_input, &rm)?;
     }
