@@ -44,7 +44,7 @@ pub use bounded_load::{BoundedLoad, DEFAULT_EPSILON};
 pub use consistent_hash::ConsistentHash;
 pub use ring::DEFAULT_VNODES;
 pub use round_robin::RoundRobin;
-pub use sticky::Sticky;
+pub use sticky::{COLD_VNODES, Sticky};
 
 /// Parti's default strategy: [`Sticky`] with its defaults.
 pub fn default_strategy() -> Sticky {

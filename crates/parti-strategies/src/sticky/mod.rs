@@ -64,17 +64,24 @@ pub struct Sticky {
     cold: BoundedLoad,
 }
 
+/// Virtual nodes per unit of capacity of the cold-start ring. Sticky's balance
+/// comes from its band, not from the ring, and its movement does not depend on
+/// the ring at all, so a coarser ring than [`crate::DEFAULT_VNODES`] only makes
+/// the cold start cheaper.
+pub const COLD_VNODES: u32 = 50;
+
 impl Default for Sticky {
     fn default() -> Self {
         Sticky {
             tolerance_ppm: fraction_to_ppm(DEFAULT_EPSILON, 0),
-            cold: BoundedLoad::default(),
+            cold: BoundedLoad::default().with_vnodes(COLD_VNODES),
         }
     }
 }
 
 impl Sticky {
-    /// Tolerance 0.05, cold start on a 150-virtual-node ring with seed 0.
+    /// Tolerance 0.05, cold start on a [`COLD_VNODES`]-virtual-node ring with
+    /// seed 0.
     pub fn new() -> Self {
         Self::default()
     }
