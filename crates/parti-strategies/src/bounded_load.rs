@@ -26,10 +26,14 @@ pub const DEFAULT_EPSILON: f64 = 0.05;
 ///   exception is a partition that fits nowhere (it weighs more than the room
 ///   left on every worker); it goes to the worker whose relative load it raises
 ///   least, which keeps every load below `share × (1 + max_weight / min_share)`.
-/// - **Movement:** near-minimal but not minimal: when a worker joins or leaves,
-///   the partitions that overflowed their first choice can shift along. It needs
-///   no previous assignment (`previous` is ignored), which makes it a good cold
-///   start; [`crate::Sticky`] uses it as one.
+/// - **Movement:** above the minimum, and more so with many workers. It is
+///   stateless (`previous` is ignored), so it packs workers up to their cap;
+///   when a worker joins, every cap drops by `1/(W + 1)` and every worker at its
+///   cap must give something up, and partitions that overflowed their first
+///   choice shift along. Measured: 1.2–1.4× the optimum at 10 workers, about
+///   2–3× at 100, 5–10× at 1 000 (with 100 partitions per worker a third of the
+///   workers sit at the cap). Use [`crate::Sticky`] when movement matters; it
+///   uses this strategy as its cold start.
 /// - Weights of 0 are free; if every weight is 0, partitions are balanced by
 ///   count.
 #[derive(Clone, Debug, PartialEq, Eq)]

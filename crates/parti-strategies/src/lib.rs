@@ -3,7 +3,7 @@
 //! | strategy | balance | movement on a membership change | uses `previous` |
 //! |---|---|---|---|
 //! | [`Sticky`] (default) | every worker within ±t of its share (t = 5 %) | close to the minimum, by count and by weight | yes |
-//! | [`BoundedLoad`] | every worker at most (1 + ε) × its share | a little above the minimum | no |
+//! | [`BoundedLoad`] | every worker at most (1 + ε) × its share (ε = 5 %) | 1.2–10× the minimum (grows with the worker count) | no |
 //! | [`ConsistentHash`] | poor (busiest ≈ 1.4× the mean) | exactly the minimum | no |
 //! | [`RoundRobin`] | counts differ by at most one | almost everything | no |
 //!

@@ -1,9 +1,9 @@
 //! Sorting helpers for the hot paths: a bucket sort for uniformly distributed
-//! 64-bit hashes, and a stable LSD radix sort of indices by a `u64` key.
+//! 64-bit hashes, and a stable counting sort into groups.
 //!
-//! Both are O(n) on the inputs the strategies see (hashes are uniform; weights
-//! use few significant bytes) and fall back to comparison sorts inside buckets, so
-//! adversarial inputs cost O(n log n), never more.
+//! Both are O(n) on the inputs the strategies see; the hash sort falls back to
+//! comparison sorts inside crowded buckets, so adversarial inputs cost
+//! O(n log n), never more.
 
 use std::cmp::Ordering;
 
@@ -105,41 +105,6 @@ fn insertion_sort<T: Copy>(v: &mut [T], cmp: &mut impl FnMut(&T, &T) -> Ordering
     }
 }
 
-/// Reorders `order` stably by `key(order[i])` ascending, with an LSD radix sort
-/// on bytes that skips every byte position where all keys agree (uniform weights
-/// cost one pass over the data; weights below 65 536 cost three).
-pub(crate) fn radix_sort_stable_by_key(order: &mut Vec<u32>, key: &[u64]) {
-    let n = order.len();
-    if n < 2 {
-        return;
-    }
-    let mut counts = [[0u32; 256]; 8];
-    for &i in order.iter() {
-        let k = key[i as usize];
-        for (byte, c) in counts.iter_mut().enumerate() {
-            c[((k >> (8 * byte)) & 0xff) as usize] += 1;
-        }
-    }
-    let mut buf = vec![0u32; n];
-    for (byte, c) in counts.iter_mut().enumerate() {
-        if c.iter().any(|&x| x as usize == n) {
-            continue; // every key has the same byte here
-        }
-        let mut sum = 0u32;
-        for x in c.iter_mut() {
-            let v = *x;
-            *x = sum;
-            sum += v;
-        }
-        for &i in order.iter() {
-            let b = ((key[i as usize] >> (8 * byte)) & 0xff) as usize;
-            buf[c[b] as usize] = i;
-            c[b] += 1;
-        }
-        std::mem::swap(order, &mut buf);
-    }
-}
-
 /// Groups `order` stably by `group(order[i]) < groups` (a counting sort).
 /// Returns the grouped indices and the start offset of each group
 /// (`groups + 1` entries).
@@ -194,23 +159,6 @@ mod tests {
             sort_hashed(&mut items, |a: u32, b: u32| a.cmp(&b));
             assert_eq!(items, expected);
         }
-    }
-
-    #[test]
-    fn radix_is_stable_and_sorted() {
-        let mut s = 3;
-        let keys: Vec<u64> = (0..3000)
-            .map(|i| match i % 3 {
-                0 => splitmix(&mut s) % 10,
-                1 => splitmix(&mut s),
-                _ => 42,
-            })
-            .collect();
-        let mut order: Vec<u32> = (0..3000).collect();
-        radix_sort_stable_by_key(&mut order, &keys);
-        let mut expected: Vec<u32> = (0..3000).collect();
-        expected.sort_by_key(|&i| keys[i as usize]); // stable
-        assert_eq!(order, expected);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub(crate) fn rebalance(
         if load[j] <= hi[j] {
             continue;
         }
-        let l = lists.get_or_insert_with(|| Lists::build(prep, weights, owner));
+        let l = lists.get_or_insert_with(|| Lists::build(prep, owner));
         let ju = j as u32;
         while load[j] > hi[j] {
             let need = load[j] - hi[j];
@@ -167,7 +167,7 @@ pub(crate) fn rebalance(
     if !(0..nw).any(|j| load[j] < lo[j]) {
         return;
     }
-    let l = lists.get_or_insert_with(|| Lists::build(prep, weights, owner));
+    let l = lists.get_or_insert_with(|| Lists::build(prep, owner));
     let surplus_of = |load: &[u64], j: usize| load[j].saturating_sub(lo[j]);
     let mut receivers: Heap = (0..nw)
         .filter(|&j| load[j] < lo[j])
