@@ -31,7 +31,7 @@ pub const DEFAULT_EPSILON: f64 = 0.05;
 ///   when a worker joins, every cap drops by `1/(W + 1)` and every worker at its
 ///   cap must give something up, and partitions that overflowed their first
 ///   choice shift along. Measured: 1.2–1.4× the optimum at 10 workers, about
-///   2–3× at 100, 5–10× at 1 000 (with 100 partitions per worker a third of the
+///   2–3× at 100, 5–10× at 1 000 (with 100 partitions per worker about half the
 ///   workers sit at the cap). Use [`crate::Sticky`] when movement matters; it
 ///   uses this strategy as its cold start.
 /// - Weights of 0 are free; if every weight is 0, partitions are balanced by
