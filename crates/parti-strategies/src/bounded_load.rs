@@ -2,7 +2,8 @@
 //! weighted by partition weight and worker capacity.
 
 use crate::prep::{
-    PPM, Prepared, Weights, fraction_to_ppm, load_bounds, normalized_weights, prepare, upper_bounds,
+    PPM, Prepared, Weights, fraction_to_ppm, load_bounds, lower_bounds, normalized_weights,
+    prepare, upper_bounds,
 };
 use crate::ring::{Cursor, DEFAULT_VNODES, Ring};
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
@@ -112,7 +113,7 @@ impl BoundedLoad {
             u64::from(self.vnodes).saturating_mul(prep.capacity[r])
         });
         let hi = upper_bounds(prep, weights, epsilon_ppm);
-        let lo = fill_low.then(|| load_bounds(prep, weights.total, epsilon_ppm, false));
+        let lo = fill_low.then(|| lower_bounds(prep, weights, epsilon_ppm, &hi));
         place(prep, weights, &ring, &hi, lo.as_deref())
     }
 }

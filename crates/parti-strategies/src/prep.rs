@@ -203,6 +203,21 @@ pub(crate) fn load_bounds(prep: &Prepared, total: u64, eps_ppm: u64, upper: bool
         .collect()
 }
 
+/// The least a worker should carry: `(1 − eps)` × its share, but never more
+/// than `hi` (a band narrower than one weight unit would otherwise invert).
+pub(crate) fn lower_bounds(
+    prep: &Prepared,
+    weights: &Weights,
+    eps_ppm: u64,
+    hi: &[u64],
+) -> Vec<u64> {
+    let mut lo = load_bounds(prep, weights.total, eps_ppm, false);
+    for (l, &h) in lo.iter_mut().zip(hi) {
+        *l = (*l).min(h);
+    }
+    lo
+}
+
 /// The most a worker may carry: `(1 + eps)` × its share, but never less than the
 /// heaviest partition (a worker can always hold any single partition; below
 /// that bound no placement exists anyway).

@@ -77,3 +77,26 @@ fn round_robin_keeps_its_contract() {
     };
     check_strategy(&RoundRobin, &contract).unwrap();
 }
+
+#[test]
+fn extreme_settings_keep_the_universal_contract() {
+    // Zero and huge tolerances, one virtual node: no balance promise, but still
+    // complete, deterministic, order-independent and panic-free.
+    let contract = Contract {
+        cases: cases() / 2,
+        ..Contract::default()
+    };
+    for t in [0.0, 0.001, 3.0, 100.0] {
+        check_strategy(&Sticky::new().with_tolerance(t).with_vnodes(1), &contract).unwrap();
+        check_strategy(
+            &BoundedLoad::new().with_epsilon(t).with_vnodes(1),
+            &contract,
+        )
+        .unwrap();
+    }
+    check_strategy(
+        &ConsistentHash::new().with_vnodes(0).with_seed(7),
+        &contract,
+    )
+    .unwrap();
+}

@@ -4,7 +4,7 @@ mod lists;
 mod rebalance;
 
 use crate::bounded_load::{BoundedLoad, DEFAULT_EPSILON};
-use crate::prep::{PPM, fraction_to_ppm, load_bounds, normalized_weights, prepare, upper_bounds};
+use crate::prep::{PPM, fraction_to_ppm, lower_bounds, normalized_weights, prepare, upper_bounds};
 use lists::NONE;
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 
@@ -157,7 +157,7 @@ impl AssignmentStrategy for Sticky {
             self.tolerance_ppm
         };
         let hi = upper_bounds(&prep, &weights, tolerance);
-        let lo = load_bounds(&prep, weights.total, tolerance, false);
+        let lo = lower_bounds(&prep, &weights, tolerance, &hi);
         rebalance::rebalance(&prep, &weights, &mut owner, &hi, &lo);
         Ok(Placement {
             owners: prep.to_placement(&owner),

@@ -93,7 +93,7 @@ pub(crate) fn rebalance(
         let ju = j as u32;
         while load[j] > hi[j] {
             let need = load[j] - hi[j];
-            let limit = load[j] - lo[j];
+            let limit = load[j].saturating_sub(lo[j]);
             let q = l
                 .smallest_at_least(w, ju, need)
                 .filter(|&q| w[l.items[q] as usize] <= limit)
