@@ -5,7 +5,7 @@ use crate::prep::{
     PPM, Prepared, Weights, fraction_to_ppm, load_bounds, lower_bounds, normalized_weights,
     prepare, upper_bounds,
 };
-use crate::ring::{Cursor, DEFAULT_VNODES, Ring};
+use crate::ring::{DEFAULT_VNODES, Ring, starts};
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};
 
 /// The default tolerance of the weighted strategies: 5 % over the fair share.
@@ -273,19 +273,12 @@ pub(crate) fn place(
     // nothing more: the walk skips its virtual nodes from then on.
     let w_min = w.iter().copied().filter(|&x| x > 0).min().unwrap_or(1);
     let light = light_threshold(prep, hi, lo, weights.total);
-    // Heavy partitions with their start node, heaviest class first, then ring
-    // order; usually few.
-    let mut heavy: Vec<(u32, u32)> = Vec::new();
-    if w.iter().any(|&x| x > light) {
-        let mut cursor = Cursor::new(ring);
-        for (k, &(h, _)) in prep.keyed.iter().enumerate() {
-            let start = cursor.next(h) as u32;
-            if w[k] > light {
-                heavy.push((k as u32, start));
-            }
-        }
-        heavy.sort_by_key(|&(k, _)| (w[k as usize].leading_zeros(), k));
-    }
+    let starts = starts(ring, prep);
+    // Heavy partitions, heaviest class first, then ring order; usually few.
+    let mut heavy: Vec<u32> = (0..prep.partitions() as u32)
+        .filter(|&k| w[k as usize] > light)
+        .collect();
+    heavy.sort_by_key(|&k| (w[k as usize].leading_zeros(), k));
     let mut next: Vec<u32> = (0..n as u32).collect();
     let mut room: Vec<u64> = hi.to_vec();
     let mut load = vec![0u64; nw];
@@ -306,16 +299,11 @@ pub(crate) fn place(
         )
     });
     let mut owner = vec![0u32; prep.partitions()];
-    let mut cursor = Cursor::new(ring);
-    let light_ones = prep
-        .keyed
-        .iter()
-        .enumerate()
-        .filter(|&(k, _)| w[k] <= light)
-        .map(|(k, &(h, _))| (k as u32, cursor.next(h) as u32));
-    for (k, start) in heavy.iter().copied().chain(light_ones) {
+    let light_ones = (0..prep.partitions() as u32).filter(|&k| w[k as usize] <= light);
+    for k in heavy.iter().copied().chain(light_ones) {
         let k = k as usize;
         let wk = w[k];
+        let start = starts[k];
         if wk <= light {
             trees = None;
         }

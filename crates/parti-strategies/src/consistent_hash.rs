@@ -2,7 +2,7 @@
 //! Go original.
 
 use crate::prep::prepare;
-use crate::ring::{Cursor, DEFAULT_VNODES, Ring};
+use crate::ring::{DEFAULT_VNODES, Ring, starts};
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 
 /// Consistent hashing on a ring of virtual nodes (xxh3), byte-for-byte the
@@ -79,12 +79,10 @@ impl AssignmentStrategy for ConsistentHash {
     fn assign(&self, input: &AssignmentInput<'_>) -> Result<Placement, StrategyError> {
         let prep = prepare(input, self.seed)?;
         let ring = Ring::build(&prep, input.workers, self.seed, |_| u64::from(self.vnodes));
-        let mut cursor = Cursor::new(&ring);
-        let ranks: Vec<u32> = prep
-            .keyed
-            .iter()
-            .map(|&(h, _)| ring.owner(cursor.next(h)))
-            .collect();
+        let mut ranks = starts(&ring, &prep);
+        for r in ranks.iter_mut() {
+            *r = ring.owner(*r as usize);
+        }
         Ok(Placement {
             owners: prep.to_placement(&ranks),
         })

@@ -67,27 +67,25 @@ impl Ring {
     }
 }
 
-/// Walks partitions in canonical order (ascending hash) alongside the ring:
-/// `next(hash)` returns the index of the first node at or after `hash`, wrapping
-/// to 0. Hashes must be given in ascending order; the whole walk is one merge,
-/// O(P + nodes).
-pub(crate) struct Cursor<'a> {
-    ring: &'a Ring,
-    j: usize,
-}
-
-impl<'a> Cursor<'a> {
-    /// A cursor at the start of the ring.
-    pub fn new(ring: &'a Ring) -> Self {
-        Cursor { ring, j: 0 }
+/// For every partition by canonical position (ascending hash), the index of the
+/// first node at or after its hash, wrapping to 0: one branch-free merge of the
+/// two sorted sequences, O(P + nodes).
+pub(crate) fn starts(ring: &Ring, prep: &Prepared) -> Vec<u32> {
+    let nodes = &ring.nodes;
+    let keyed = &prep.keyed;
+    let (p, n) = (keyed.len(), nodes.len());
+    let mut out = vec![0u32; p];
+    if n == 0 {
+        return out;
     }
-
-    /// The first node at or after `hash`.
-    pub fn next(&mut self, hash: u64) -> usize {
-        let nodes = &self.ring.nodes;
-        while self.j < nodes.len() && nodes[self.j].0 < hash {
-            self.j += 1;
-        }
-        if self.j == nodes.len() { 0 } else { self.j }
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < p {
+        // Advance along the ring while its node is below the partition, else
+        // record the node and advance along the partitions.
+        let node_below = (j < n) & (nodes[j.min(n - 1)].0 < keyed[i].0);
+        out[i] = if j < n { j as u32 } else { 0 };
+        j += usize::from(node_below);
+        i += usize::from(!node_below);
     }
+    out
 }
