@@ -235,3 +235,28 @@ fn names_and_defaults() {
     assert_eq!(ConsistentHash::new().with_vnodes(7).vnodes(), 7);
     assert_eq!(RoundRobin::new(), RoundRobin);
 }
+
+#[test]
+fn sticky_repairs_a_foreign_assignment_with_few_moves() {
+    // Migrating from the Go-compatible ring (busiest worker ~1.4x the mean):
+    // Sticky keeps what fits in its band and moves only the excess.
+    let w = workers(50);
+    let p = parts(10_000, |_| 1);
+    let ring = assign(&ConsistentHash::new(), &w, &p, &[]);
+    assert!(max_relative(&w, &p, &ring) > 1.2);
+    let prev: Vec<Option<u32>> = ring.owners.iter().map(|&o| Some(o)).collect();
+    let after = assign(&Sticky::default(), &w, &p, &prev);
+    assert!(max_relative(&w, &p, &after) <= 1.05 + 1e-9);
+    // The least that must move: every worker's load outside [0.95, 1.05] x 200.
+    let mut count = [0i64; 50];
+    for &o in &ring.owners {
+        count[o as usize] += 1;
+    }
+    let over: i64 = count.iter().map(|&c| (c - 210).max(0)).sum();
+    let under: i64 = count.iter().map(|&c| (190 - c).max(0)).sum();
+    let (n, _) = moved(&p, &w, &ring, &w, &after);
+    assert!(
+        n as i64 <= over.max(under),
+        "moved {n}, over {over}, under {under}"
+    );
+}
