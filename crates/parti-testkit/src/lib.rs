@@ -8,5 +8,6 @@ pub mod memory;
 pub mod nats_server;
 pub mod sim;
 pub mod simple_strategy;
+pub mod strategy_contract;
 
 pub use memory::MemoryBackend;
