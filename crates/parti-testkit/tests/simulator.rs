@@ -2,7 +2,7 @@
 //! checker is proven able to fail by a planted protocol bug.
 
 use parti_core::{DegradedPolicy, PlantedBug};
-use parti_testkit::sim::{run_seeds, FaultSet, Guarantee, SimConfig, Simulator};
+use parti_testkit::sim::{FaultSet, Guarantee, SimConfig, Simulator, run_seeds};
 use parti_testkit::simple_strategy::SimpleSticky;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -20,13 +20,23 @@ fn base(workers: usize) -> SimConfig {
 }
 
 fn seeds_from_env(default: u64) -> u64 {
-    std::env::var("PARTI_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("PARTI_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
 fn guarantees_hold_over_300_seeds_with_10_workers_and_all_faults() {
     let count = seeds_from_env(300);
-    let summary = run_seeds(&base(10), 1, count, Arc::new(SimpleSticky), threads(), false);
+    let summary = run_seeds(
+        &base(10),
+        1,
+        count,
+        Arc::new(SimpleSticky),
+        threads(),
+        false,
+    );
     println!("{}", summary.line());
     for report in &summary.failures {
         for v in &report.violations {
@@ -34,8 +44,15 @@ fn guarantees_hold_over_300_seeds_with_10_workers_and_all_faults() {
         }
     }
     assert_eq!(summary.seeds, count);
-    assert!(summary.failing_seeds.is_empty(), "failing seeds: {:?}", summary.failing_seeds);
-    assert!(summary.moved_total > 0, "the faults must have moved partitions");
+    assert!(
+        summary.failing_seeds.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing_seeds
+    );
+    assert!(
+        summary.moved_total > 0,
+        "the faults must have moved partitions"
+    );
     assert!(summary.max_convergence_ms() <= base(10).convergence_bound_ms());
 }
 
@@ -43,9 +60,24 @@ fn guarantees_hold_over_300_seeds_with_10_workers_and_all_faults() {
 fn keep_processing_tolerates_only_the_documented_overlap() {
     let mut cfg = base(5);
     cfg.config.degraded.policy = DegradedPolicy::KeepProcessing;
-    let summary = run_seeds(&cfg, 1_000, seeds_from_env(300) / 2, Arc::new(SimpleSticky), threads(), false);
-    println!("{} tolerated_overlap_ms={}", summary.line(), summary.tolerated_overlap_ms);
-    assert!(summary.failing_seeds.is_empty(), "failing seeds: {:?}", summary.failing_seeds);
+    let summary = run_seeds(
+        &cfg,
+        1_000,
+        seeds_from_env(300) / 2,
+        Arc::new(SimpleSticky),
+        threads(),
+        false,
+    );
+    println!(
+        "{} tolerated_overlap_ms={}",
+        summary.line(),
+        summary.tolerated_overlap_ms
+    );
+    assert!(
+        summary.failing_seeds.is_empty(),
+        "failing seeds: {:?}",
+        summary.failing_seeds
+    );
     // A worker cut off from the store keeps its frozen assignment; the window
     // in which that overlaps with the new owner is measured, not hidden.
     assert!(summary.tolerated_overlap_ms > 0);
@@ -82,9 +114,17 @@ fn every_planted_bug_is_caught_within_200_seeds() {
         let mut cfg = base(5);
         cfg.plant = Some(bug);
         let summary = run_seeds(&cfg, 1, 200, Arc::new(SimpleSticky), threads(), true);
-        let first = summary.failures.first().unwrap_or_else(|| panic!("planted bug {} went unnoticed in 200 seeds", bug.name()));
+        let first = summary
+            .failures
+            .first()
+            .unwrap_or_else(|| panic!("planted bug {} went unnoticed in 200 seeds", bug.name()));
         let found: Vec<Guarantee> = first.violations.iter().map(|v| v.guarantee).collect();
-        println!("{}: caught at seed {} as {:?}", bug.name(), first.seed, found.first());
+        println!(
+            "{}: caught at seed {} as {:?}",
+            bug.name(),
+            first.seed,
+            found.first()
+        );
         assert!(
             found.iter().any(|g| expected(bug).contains(g)),
             "{} was caught as {found:?}, expected one of {:?}",

@@ -237,13 +237,17 @@ impl Config {
             "operation_timeout",
             || "must be > 0".into(),
         )?;
-        ensure(self.startup_timeout > self.cold_start_window, "startup_timeout", || {
-            format!(
-                "must exceed cold_start_window, since the first worker waits that long for its first assignment ({} <= {})",
-                ms(self.startup_timeout),
-                ms(self.cold_start_window)
-            )
-        })?;
+        ensure(
+            self.startup_timeout > self.cold_start_window,
+            "startup_timeout",
+            || {
+                format!(
+                    "must exceed cold_start_window, since the first worker waits that long for its first assignment ({} <= {})",
+                    ms(self.startup_timeout),
+                    ms(self.cold_start_window)
+                )
+            },
+        )?;
         Ok(())
     }
 }

@@ -1,0 +1,309 @@
+//! The [`Manager`]: the handle an application holds, and its builder.
+
+use crate::Error;
+use crate::driver::{Control, Driver, Shared};
+use crate::hooks::{Hooks, NoHooks};
+use crate::source::{PartitionSource, StaticSource};
+use crate::view::Assignment;
+use parti_core::backend::Backend;
+use parti_core::{
+    AssignmentStrategy, Config, InstanceId, Instant as CoreInstant, State, StopMode, Worker,
+    WorkerId,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+enum BackendChoice {
+    Ready(Arc<dyn Backend>),
+    #[cfg(feature = "nats")]
+    Nats(async_nats::Client),
+}
+
+/// Builds and starts a [`Manager`].
+pub struct ManagerBuilder {
+    backend: BackendChoice,
+    config: Config,
+    strategy: Arc<dyn AssignmentStrategy>,
+    source: Arc<dyn PartitionSource>,
+    hooks: Arc<dyn Hooks>,
+    refresh_every: Option<Duration>,
+    instance: Option<InstanceId>,
+}
+
+impl ManagerBuilder {
+    fn new(backend: BackendChoice) -> Self {
+        ManagerBuilder {
+            backend,
+            config: Config::default(),
+            strategy: Arc::new(crate::default_strategy()),
+            source: Arc::new(StaticSource::default()),
+            hooks: Arc::new(NoHooks),
+            refresh_every: None,
+            instance: None,
+        }
+    }
+
+    /// The configuration (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The assignment strategy (default: `parti_strategies::Sticky`).
+    pub fn strategy(mut self, strategy: impl AssignmentStrategy + 'static) -> Self {
+        self.strategy = Arc::new(strategy);
+        self
+    }
+
+    /// The partition source (default: an empty [`StaticSource`]).
+    pub fn partitions(mut self, source: impl PartitionSource) -> Self {
+        self.source = Arc::new(source);
+        self
+    }
+
+    /// Application callbacks.
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// Re-read the partition list this often (on the leader).
+    pub fn refresh_every(mut self, period: Duration) -> Self {
+        self.refresh_every = Some(period);
+        self
+    }
+
+    /// Fixes this process's instance id (tests); by default it is random.
+    pub fn instance_id(mut self, id: u64) -> Self {
+        self.instance = Some(InstanceId(id));
+        self
+    }
+
+    /// Validates the configuration, prepares the storage, claims a stable ID,
+    /// joins the group and returns once the worker is `Stable` (it owns its
+    /// first assignment), or fails after `startup_timeout`.
+    pub async fn start(self) -> Result<Manager, Error> {
+        self.config.validate()?;
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendChoice::Ready(b) => b,
+            #[cfg(feature = "nats")]
+            BackendChoice::Nats(client) => {
+                Arc::new(parti_nats::NatsBackend::new(client, &self.config))
+            }
+        };
+        match tokio::time::timeout(self.config.startup_timeout, backend.ensure_ready()).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Error::StartupTimeout { state: State::Init }),
+        }
+        let instance = self.instance.unwrap_or_else(random_instance);
+        let worker = Worker::new(
+            self.config.clone(),
+            self.strategy,
+            instance,
+            CoreInstant::ZERO,
+        );
+        let shared = Shared::new();
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let task = Driver {
+            worker,
+            backend,
+            source: self.source,
+            hooks: self.hooks,
+            shared: shared.clone(),
+            control: control_rx,
+            refresh_every: self.refresh_every,
+        }
+        .spawn();
+        let mut manager = Manager {
+            shared,
+            control: control_tx,
+            task: Some(task),
+            config: self.config,
+        };
+        let mut states = manager.shared.state.subscribe();
+        let wait = async {
+            loop {
+                let state = *states.borrow_and_update();
+                match state {
+                    State::Stable => return Ok(()),
+                    State::Shutdown => {
+                        return Err(manager.shared.take_fatal().unwrap_or(Error::NotRunning));
+                    }
+                    _ => {}
+                }
+                if states.changed().await.is_err() {
+                    return Err(Error::NotRunning);
+                }
+            }
+        };
+        match tokio::time::timeout(manager.config.startup_timeout, wait).await {
+            Ok(Ok(())) => Ok(manager),
+            Ok(Err(e)) => {
+                manager.abort();
+                Err(e)
+            }
+            Err(_) => {
+                let state = manager.state();
+                let _ = manager.shutdown(StopMode::Graceful).await;
+                Err(Error::StartupTimeout { state })
+            }
+        }
+    }
+}
+
+fn random_instance() -> InstanceId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    InstanceId(hasher.finish())
+}
+
+/// A running worker of a group. Dropping it without [`Manager::stop`] behaves
+/// like a crash: the task is aborted and the leader reassigns its partitions
+/// after its lease expires.
+pub struct Manager {
+    shared: Arc<Shared>,
+    control: mpsc::Sender<Control>,
+    task: Option<JoinHandle<()>>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("worker_id", &self.worker_id())
+            .field("state", &self.state())
+            .field("leader", &self.is_leader())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A builder over any backend (e.g. `parti_testkit::MemoryBackend`).
+    pub fn builder(backend: impl Backend) -> ManagerBuilder {
+        ManagerBuilder::new(BackendChoice::Ready(Arc::new(backend)))
+    }
+
+    /// A builder over a backend shared with other managers.
+    pub fn builder_shared(backend: Arc<dyn Backend>) -> ManagerBuilder {
+        ManagerBuilder::new(BackendChoice::Ready(backend))
+    }
+
+    /// A builder on NATS JetStream, using the application's client (its
+    /// servers, auth and TLS).
+    #[cfg(feature = "nats")]
+    pub fn builder_nats(client: async_nats::Client) -> ManagerBuilder {
+        ManagerBuilder::new(BackendChoice::Nats(client))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The stable ID held.
+    pub fn worker_id(&self) -> Option<WorkerId> {
+        self.shared.worker_id.borrow().clone()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *self.shared.state.borrow()
+    }
+
+    /// Whether this worker leads the group.
+    pub fn is_leader(&self) -> bool {
+        *self.shared.leader.borrow()
+    }
+
+    /// The owned partitions with their fencing epochs and the version.
+    pub fn assignment(&self) -> Assignment {
+        self.shared.assignment.borrow().clone()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn subscribe_state(&self) -> watch::Receiver<State> {
+        self.shared.state.subscribe()
+    }
+
+    /// A receiver that sees every assignment change.
+    pub fn subscribe_assignment(&self) -> watch::Receiver<Assignment> {
+        self.shared.assignment.subscribe()
+    }
+
+    /// A receiver that sees leadership changes.
+    pub fn subscribe_leader(&self) -> watch::Receiver<bool> {
+        self.shared.leader.subscribe()
+    }
+
+    /// Re-reads the partition list now. On the leader the new list is applied
+    /// promptly; on a follower this does nothing (the leader's source is the one
+    /// that counts).
+    pub async fn refresh_partitions(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.control
+            .send(Control::Refresh { done })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        rx.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// Stops gracefully: gives up the partitions, resigns leadership, releases
+    /// the ID. The leader keeps this worker's partitions for the planned-scale
+    /// window, so a restart under the same ID (a rolling update) moves nothing.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        self.shutdown(StopMode::Graceful).await
+    }
+
+    /// Leaves the group for good (scale-down): like [`Manager::stop`], but the
+    /// leader hands the partitions to the others at once.
+    pub async fn leave(mut self) -> Result<(), Error> {
+        self.shutdown(StopMode::Leave).await
+    }
+
+    async fn shutdown(&mut self, mode: StopMode) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Stop { mode, done })
+            .await
+            .is_err()
+        {
+            self.abort();
+            return Ok(());
+        }
+        let finished = tokio::time::timeout(self.config.shutdown_timeout, rx).await;
+        match finished {
+            Ok(_) => {
+                if let Some(task) = self.task.take() {
+                    let _ = task.await;
+                }
+                Ok(())
+            }
+            Err(_) => {
+                let state = self.state();
+                self.abort();
+                Err(Error::ShutdownTimeout { state })
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}

@@ -1,0 +1,196 @@
+//! One Parti worker process, for multi-process tests and as a template.
+//!
+//! ```text
+//! cargo run --release --example worker -- --nats URL --group NAME --partitions N \
+//!     [--config FILE.toml|FILE.yaml] [--test-timings] [--leave-on-signal]
+//! ```
+//!
+//! Partitions are named `p-0` … `p-<N-1>`. On stdout it prints one JSON object
+//! per line:
+//!
+//! - `{"event":"acquired"|"released","worker":"worker-3","partition":"p-17","epoch":12,"version":40,"ts_us":…}`
+//!   for every ownership change (released lines come first in a change);
+//! - `{"event":"state","worker":"worker-3","from":"Election","to":"Stable","ts_us":…}`;
+//! - `{"event":"started","worker":"worker-3","leader":true,"ts_us":…}` once running and
+//!   `{"event":"stopped","worker":"worker-3","ts_us":…}` at the end.
+//!
+//! `ts_us` is Unix time in microseconds. SIGTERM or SIGINT stops the worker
+//! gracefully (`stop()`; with `--leave-on-signal`, `leave()`).
+
+use async_trait::async_trait;
+use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource};
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+fn ts_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+struct PrintHooks {
+    worker: Arc<Mutex<String>>,
+}
+
+impl PrintHooks {
+    fn name(&self) -> String {
+        self.worker.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Hooks for PrintHooks {
+    async fn on_assignment_changed(
+        &self,
+        added: &[OwnedPartition],
+        removed: &[OwnedPartition],
+        version: u64,
+    ) {
+        let worker = self.name();
+        for (event, list) in [("released", removed), ("acquired", added)] {
+            for p in list {
+                println!(
+                    "{}",
+                    json!({"event": event, "worker": worker, "partition": p.partition.name(), "epoch": p.epoch, "version": version, "ts_us": ts_us() as u64})
+                );
+            }
+        }
+    }
+
+    async fn on_state_changed(&self, from: State, to: State) {
+        println!(
+            "{}",
+            json!({"event": "state", "worker": self.name(), "from": from.to_string(), "to": to.to_string(), "ts_us": ts_us() as u64})
+        );
+    }
+}
+
+struct Args {
+    nats: String,
+    group: String,
+    partitions: usize,
+    config: Option<String>,
+    test_timings: bool,
+    leave: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        nats: "nats://127.0.0.1:4222".into(),
+        group: "parti".into(),
+        partitions: 16,
+        config: None,
+        test_timings: false,
+        leave: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--nats" => a.nats = value()?,
+            "--group" => a.group = value()?,
+            "--partitions" => {
+                a.partitions = value()?.parse().map_err(|e| format!("--partitions: {e}"))?
+            }
+            "--config" => a.config = Some(value()?),
+            "--test-timings" => a.test_timings = true,
+            "--leave-on-signal" => a.leave = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            if path.ends_with(".yaml") || path.ends_with(".yml") {
+                Config::from_yaml(&text)
+            } else {
+                Config::from_toml(&text)
+            }
+            .map_err(|e| e.to_string())?
+        }
+        None if args.test_timings => Config::for_tests(),
+        None => Config::default(),
+    };
+    config.group = args.group.clone();
+    let client = async_nats::connect(args.nats.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", args.nats))?;
+    let partitions: Vec<Partition> = (0..args.partitions)
+        .map(|i| Partition::new([format!("p-{i}")]))
+        .collect();
+    let name = Arc::new(Mutex::new(String::new()));
+    let manager = Manager::builder_nats(client)
+        .config(config)
+        .partitions(StaticSource::new(partitions))
+        .hooks(PrintHooks {
+            worker: name.clone(),
+        })
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = manager
+        .worker_id()
+        .map_or_else(String::new, |w| w.to_string());
+    if let Ok(mut n) = name.lock() {
+        n.clone_from(&id);
+    }
+    println!(
+        "{}",
+        json!({"event": "started", "worker": id, "leader": manager.is_leader(), "ts_us": ts_us() as u64})
+    );
+    wait_for_signal().await;
+    let result = if args.leave {
+        manager.leave().await
+    } else {
+        manager.stop().await
+    };
+    println!(
+        "{}",
+        json!({"event": "stopped", "worker": id, "ts_us": ts_us() as u64})
+    );
+    result.map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match parse() {
+        Ok(args) => match run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("worker: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
