@@ -40,10 +40,10 @@ impl Ledger {
             self.overlaps += 1;
         }
         set.insert(who);
-        if let Some(prev) = self.last_holder.insert(id, who) {
-            if prev != who {
-                self.moves += 1;
-            }
+        if let Some(prev) = self.last_holder.insert(id, who)
+            && prev != who
+        {
+            self.moves += 1;
         }
     }
 
@@ -252,29 +252,29 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     demo.add_workers(args.workers).await?;
     demo.settle("cold start").await?;
 
-    if let Some(slot) = demo.workers.iter().position(Option::is_some) {
-        if let Some(m) = demo.workers[slot].take() {
-            let id = m.worker_id();
-            demo.say(&format!(
-                "stopping {} gracefully (its partitions wait for the planned-scale window)",
-                id.map_or("?".into(), |w| w.to_string())
-            ));
-            m.stop().await.map_err(|e| e.to_string())?;
-        }
+    if let Some(slot) = demo.workers.iter().position(Option::is_some)
+        && let Some(m) = demo.workers[slot].take()
+    {
+        let id = m.worker_id();
+        demo.say(&format!(
+            "stopping {} gracefully (its partitions wait for the planned-scale window)",
+            id.map_or("?".into(), |w| w.to_string())
+        ));
+        m.stop().await.map_err(|e| e.to_string())?;
     }
     demo.settle("graceful stop").await?;
 
-    if let Some(slot) = demo.workers.iter().rposition(Option::is_some) {
-        if let Some(m) = demo.workers[slot].take() {
-            let id = m.worker_id();
-            demo.say(&format!(
-                "killing {} (no goodbye: the leader waits for its lease to expire)",
-                id.map_or("?".into(), |w| w.to_string())
-            ));
-            drop(m);
-            if let Ok(mut l) = demo.ledger.lock() {
-                l.forget(slot);
-            }
+    if let Some(slot) = demo.workers.iter().rposition(Option::is_some)
+        && let Some(m) = demo.workers[slot].take()
+    {
+        let id = m.worker_id();
+        demo.say(&format!(
+            "killing {} (no goodbye: the leader waits for its lease to expire)",
+            id.map_or("?".into(), |w| w.to_string())
+        ));
+        drop(m);
+        if let Ok(mut l) = demo.ledger.lock() {
+            l.forget(slot);
         }
     }
     demo.settle("crash").await?;
