@@ -2,8 +2,8 @@
 //! checker is proven able to fail by a planted protocol bug.
 
 use parti_core::{DegradedPolicy, PlantedBug};
+use parti_strategies::Sticky;
 use parti_testkit::sim::{FaultSet, Guarantee, SimConfig, Simulator, run_seeds};
-use parti_testkit::simple_strategy::SimpleSticky;
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ fn guarantees_hold_over_300_seeds_with_10_workers_and_all_faults() {
         &base(10),
         1,
         count,
-        Arc::new(SimpleSticky),
+        Arc::new(Sticky::default()),
         threads(),
         false,
     );
@@ -64,7 +64,7 @@ fn keep_processing_tolerates_only_the_documented_overlap() {
         &cfg,
         1_000,
         seeds_from_env(300) / 2,
-        Arc::new(SimpleSticky),
+        Arc::new(Sticky::default()),
         threads(),
         false,
     );
@@ -87,8 +87,8 @@ fn keep_processing_tolerates_only_the_documented_overlap() {
 fn a_seed_replays_exactly() {
     let mut cfg = base(6);
     cfg.seed = 77;
-    let a = Simulator::new(cfg.clone(), Arc::new(SimpleSticky)).run();
-    let b = Simulator::new(cfg, Arc::new(SimpleSticky)).run();
+    let a = Simulator::new(cfg.clone(), Arc::new(Sticky::default())).run();
+    let b = Simulator::new(cfg, Arc::new(Sticky::default())).run();
     assert_eq!(a.steps, b.steps);
     assert_eq!(a.moved, b.moved);
     assert_eq!(a.commits, b.commits);
@@ -113,7 +113,7 @@ fn every_planted_bug_is_caught_within_200_seeds() {
     for bug in PlantedBug::ALL {
         let mut cfg = base(5);
         cfg.plant = Some(bug);
-        let summary = run_seeds(&cfg, 1, 200, Arc::new(SimpleSticky), threads(), true);
+        let summary = run_seeds(&cfg, 1, 200, Arc::new(Sticky::default()), threads(), true);
         let first = summary
             .failures
             .first()
@@ -138,7 +138,7 @@ fn every_planted_bug_is_caught_within_200_seeds() {
 fn no_faults_means_no_movement_after_the_cold_start() {
     let mut cfg = base(4);
     cfg.faults = FaultSet::none();
-    let summary = run_seeds(&cfg, 1, 20, Arc::new(SimpleSticky), threads(), false);
+    let summary = run_seeds(&cfg, 1, 20, Arc::new(Sticky::default()), threads(), false);
     assert!(summary.failing_seeds.is_empty());
     assert_eq!(summary.moved_total, 0);
 }
@@ -163,7 +163,7 @@ proptest! {
         cfg.faults = faults;
         cfg.duration_ms = 180_000;
         cfg.quiet_ms = cfg.convergence_bound_ms() + 10_000;
-        let report = Simulator::new(cfg, Arc::new(SimpleSticky)).run();
+        let report = Simulator::new(cfg, Arc::new(Sticky::default())).run();
         prop_assert!(report.violations.is_empty(), "seed {seed}: {:?}", report.violations);
     }
 }

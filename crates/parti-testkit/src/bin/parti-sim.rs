@@ -10,7 +10,6 @@
 
 use parti_core::{DegradedPolicy, PlantedBug};
 use parti_testkit::sim::{FaultSet, SimConfig, Simulator, run_seeds};
-use parti_testkit::simple_strategy::SimpleSticky;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -134,7 +133,7 @@ fn main() -> ExitCode {
     base.faults = args.faults;
     base.config.degraded.policy = args.policy;
     base.plant = args.plant;
-    let strategy = Arc::new(SimpleSticky);
+    let strategy = Arc::new(parti_strategies::default_strategy());
     if args.timeline {
         base.timeline = true;
         println!(

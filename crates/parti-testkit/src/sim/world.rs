@@ -526,9 +526,8 @@ impl Simulator {
     fn deliver_now(&mut self, slot: usize, event: Event) {
         let p = &mut self.procs[slot];
         let local = p.local(self.now);
-        let label = p.label.clone();
         if self.cfg.trace && !self.cfg.timeline {
-            let text = format!("{label} <- {event:?}");
+            let text = format!("{} <- {event:?}", p.label);
             self.trace(|| text);
         }
         self.procs[slot].worker.handle(event, local);

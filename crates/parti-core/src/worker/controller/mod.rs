@@ -135,6 +135,12 @@ pub(crate) struct Controller {
     dirty: bool,
     restart_detected: bool,
     restart_ratio: f64,
+    /// Something happened since the last evaluation.
+    changed: bool,
+    /// When the last evaluation said to look again.
+    next_due: Option<Instant>,
+    /// Whether committed differs from target (cached after each evaluation).
+    pending_handoff: bool,
     handoff_hold: Duration,
 }
 
@@ -187,6 +193,9 @@ impl Controller {
             dirty: true,
             restart_detected: false,
             restart_ratio: config.restart_detection_ratio,
+            changed: true,
+            next_due: None,
+            pending_handoff: false,
             handoff_hold: config.heartbeat_interval,
         };
         match partitions {
@@ -206,10 +215,10 @@ impl Controller {
         if !self.loaded || self.partitions.is_none() {
             return Activity::Starting;
         }
-        if self.emergency && (self.publishing.is_some() || self.handoff_pending()) {
+        if self.emergency && (self.publishing.is_some() || self.pending_handoff) {
             return Activity::Emergency;
         }
-        if self.publishing.is_some() || self.handoff_pending() || self.takeover_pending {
+        if self.publishing.is_some() || self.pending_handoff || self.takeover_pending {
             return Activity::Rebalancing;
         }
         if self.target.is_none()
@@ -221,7 +230,7 @@ impl Controller {
         Activity::Idle
     }
 
-    fn handoff_pending(&self) -> bool {
+    fn compute_handoff_pending(&self) -> bool {
         match (&self.target, &self.committed) {
             (Some(target), Some(c)) => {
                 target.len() != c.owners.len()
@@ -243,6 +252,7 @@ impl Controller {
 
     /// A new partition list (from the source or a refresh).
     pub(crate) fn set_partitions(&mut self, list: Vec<Partition>, out: &mut Outbox) {
+        self.changed = true;
         let mut map = BTreeMap::new();
         let mut duplicates = 0usize;
         for p in list {
@@ -270,12 +280,14 @@ impl Controller {
     pub(crate) fn on_recovered(&mut self, config: &Config, roster_refreshed: bool, now: Instant) {
         let _ = roster_refreshed;
         self.recovery_until = Some(now + config.degraded.recovery_grace);
+        self.changed = true;
     }
 
     /// A member record changed in a way that matters (status, acknowledgement,
     /// instance) or a member left.
     pub(crate) fn on_roster_changed(&mut self) {
         self.dirty = true;
+        self.changed = true;
     }
 
     /// Result of a controller command; `None` if `op` is not ours.
@@ -288,6 +300,7 @@ impl Controller {
         out: &mut Outbox,
         now: Instant,
     ) -> Option<Signal> {
+        self.changed = true;
         if self.load_op == Some(op) || self.reconcile_op == Some(op) {
             let reconciling = self.reconcile_op == Some(op);
             self.load_op = None;
@@ -468,6 +481,7 @@ impl Controller {
             });
         }
         self.committed = Some(next);
+        self.pending_handoff = self.compute_handoff_pending();
         self.awaiting = publishing.awaiting;
         self.hold_until = if publishing.revoked > 0 {
             Some(now + self.handoff_hold)
@@ -475,7 +489,7 @@ impl Controller {
             None
         };
         self.dirty = true;
-        if !self.handoff_pending() {
+        if !self.pending_handoff {
             self.emergency = false;
         }
         out.notify(Notification::Published {
@@ -499,8 +513,23 @@ impl Controller {
         now: Instant,
     ) {
         if !leads || !roster.caught_up() {
+            self.changed = true;
             return;
         }
+        // Nothing changed and no deadline passed: the last evaluation stands.
+        // (Every time-dependent decision below has its deadline in
+        // `poll_timeout`.)
+        let due = self.next_due.is_none_or(|t| now >= t);
+        if !self.changed && !due {
+            return;
+        }
+        self.changed = false;
+        self.evaluate(config, roster, out, now);
+        self.pending_handoff = self.compute_handoff_pending();
+        self.next_due = self.poll_timeout(config, roster, now);
+    }
+
+    fn evaluate(&mut self, config: &Config, roster: &Roster, out: &mut Outbox, now: Instant) {
         if self.partitions.is_none()
             && self.list_op.is_none()
             && self.list_retry_at.is_none_or(|t| now >= t)
@@ -935,7 +964,7 @@ impl Controller {
                 .as_ref()
                 .is_some_and(|c| c.meta.records == records_meta);
         if unchanged && !self.takeover_pending {
-            if !self.handoff_pending() {
+            if !self.compute_handoff_pending() {
                 self.emergency = false;
             }
             return;
