@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(c.group, "orders");
         assert_eq!(c.heartbeat_ttl, Duration::from_millis(3500));
         assert_eq!(c.degraded.policy, DegradedPolicy::StopWhenLeaseExpires);
-        let yaml = "group: orders\nplanned_scale_window: 1m 30s\ncold_start_window: 2m\nbuckets:\n  replicas: 3\n";
+        let yaml = "group: orders\nplanned_scale_window: 1m 30s\ncold_start_window: 2m\nstartup_timeout: 3m\nbuckets:\n  replicas: 3\n";
         let c = Config::from_yaml(yaml).unwrap();
         assert_eq!(c.planned_scale_window, Duration::from_secs(90));
         assert_eq!(c.buckets.replicas, 3);
