@@ -188,8 +188,11 @@ impl Proc {
         self.started_at + (local.as_millis() as f64 / self.rate).ceil() as u64
     }
 
+    /// Paused until its `Heal` event has run (not merely until the instant:
+    /// other events at that same instant come first).
     fn paused(&self, now: u64) -> bool {
-        self.paused_until.is_some_and(|t| now < t)
+        let _ = now;
+        self.paused_until.is_some()
     }
 
     fn cut(&self, now: u64) -> bool {
