@@ -124,6 +124,14 @@ pub trait Backend: Send + Sync + 'static {
     /// configuration).
     async fn ensure_ready(&self) -> Result<(), BackendError>;
 
+    /// Whether the connection to the store is up, if the backend can tell
+    /// without a round trip. The driver polls it and turns changes into
+    /// `Disconnected` / `Reconnected` events; `None` (the default) means
+    /// "unknown": unreachability is then learnt from failed writes only.
+    fn is_connected(&self) -> Option<bool> {
+        None
+    }
+
     /// Creates the member key `id` if it is absent (or deleted/expired).
     /// [`BackendError::AlreadyExists`] when another value is there.
     async fn create_member(

@@ -94,6 +94,7 @@ struct Stores {
 /// lazily by the first call that needs them.
 #[derive(Debug)]
 pub struct NatsBackend {
+    client: async_nats::Client,
     js: jetstream::Context,
     names: BucketNames,
     replicas: usize,
@@ -125,8 +126,9 @@ impl NatsBackend {
         };
         let js = ContextBuilder::new()
             .timeout(config.operation_timeout)
-            .build(client);
+            .build(client.clone());
         NatsBackend {
+            client,
             js,
             names,
             replicas: config.buckets.replicas.max(1),
@@ -267,6 +269,13 @@ async fn delete(store: &kv::Store, key: &str, expected: Revision) -> Result<(), 
 
 #[async_trait]
 impl Backend for NatsBackend {
+    fn is_connected(&self) -> Option<bool> {
+        Some(matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        ))
+    }
+
     async fn ensure_ready(&self) -> Result<(), BackendError> {
         self.stores().await.map(|_| ())
     }

@@ -416,6 +416,10 @@ fn write_error(e: WriteError) -> BackendError {
 
 #[async_trait]
 impl Backend for MemoryBackend {
+    fn is_connected(&self) -> Option<bool> {
+        Some(self.is_reachable())
+    }
+
     async fn ensure_ready(&self) -> Result<(), BackendError> {
         self.begin()
     }

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+/// How often the driver asks the backend whether its connection is up.
+const CONNECTION_POLL: Duration = Duration::from_millis(250);
+
 /// State shared between the driver task and the [`crate::Manager`] handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -146,6 +149,9 @@ impl Driver {
         };
         let now = r.now();
         r.worker.handle(Event::Start, now);
+        let mut connection = tokio::time::interval(CONNECTION_POLL);
+        connection.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut connected = true;
         let mut refresh = refresh_every.map(|d| {
             let mut interval = tokio::time::interval(d.max(Duration::from_millis(10)));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +179,18 @@ impl Driver {
                     let now = r.now();
                     r.worker.handle_timeout(now);
                 }
-                _ = tick(refresh.as_mut()) => { let _ = r.refresh_if_leader().await; }
+                                _ = tick(refresh.as_mut()) => { let _ = r.refresh_if_leader().await; }
+                _ = connection.tick() => {
+                    if let Some(now_connected) = r.backend.is_connected() {
+                        if now_connected != connected {
+                            connected = now_connected;
+                            let event = if connected { Event::Reconnected } else { Event::Disconnected };
+                            tracing::warn!(connected, "connection to the store changed");
+                            let now = r.now();
+                            r.worker.handle(event, now);
+                        }
+                    }
+                }
             }
         }
         if let Some(task) = r.watch_task.take() {
