@@ -16,6 +16,10 @@ fn main() {
         cfg.config.degraded.policy = parti_core::DegradedPolicy::StopWhenLeaseExpires;
     }
     let _ = until;
+    cfg.workers = std::env::args()
+        .nth(4)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     cfg.quiet_ms = (cfg.duration_ms / 3)
         .max(cfg.convergence_bound_ms() + 10_000)
         .min(cfg.duration_ms);

@@ -45,6 +45,8 @@ pub(crate) struct Election {
     last_ok_start: Option<Instant>,
     next_renew: Option<Instant>,
     resign: Option<OpId>,
+    /// The claim instance this worker campaigned with.
+    my_instance: Option<InstanceId>,
     /// Test-only planted bug: keep acting as leader after the lease expired.
     pub(crate) ignore_lease: bool,
 }
@@ -124,6 +126,12 @@ impl Election {
                             self.campaign = None;
                             return Signal::Elected(term);
                         }
+                        // One of our renewals landed (perhaps one whose
+                        // acknowledgement was lost): renew from its revision.
+                        if self.my_term.is_some() && self.my_revision.is_some_and(|r| r < revision)
+                        {
+                            self.my_revision = Some(revision);
+                        }
                     } else if self.my_term.is_some() && !self.ignore_lease {
                         // Someone else holds the key: we are not leader any more.
                         return self.step_down();
@@ -195,7 +203,21 @@ impl Election {
                     Signal::None
                 }
                 Outcome::Conflict | Outcome::AlreadyExists if !self.ignore_lease => {
-                    self.step_down()
+                    // A conflict with our own earlier write (whose outcome was
+                    // unknown) is not a lost leadership: retry from the revision
+                    // the watch showed. Anyone else's record means we lost it.
+                    let ours = self
+                        .known
+                        .as_ref()
+                        .is_some_and(|k| Some(k.instance) == self.my_instance);
+                    match self.known.as_ref().map(|k| k.revision) {
+                        Some(rev) if ours && self.my_revision.is_some_and(|r| r < rev) => {
+                            self.my_revision = Some(rev);
+                            self.next_renew = Some(now);
+                            Signal::None
+                        }
+                        _ => self.step_down(),
+                    }
                 }
                 _ => {
                     self.next_renew = Some(now + retry(config));
@@ -250,6 +272,7 @@ impl Election {
             let op = out.op();
             self.campaign = Some((op, now));
             self.next_campaign = None;
+            self.my_instance = Some(instance);
             out.push(Command::Campaign {
                 op,
                 record: Self::record(worker, instance, None),

@@ -13,4 +13,4 @@ pub use faults::{FaultKind, FaultSet};
 pub use rng::Rng;
 pub use runner::{Summary, run_seeds};
 pub use store::{Entry, Key, SimStore, StoreChange, Value, WriteError};
-pub use world::{SimConfig, SimReport, Simulator};
+pub use world::{Scripted, SimConfig, SimReport, Simulator};

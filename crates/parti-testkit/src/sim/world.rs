@@ -46,6 +46,32 @@ pub struct SimConfig {
     pub timeline: bool,
     /// How many trace lines to keep.
     pub trace_len: usize,
+    /// A fixed scenario instead of random faults: (time in ms, step).
+    pub script: Option<Vec<(u64, Scripted)>>,
+}
+
+/// A step of a scripted scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scripted {
+    /// The current leader crashes (not restarted).
+    CrashLeader,
+    /// A worker that does not lead crashes (not restarted).
+    CrashFollower,
+    /// A new worker joins.
+    Join,
+    /// A worker that does not lead leaves (`StopMode::Leave`).
+    LeaveFollower,
+    /// A worker that does not lead stops gracefully and restarts under its ID.
+    RestartFollower,
+    /// Partitions are added to and removed from the list.
+    Refresh {
+        /// How many to add.
+        add: usize,
+        /// How many to remove.
+        remove: usize,
+    },
+    /// The leader is cut off from the store for this many ms.
+    CutLeader(u64),
 }
 
 impl SimConfig {
@@ -65,6 +91,7 @@ impl SimConfig {
             trace: false,
             timeline: false,
             trace_len: 400,
+            script: None,
         }
     }
 
@@ -105,6 +132,10 @@ pub struct SimReport {
     pub tolerated_overlap_ms: u64,
     /// The trace of the last events (when tracing).
     pub trace: Vec<String>,
+    /// Every accepted commit: (time ms, version, lifecycle).
+    pub commit_log: Vec<(u64, u64, parti_core::records::Lifecycle)>,
+    /// When each partition move happened (ms).
+    pub move_times: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -128,6 +159,8 @@ enum Ev {
     Timer { slot: usize, inc: u64 },
     /// A planned fault.
     Fault(FaultKind),
+    /// A scripted step.
+    Script(Scripted),
     /// Start a new process in a slot.
     Spawn { slot: usize, preferred: Option<u32> },
     /// A pause or cut ends.
@@ -364,15 +397,21 @@ impl Simulator {
             self.spawn(slot, None);
         }
         let first = self.cfg.config.cold_start_window.as_millis() as u64 + 15_000;
-        let schedule = draw_schedule(
-            &mut self.rng,
-            &self.cfg.faults,
-            first,
-            self.quiet_from,
-            self.cfg.fault_gap_ms,
-        );
-        for (at, kind) in schedule {
-            self.schedule(at, Ev::Fault(kind));
+        if let Some(script) = self.cfg.script.clone() {
+            for (at, step) in script {
+                self.schedule(at, Ev::Script(step));
+            }
+        } else {
+            let schedule = draw_schedule(
+                &mut self.rng,
+                &self.cfg.faults,
+                first,
+                self.quiet_from,
+                self.cfg.fault_gap_ms,
+            );
+            for (at, kind) in schedule {
+                self.schedule(at, Ev::Fault(kind));
+            }
         }
         self.schedule(self.quiet_from, Ev::EnsureAlive);
         let mut same_instant = 0u32;
@@ -470,6 +509,7 @@ impl Simulator {
                 self.drain(slot);
             }
             Ev::Fault(kind) => self.inject(kind),
+            Ev::Script(step) => self.run_script(step),
             Ev::Spawn { slot, preferred } => {
                 if slot < self.procs.len() && self.procs[slot].alive {
                     return;
@@ -738,13 +778,14 @@ impl Simulator {
                         now,
                     );
                 }
-                let (term, version) = (meta.term, meta.version);
+                let (term, version, lifecycle) = (meta.term, meta.version, meta.lifecycle);
                 let r = match expected {
                     Some(rev) => self.store.update(Key::Meta, Value::Meta(meta), rev, now),
                     None => self.store.create(Key::Meta, Value::Meta(meta), now),
                 };
                 if r.is_ok() {
                     self.last_commit_at = now;
+                    self.report.commit_log.push((now, version, lifecycle));
                     let max_term = self.store.max_leader_term;
                     self.commits
                         .on_commit(term, version, max_term, now, &mut self.violations);
@@ -912,6 +953,7 @@ impl Simulator {
                         && &prev != w
                     {
                         self.report.moved += 1;
+                        self.report.move_times.push(now);
                     }
                 }
                 if !added.is_empty() {
@@ -1239,6 +1281,110 @@ impl Simulator {
             self.restart_watch = None;
         }
         let _ = gap;
+    }
+
+    fn leader_slot(&self) -> Option<usize> {
+        (0..self.procs.len()).find(|&s| self.procs[s].alive && self.procs[s].worker.is_leader())
+    }
+
+    fn follower_slot(&self) -> Option<usize> {
+        (0..self.procs.len()).find(|&s| {
+            let p = &self.procs[s];
+            p.alive
+                && !p.worker.is_leader()
+                && p.worker.worker_id().is_some()
+                && !p.restart_after_stop
+        })
+    }
+
+    fn run_script(&mut self, step: Scripted) {
+        self.last_fault_at = self.now;
+        self.restart_watch = None;
+        match step {
+            Scripted::CrashLeader => {
+                if let Some(slot) = self.leader_slot() {
+                    self.crash(slot);
+                }
+            }
+            Scripted::CrashFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    self.crash(slot);
+                }
+            }
+            Scripted::Join => {
+                let slot = self.procs.len();
+                self.spawn(slot, None);
+            }
+            Scripted::LeaveFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    self.deliver_now(slot, Event::Stop(StopMode::Leave));
+                }
+            }
+            Scripted::RestartFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    let index = self.procs[slot]
+                        .worker
+                        .worker_id()
+                        .and_then(|w| w.index(&self.cfg.config.worker_id_prefix));
+                    let held: BTreeSet<PartitionId> =
+                        self.procs[slot].held.keys().copied().collect();
+                    if let Some(id) = self.procs[slot].worker.worker_id().cloned() {
+                        self.restart_watch = Some(RestartWatch {
+                            slot,
+                            id,
+                            held,
+                            stopped_at: self.now,
+                        });
+                    }
+                    let p = &mut self.procs[slot];
+                    p.restart_after_stop = true;
+                    p.restart_preferred = index;
+                    self.deliver_now(slot, Event::Stop(StopMode::Graceful));
+                }
+            }
+            Scripted::Refresh { add, remove } => {
+                for _ in 0..remove.min(self.partitions.len().saturating_sub(1)) {
+                    self.partitions.remove(0);
+                }
+                for _ in 0..add {
+                    self.partitions.push(Partition::new([
+                        "sim".to_string(),
+                        format!("p-{}", self.next_partition),
+                    ]));
+                    self.next_partition += 1;
+                }
+                let listed = self.partitions.iter().map(Partition::id).collect();
+                self.ownership.set_listed(listed, self.now);
+                for slot in self.alive_slots(false) {
+                    let inc = self.procs[slot].inc;
+                    let list = self.partitions.clone();
+                    self.schedule(
+                        self.now + 1,
+                        Ev::Deliver {
+                            slot,
+                            inc,
+                            event: Event::PartitionsChanged(list),
+                        },
+                    );
+                }
+            }
+            Scripted::CutLeader(ms) => {
+                if let Some(slot) = self.leader_slot() {
+                    let until = self.now + ms;
+                    self.procs[slot].cut_until = Some(until);
+                    let inc = self.procs[slot].inc;
+                    self.schedule(until, Ev::Heal { slot, inc });
+                    self.schedule(
+                        self.now + 1,
+                        Ev::Deliver {
+                            slot,
+                            inc,
+                            event: Event::Disconnected,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     fn crash(&mut self, slot: usize) {

@@ -450,11 +450,18 @@ impl Controller {
         }
         self.takeover_pending = committed.meta.term != self.term;
         if !reconciling {
-            // Restart detection: far fewer live members than the last assignment had.
+            // Restart detection: of the workers the last assignment names, far
+            // fewer than `restart_detection_ratio` are still the same running
+            // incarnation (a full restart brings new claims, or new IDs).
             let before = committed.meta.records.len();
-            let alive = roster
-                .members()
-                .filter(|(_, v)| v.record.status == MemberStatus::Active)
+            let alive = committed
+                .records
+                .iter()
+                .filter(|(w, rec)| {
+                    roster.get(w).is_some_and(|v| {
+                        v.record.status == MemberStatus::Active && v.record.instance == rec.instance
+                    })
+                })
                 .count();
             self.restart_detected =
                 before > 0 && (alive as f64) < self.restart_ratio * before as f64;
@@ -698,7 +705,22 @@ impl Controller {
                         .departure(w)
                         .is_some_and(|d| d.last.status == MemberStatus::Leaving)
             });
-            if crashed {
+            let survivors = self
+                .target_workers
+                .iter()
+                .filter(|w| basis.contains(*w))
+                .count();
+            let total = self.target_workers.len();
+            let mass_outage = total > 1 && (survivors as f64) < self.restart_ratio * total as f64;
+            if crashed && mass_outage {
+                // Most of the assignment's workers vanished at once: a cluster
+                // restart. Wait for the cold-start window for them to come back
+                // rather than piling everything on the survivors.
+                self.target = None;
+                self.restart_detected = true;
+                self.cold_until = Some(now + config.cold_start_window);
+                self.dirty = true;
+            } else if crashed {
                 self.emergency = true;
                 self.rebalance(Lifecycle::Emergency, &specs, &ghosts, out, now);
             } else if left || cooled {
