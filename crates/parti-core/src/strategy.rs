@@ -110,10 +110,20 @@ pub fn validate_input(input: &AssignmentInput<'_>) -> Result<(), StrategyError> 
     if let Some(pair) = ids.windows(2).find(|p| p[0] == p[1]) {
         return Err(StrategyError::DuplicateWorker(pair[0].clone()));
     }
-    let mut keys: Vec<&Vec<String>> = input.partitions.iter().map(|p| &p.keys).collect();
-    keys.sort_unstable();
-    if let Some(pair) = keys.windows(2).find(|p| p[0] == p[1]) {
-        return Err(StrategyError::DuplicatePartition(pair[0].clone()));
+    // Duplicate keys have equal IDs: sort the 64-bit IDs (cheap) and compare
+    // keys only where IDs collide.
+    let mut ids: Vec<(u64, usize)> = input
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id().0, i))
+        .collect();
+    ids.sort_unstable();
+    for pair in ids.windows(2) {
+        let (a, b) = (&input.partitions[pair[0].1], &input.partitions[pair[1].1]);
+        if pair[0].0 == pair[1].0 && a.keys == b.keys {
+            return Err(StrategyError::DuplicatePartition(a.keys.clone()));
+        }
     }
     if input.has_previous() {
         if input.previous.len() != input.partitions.len() {
