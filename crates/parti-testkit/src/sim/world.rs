@@ -1209,32 +1209,14 @@ impl Simulator {
                     return;
                 };
                 let dur = self.rng.range(1_000, 15_000);
-                let label = self.procs[slot].label.clone();
-                self.log(|| format!("{label} pauses for {dur} ms"));
-                let until = (self.now + dur).max(self.procs[slot].paused_until.unwrap_or(0));
-                self.procs[slot].paused_until = Some(until);
-                let inc = self.procs[slot].inc;
-                self.schedule(self.now + dur, Ev::Heal { slot, inc });
+                self.pause(slot, dur);
             }
             FaultKind::Cut => {
                 let Some(&slot) = self.rng.pick(&alive) else {
                     return;
                 };
                 let dur = self.rng.range(1_000, 20_000);
-                let label = self.procs[slot].label.clone();
-                self.log(|| format!("{label} is cut off from the store for {dur} ms"));
-                let until = (self.now + dur).max(self.procs[slot].cut_until.unwrap_or(0));
-                self.procs[slot].cut_until = Some(until);
-                let inc = self.procs[slot].inc;
-                self.schedule(self.now + dur, Ev::Heal { slot, inc });
-                self.schedule(
-                    self.now + 1,
-                    Ev::Deliver {
-                        slot,
-                        inc,
-                        event: Event::Disconnected,
-                    },
-                );
+                self.cut_off(slot, dur);
             }
             FaultKind::Refresh => {
                 let add = self
@@ -1370,21 +1352,38 @@ impl Simulator {
             }
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
-                    let until = self.now + ms;
-                    self.procs[slot].cut_until = Some(until);
-                    let inc = self.procs[slot].inc;
-                    self.schedule(until, Ev::Heal { slot, inc });
-                    self.schedule(
-                        self.now + 1,
-                        Ev::Deliver {
-                            slot,
-                            inc,
-                            event: Event::Disconnected,
-                        },
-                    );
+                    self.cut_off(slot, ms);
                 }
             }
         }
+    }
+
+    /// Stops the world for `slot` for `ms` (a GC pause, SIGSTOP).
+    fn pause(&mut self, slot: usize, ms: u64) {
+        let label = self.procs[slot].label.clone();
+        self.log(|| format!("{label} pauses for {ms} ms"));
+        let until = (self.now + ms).max(self.procs[slot].paused_until.unwrap_or(0));
+        self.procs[slot].paused_until = Some(until);
+        let inc = self.procs[slot].inc;
+        self.schedule(self.now + ms, Ev::Heal { slot, inc });
+    }
+
+    /// Cuts `slot` off from the store for `ms`.
+    fn cut_off(&mut self, slot: usize, ms: u64) {
+        let label = self.procs[slot].label.clone();
+        self.log(|| format!("{label} is cut off from the store for {ms} ms"));
+        let until = (self.now + ms).max(self.procs[slot].cut_until.unwrap_or(0));
+        self.procs[slot].cut_until = Some(until);
+        let inc = self.procs[slot].inc;
+        self.schedule(self.now + ms, Ev::Heal { slot, inc });
+        self.schedule(
+            self.now + 1,
+            Ev::Deliver {
+                slot,
+                inc,
+                event: Event::Disconnected,
+            },
+        );
     }
 
     fn crash(&mut self, slot: usize) {
