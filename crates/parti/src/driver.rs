@@ -179,16 +179,18 @@ impl Driver {
                     let now = r.now();
                     r.worker.handle_timeout(now);
                 }
-                                _ = tick(refresh.as_mut()) => { let _ = r.refresh_if_leader().await; }
+                _ = tick(refresh.as_mut()) => {
+                    let _ = r.refresh_if_leader().await;
+                }
                 _ = connection.tick() => {
-                    if let Some(now_connected) = r.backend.is_connected() {
-                        if now_connected != connected {
-                            connected = now_connected;
-                            let event = if connected { Event::Reconnected } else { Event::Disconnected };
-                            tracing::warn!(connected, "connection to the store changed");
-                            let now = r.now();
-                            r.worker.handle(event, now);
-                        }
+                    if let Some(now_connected) = r.backend.is_connected()
+                        && now_connected != connected
+                    {
+                        connected = now_connected;
+                        let event = if connected { Event::Reconnected } else { Event::Disconnected };
+                        tracing::warn!(connected, "connection to the store changed");
+                        let now = r.now();
+                        r.worker.handle(event, now);
                     }
                 }
             }
