@@ -1,0 +1,282 @@
+//! Five workers on a 3-node JetStream cluster with R3 buckets, with one node
+//! killed and restarted: mid-way through the cold start (the group still
+//! converges: every partition owned by exactly one live worker), and in a
+//! converged group (ignored for now: it finds two library bugs, see below).
+
+mod common;
+
+use common::*;
+use parti::Config;
+use parti_testkit::nats_server::{NatsCluster, require_nats_server};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const P: usize = 24;
+
+/// How long the node stays down in the converged group.
+const OUTAGE: Duration = Duration::from_secs(5);
+
+/// The two tests each run a 3-node cluster: one at a time on 2 cores.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Setup {
+    cluster: NatsCluster,
+    urls: Vec<String>,
+    group: String,
+    cfg: Config,
+    observer: Observer,
+    clients: Vec<async_nats::Client>,
+    fleet: Fleet,
+}
+
+async fn setup(name: &str) -> Setup {
+    let t = Instant::now();
+    let cluster = tokio::task::block_in_place(|| NatsCluster::start(3)).expect("cluster starts");
+    let urls = cluster.client_urls();
+    println!("cluster: 3 nodes up in {} ms", ms(t.elapsed()));
+    let g = group(name);
+    let mut cfg = config(&g);
+    cfg.buckets.replicas = 3;
+    let observer = Observer::start(connect(&urls).await, &cfg).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(connect(&urls).await);
+    }
+    let mut fleet = Fleet::new(clients[0].clone(), cfg.clone(), partitions("k", 0..P));
+    fleet.clients = clients.clone();
+    Setup {
+        cluster,
+        urls,
+        group: g,
+        cfg,
+        observer,
+        clients,
+        fleet,
+    }
+}
+
+/// Waits until the fleet converged; on timeout panics with the managers'
+/// states, the buckets' raw contents and what the observer saw since `since`.
+async fn converge_or_diagnose(s: &Setup, since: Instant, what: &str) -> Duration {
+    let start = Instant::now();
+    while s.fleet.check().is_err() {
+        if start.elapsed() > SETTLE {
+            let raw = diagnose(&connect(&s.urls).await, &s.group).await;
+            let fleet = &s.fleet;
+            panic!(
+                "timed out after {SETTLE:?} waiting until {what}\n{}\nbuckets:\n{raw}\nseen since:\n{}\nstates and IDs:\n{}",
+                fleet.describe(),
+                s.observer.dump(since),
+                fleet
+                    .live()
+                    .iter()
+                    .map(|&i| format!(
+                        "  {}: {}\n  {}: IDs {}",
+                        fleet.label(i),
+                        fleet.rec.states_of(fleet.label(i), since),
+                        fleet.label(i),
+                        fleet.rec.ids_of(fleet.label(i), since)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    start.elapsed()
+}
+
+async fn finish(mut s: Setup) {
+    assert_eq!(s.fleet.live().len(), 5);
+    println!("cluster: commits {}", s.observer.history());
+    s.observer.assert_monotonic();
+    for i in s.fleet.live() {
+        s.fleet.stop(i).await;
+    }
+    s.fleet.rec.assert_exclusive();
+}
+
+/// Starts five workers; a node is killed once two registered and restarted
+/// 1 to 3 s later (once all five registered); waits until they converge.
+async fn cold_start_with_a_node_kill(s: &mut Setup) {
+    let victim_a = 0;
+    let t = Instant::now();
+    let configs = vec![s.cfg.clone(); 5];
+    let starts = s.fleet.start_with(configs);
+    let observer = &s.observer;
+    let cluster = &mut s.cluster;
+    let chaos = async {
+        wait_until(SETTLE, "two workers registered", || {
+            observer.members_seen() >= 2
+        })
+        .await;
+        let killed = Instant::now();
+        cluster.kill(victim_a).unwrap();
+        // The outage: at least 1 s (longer than the heartbeat TTL), then
+        // until all five registered, at most 3 s (a stream led by the dead
+        // node needs several seconds to elect a new leader).
+        let deadline = killed + Duration::from_secs(3);
+        while (observer.members_seen() < 5 || killed.elapsed() < Duration::from_secs(1))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(POLL).await;
+        }
+        let down = killed.elapsed();
+        tokio::task::block_in_place(|| cluster.restart(victim_a)).expect("node restarts");
+        (killed - t, down, Instant::now())
+    };
+    let (_, (kill_at, down_for, restarted)) = tokio::join!(starts, chaos);
+    converge_or_diagnose(
+        s,
+        t,
+        "five workers converge after the mid-start node restart",
+    )
+    .await;
+    let converged = restarted.elapsed();
+    stays_converged(&s.fleet, s.cfg.heartbeat_ttl * 3).await;
+    println!(
+        "cluster: node 1 killed {} ms into the cold start, down {} ms; five workers converged {} ms after the start ({} ms after the restart), shares {:?}",
+        ms(kill_at),
+        ms(down_for),
+        ms(t.elapsed()),
+        ms(converged),
+        s.fleet.shares()
+    );
+}
+
+/// 10. The scenario of the five-worker cold start on a 3-node cluster with
+/// R3 buckets; one node is killed once two workers registered and restarted
+/// 1 to 3 s later (once all five registered). The group converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_cold_start_survives_a_node_restart() {
+    if require_nats_server().is_none() {
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut s = setup("clustera").await;
+    cold_start_with_a_node_kill(&mut s).await;
+    finish(s).await;
+}
+
+/// A node restart in a converged group (after the cold start of test 10):
+/// the node most workers talk to stays down for `OUTAGE`. With the test
+/// timings (heartbeat TTL 600 ms, ID TTL 2 s) a stream leader failover of
+/// several seconds costs every worker its ID; they reclaim IDs (often in
+/// another order) once the streams have leaders again. Two library bugs show
+/// up, in about one run in five when two instances of this test run in
+/// parallel (rarely on an idle machine):
+/// - the group stays without a leader for good (all workers `Stable`, owning
+///   nothing): after the ID loss each worker keeps the leader it knew
+///   (`Election::reset` keeps `known`); the leader key has no entry at all any
+///   more (`entry("leader")` is `None`), so the new watch's snapshot does not
+///   mention it, and `Election::on_caught_up` only acts when no leader key was
+///   ever seen: nobody campaigns;
+/// - IDs swap between processes, and the new leader re-addresses each ID's
+///   record to the new process with the same epochs: a partition changes
+///   process without a new fencing epoch (the previous holder had dropped it
+///   at its lease expiry, so there is no overlap in time).
+///
+/// The failure message shows the buckets' raw contents, the states and IDs
+/// of every manager over time and the partition's ownership history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "library bugs: leaderless wedge after a mass ID loss, and fencing epochs reused when IDs change process; run two instances in parallel to reproduce (see the doc comment)"]
+async fn cluster_node_restart_in_a_converged_group() {
+    if require_nats_server().is_none() {
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut s = setup("clusterb").await;
+    cold_start_with_a_node_kill(&mut s).await;
+    let before = s.fleet.owners();
+    let before_labels = s.fleet.owner_labels();
+    let commits_before = s.observer.metas().len();
+    // Phase B: kill the node most workers talk to in the converged group, and
+    // restart it after OUTAGE.
+    let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+    for c in &s.clients {
+        let port = c.server_info().port;
+        if let Some(i) = s.urls.iter().position(|u| u.ends_with(&format!(":{port}"))) {
+            *per_node.entry(i).or_default() += 1;
+        }
+    }
+    let victim = per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(i, _)| *i)
+        .unwrap_or(0);
+    let killed = Instant::now();
+    s.cluster.kill(victim).unwrap();
+    println!(
+        "cluster: killed node {} ({} of 5 worker clients on it)",
+        victim + 1,
+        per_node.get(&victim).copied().unwrap_or(0)
+    );
+    // The outage lasts OUTAGE: longer than the ID TTL plus a stream leader
+    // election, so that the workers lose their IDs (the interesting case).
+    let mut reacted = None;
+    while killed.elapsed() < OUTAGE {
+        if reacted.is_none() && s.fleet.check().is_err() {
+            reacted = Some(killed.elapsed());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    println!(
+        "cluster: the group {}",
+        match reacted {
+            Some(d) => format!("left its converged state {} ms after the kill", ms(d)),
+            None => format!("stayed converged for {OUTAGE:?} with the node down"),
+        }
+    );
+    let t = Instant::now();
+    tokio::task::block_in_place(|| s.cluster.restart(victim)).expect("node restarts");
+    println!(
+        "cluster: node {} restarted in {} ms ({} ms after the kill)",
+        victim + 1,
+        ms(t.elapsed()),
+        ms(killed.elapsed())
+    );
+    let up = converge_or_diagnose(&s, killed, "the group converges after the restart").await;
+    stays_converged(&s.fleet, s.cfg.heartbeat_ttl * 3).await;
+    println!(
+        "cluster: converged {} ms after the restart; every partition owned exactly once by {} workers, shares {:?}",
+        ms(up),
+        s.fleet.live().len(),
+        s.fleet.shares()
+    );
+    println!(
+        "cluster: {} partitions changed worker ID, {} changed process, {} commits during phase B",
+        moved(&before, &s.fleet.owners()),
+        {
+            let after = s.fleet.owner_labels();
+            before_labels
+                .iter()
+                .filter(|(p, l)| after.get(*p) != Some(*l))
+                .count()
+        },
+        s.observer.metas().len() - commits_before
+    );
+    let overlaps = s.fleet.rec.overlaps();
+    println!(
+        "cluster: {} ownership overlaps during the node failure",
+        overlaps.len()
+    );
+    finish(s).await;
+}
+
+/// Waits until the fleet has been converged continuously for `period`.
+async fn stays_converged(fleet: &Fleet, period: Duration) {
+    let mut since: Option<Instant> = None;
+    wait_until_or(
+        SETTLE,
+        "the group stays converged",
+        || {
+            if fleet.check().is_err() {
+                since = None;
+                return false;
+            }
+            since.get_or_insert_with(Instant::now).elapsed() >= period
+        },
+        || fleet.describe(),
+    )
+    .await;
+}
