@@ -162,24 +162,15 @@ async fn cluster_cold_start_survives_a_node_restart() {
 /// the node most workers talk to stays down for `OUTAGE`. With the test
 /// timings (heartbeat TTL 600 ms, ID TTL 2 s) a stream leader failover of
 /// several seconds costs every worker its ID; they reclaim IDs (often in
-/// another order) once the streams have leaders again. Two library bugs show
-/// up, in about one run in five when two instances of this test run in
-/// parallel (rarely on an idle machine):
-/// - the group stays without a leader for good (all workers `Stable`, owning
-///   nothing): after the ID loss each worker keeps the leader it knew
-///   (`Election::reset` keeps `known`); the leader key has no entry at all any
-///   more (`entry("leader")` is `None`), so the new watch's snapshot does not
-///   mention it, and `Election::on_caught_up` only acts when no leader key was
-///   ever seen: nobody campaigns;
-/// - IDs swap between processes, and the new leader re-addresses each ID's
-///   record to the new process with the same epochs: a partition changes
-///   process without a new fencing epoch (the previous holder had dropped it
-///   at its lease expiry, so there is no overlap in time).
+/// another order) once the streams have leaders again. This test found two
+/// library bugs, now fixed: the group stayed without a leader for good (a new
+/// watch snapshot without a leader key did not make anyone campaign), and a
+/// partition could change process without a new fencing epoch (a record
+/// re-addressed to a new claim of the same ID now carries fresh epochs).
 ///
 /// The failure message shows the buckets' raw contents, the states and IDs
 /// of every manager over time and the partition's ownership history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library bugs: leaderless wedge after a mass ID loss, and fencing epochs reused when IDs change process; run two instances in parallel to reproduce (see the doc comment)"]
 async fn cluster_node_restart_in_a_converged_group() {
     if require_nats_server().is_none() {
         return;

@@ -105,20 +105,14 @@ async fn scale_up_and_down_moves_little() {
 /// 7. Rolling restart: each worker in turn stops and comes back with its old
 /// index as `preferred_worker_id`; nothing moves.
 ///
-/// Ignored: it finds a library bug (S5). A graceful stop writes the member
+/// This test found a library bug, now fixed: a graceful stop writes the member
 /// record with status `Stopping` and deletes the key right after; on the
-/// history-1 members bucket the delete replaces the `Stopping` entry, and a
-/// watch consumer that lags by a millisecond never delivers it (the observer
-/// shows the revision gap). The leader then sees an `Active` member vanish
-/// by deletion, treats it as gone for good (not a ghost kept for the
-/// planned-scale window) and hands its partitions to the others at once;
-/// when the worker is back, a second rebalance moves other partitions to it.
-/// On an idle server it mostly passes; with other writers on the server (the
-/// `Noise` below: four tasks writing to another bucket) about one run in two
-/// fails, and in parallel with the other tests of this file one in six.
-/// Run with `cargo test -p parti --test nats_scaling -- --ignored`.
+/// history-1 members bucket a lagging watch may never deliver `Stopping`, and
+/// the leader treated the vanished `Active` member as gone for good. A key
+/// deleted while `Active` is now read as a graceful stop (only a member deletes
+/// its own key; an expired key belongs to a member evicted long before). The
+/// `Noise` below (tasks writing to another bucket) makes the lag likely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library bug: the leader misses the transient Stopping record (history-1 members bucket) and moves a restarting worker's partitions (S5); see the doc comment"]
 async fn rolling_restart_moves_nothing() {
     rolling_restart(3, 8).await;
 }

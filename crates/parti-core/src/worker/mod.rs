@@ -126,6 +126,7 @@ pub struct Worker {
     last_hold: Hold,
     ignore_lease: bool,
     skipped_values: u64,
+    snapshot_saw_leader: bool,
     invalid_transitions: Vec<(State, State)>,
 }
 
@@ -162,6 +163,7 @@ impl Worker {
             last_hold: Hold::Nothing,
             ignore_lease: false,
             skipped_values: 0,
+            snapshot_saw_leader: false,
             invalid_transitions: Vec::new(),
         }
     }
@@ -371,7 +373,7 @@ impl Worker {
             Event::Watch(item) => self.on_watch(item, now),
             Event::WatchLost => {
                 // The driver re-creates the watch; its snapshot will follow.
-                self.roster.begin_snapshot();
+                self.begin_snapshot();
             }
             Event::Disconnected => self.degraded.on_unreachable(now),
             Event::Reconnected => {}
@@ -395,9 +397,16 @@ impl Worker {
         self.last_now = self.last_now.max(now);
     }
 
+    /// A new watch is starting: its snapshot replaces what the roster and the
+    /// election know.
+    fn begin_snapshot(&mut self) {
+        self.roster.begin_snapshot();
+        self.snapshot_saw_leader = false;
+    }
+
     fn begin_claiming(&mut self) {
         self.membership.start_claiming();
-        self.roster.begin_snapshot();
+        self.begin_snapshot();
         self.out.push(Command::Watch { worker: None });
     }
 
@@ -435,6 +444,7 @@ impl Worker {
                 }
             }
             WatchEvent::Leader { revision, change } => {
+                self.snapshot_saw_leader = true;
                 let me = self
                     .membership
                     .id()
@@ -468,6 +478,19 @@ impl Worker {
                     c.on_roster_changed();
                 }
                 self.election.on_caught_up(now);
+                if !self.snapshot_saw_leader && self.election.known_leader().is_some() {
+                    // The fresh snapshot has no leader key: whoever we knew is
+                    // gone (its key expired while we were not watching).
+                    let me = self
+                        .membership
+                        .id()
+                        .cloned()
+                        .map(|id| (id, self.membership.instance()));
+                    let sig = self
+                        .election
+                        .on_leader(None, me.as_ref().map(|(w, i)| (w, *i)), now);
+                    self.on_election(sig, now);
+                }
                 let sig = self
                     .membership
                     .on_roster(&self.config, &self.roster, &mut self.out, now);
@@ -485,7 +508,7 @@ impl Worker {
                 let id = self.membership.id().cloned();
                 self.degraded.on_reachable(now);
                 self.pause_suspected = false;
-                self.roster.begin_snapshot();
+                self.begin_snapshot();
                 self.out.push(Command::Watch { worker: id.clone() });
                 self.out.notify(Notification::IdChanged { id });
                 if self.stopping.is_none() {

@@ -627,11 +627,15 @@ impl Controller {
             .cloned()
             .collect();
         for w in candidates {
+            // Only a member deletes its own key, and only when it stops; an
+            // expired key belongs to a member evicted long before. So a key that
+            // disappeared while `Active` is a graceful stop whose `Stopping`
+            // write the watch skipped (the bucket keeps one entry per key).
             let graceful = match roster.get(&w) {
                 Some(v) => v.record.status == MemberStatus::Stopping,
-                None => roster
-                    .departure(&w)
-                    .is_none_or(|d| d.last.status == MemberStatus::Stopping),
+                None => roster.departure(&w).is_none_or(|d| {
+                    matches!(d.last.status, MemberStatus::Stopping | MemberStatus::Active)
+                }),
             };
             if !graceful || self.bugs.no_sticky_restart {
                 self.ghost_since.remove(&w);
@@ -959,6 +963,13 @@ impl Controller {
             else {
                 continue;
             };
+            // A record re-addressed to a new claim of the ID is a grant to another
+            // process: it gets fresh epochs, so downstream can fence the old one.
+            if previous.is_some_and(|r| r.instance != instance) {
+                for p in &mut parts {
+                    p.epoch = version;
+                }
+            }
             let same = !self.takeover_pending
                 && previous.is_some_and(|r| r.partitions == parts && r.instance == instance);
             let record = match previous {
@@ -1007,12 +1018,7 @@ impl Controller {
             partitions: self.partitions.as_ref().map_or(0, |m| m.len() as u32),
         };
         let expected = self.committed.as_ref().map(|c| c.revision);
-        let next = Committed {
-            meta: meta.clone(),
-            revision: 0,
-            records: next_records,
-            owners: step.owners,
-        };
+        let next = Committed::from_parts(meta.clone(), 0, next_records);
         let op = out.op();
         out.push(Command::Publish {
             op,
