@@ -1,7 +1,7 @@
 //! Five workers on a 3-node JetStream cluster with R3 buckets, with one node
 //! killed and restarted: mid-way through the cold start (the group still
 //! converges: every partition owned by exactly one live worker), and in a
-//! converged group (ignored for now: it finds two library bugs, see below).
+//! converged group (where every worker loses its ID and reclaims one).
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Planned changes against a real nats-server: scaling up and down (movement
 //! within the sticky strategy's bound, never two owners at once), a rolling
-//! restart that moves nothing (ignored for now: it finds a library bug), and
+//! restart that moves nothing, and
 //! partition-list refreshes.
 
 mod common;
