@@ -2,9 +2,8 @@
 
 use crate::alloc;
 use crate::spec::{self, Weights};
-use parti_core::{AssignmentInput, AssignmentStrategy, Partition, Placement, WorkerId, WorkerSpec};
+use parti_core::{AssignmentInput, AssignmentStrategy, Partition, Placement, WorkerSpec};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -79,23 +78,7 @@ fn call(strategy: &dyn AssignmentStrategy, input: &AssignmentInput<'_>) -> Place
     }
 }
 
-/// `previous` for `new_workers` from a placement over `old_workers`, by ID.
-pub fn carry_over(
-    old_workers: &[WorkerSpec],
-    new_workers: &[WorkerSpec],
-    placement: &Placement,
-) -> Vec<Option<u32>> {
-    let index: HashMap<&WorkerId, u32> = new_workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (&w.id, i as u32))
-        .collect();
-    placement
-        .owners
-        .iter()
-        .map(|&o| index.get(&old_workers[o as usize].id).copied())
-        .collect()
-}
+pub use parti_core::strategy::carry_over;
 
 /// (count, weight) of partitions whose owner ID differs between two placements.
 fn moved(

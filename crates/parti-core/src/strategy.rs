@@ -98,6 +98,26 @@ pub trait AssignmentStrategy: Send + Sync + std::fmt::Debug {
     fn assign(&self, input: &AssignmentInput<'_>) -> Result<Placement, StrategyError>;
 }
 
+/// Translates a placement computed over `from` into the `previous` owners for
+/// a call over `to`: each partition's owner by ID, or `None` if that worker is
+/// not in `to` (the usual way to feed one call's output into the next).
+pub fn carry_over(
+    from: &[WorkerSpec],
+    to: &[WorkerSpec],
+    placement: &Placement,
+) -> Vec<Option<u32>> {
+    let index: std::collections::BTreeMap<&WorkerId, u32> = to
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (&w.id, i as u32))
+        .collect();
+    placement
+        .owners
+        .iter()
+        .map(|&o| from.get(o as usize).and_then(|w| index.get(&w.id).copied()))
+        .collect()
+}
+
 /// Checks the parts of the input contract every strategy relies on: at least one
 /// worker, unique worker IDs, unique partition keys, and a well-formed
 /// `previous`. Strategies call it first; it costs O(P log P).

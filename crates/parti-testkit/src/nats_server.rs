@@ -107,6 +107,27 @@ pub fn nats_server_bin() -> Result<PathBuf, HarnessError> {
     })
 }
 
+/// A single-node server for a test, or `None` (the test is skipped, loudly)
+/// when there is no binary and `CI` is not set.
+pub fn start_or_skip() -> Option<NatsServer> {
+    require_nats_server()?;
+    match NatsServer::start() {
+        Ok(server) => Some(server),
+        Err(e) => panic!("nats-server did not start: {e}"),
+    }
+}
+
+/// A group (and bucket) name unique to this test binary run.
+pub fn unique_group(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// For tests that need a real server: returns the binary path, or — when there
 /// is none — panics if the env variable `CI` is set (CI must never skip
 /// silently), and otherwise prints a loud `SKIPPED` notice and returns `None`.

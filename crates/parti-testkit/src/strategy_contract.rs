@@ -445,23 +445,7 @@ fn by_keys<'a>(
         .collect()
 }
 
-/// `previous` for `to` from a placement over `from`, by worker ID.
-pub fn carry_over(
-    from: &[WorkerSpec],
-    to: &[WorkerSpec],
-    placement: &Placement,
-) -> Vec<Option<u32>> {
-    let index: HashMap<&WorkerId, u32> = to
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (&w.id, i as u32))
-        .collect();
-    placement
-        .owners
-        .iter()
-        .map(|&o| index.get(&from[o as usize].id).copied())
-        .collect()
-}
+pub use parti_core::strategy::carry_over;
 
 /// A membership change.
 #[derive(Clone, Copy)]

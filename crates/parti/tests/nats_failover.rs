@@ -121,6 +121,11 @@ async fn leader_crash_fails_over() {
     let leader = fleet.leader().expect("one leader");
     let leader_id = fleet.id(leader);
     let lost = fleet.owned(leader);
+    // The observer's watch may lag the workers by a moment.
+    wait_until(SETTLE, "the observer saw a commit", || {
+        !observer.metas().is_empty()
+    })
+    .await;
     let last_meta = observer.metas().last().expect("a commit").1.clone();
 
     let crashed = fleet.crash(leader);

@@ -12,27 +12,20 @@ use parti_core::backend::{WatchEvent, WatchStream};
 use parti_core::ids::{InstanceId, WorkerId};
 use parti_core::records::MemberRecord;
 use parti_nats::NatsBackend;
-use parti_testkit::nats_server::{NatsServer, require_nats_server};
-use std::sync::atomic::{AtomicU32, Ordering};
+use parti_testkit::nats_server::NatsServer;
 use std::time::Duration;
 
 /// Generous bound for anything that should happen "soon" on loopback.
 pub const SOON: Duration = Duration::from_secs(10);
 
-/// A single-node server, or `None` (test skipped) when there is no binary.
+/// A single-node server, or `None` (test skipped, loudly) without a binary.
 pub fn server() -> Option<NatsServer> {
-    require_nats_server()?;
-    Some(NatsServer::start().expect("nats-server starts"))
+    parti_testkit::nats_server::start_or_skip()
 }
 
-/// A group name unique within this test binary run.
+/// A group name unique to this test (and this run).
 pub fn group(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    parti_testkit::nats_server::unique_group(name)
 }
 
 /// The fast test config with this group.

@@ -19,8 +19,7 @@ pub use observer::*;
 pub use recorder::*;
 
 use parti::{Config, Partition};
-use parti_testkit::nats_server::{NatsServer, require_nats_server};
-use std::sync::atomic::{AtomicU32, Ordering};
+use parti_testkit::nats_server::NatsServer;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,18 +32,12 @@ pub const SETTLE: Duration = Duration::from_secs(20);
 
 /// A single-node server, or `None` (test skipped, loudly) without a binary.
 pub fn server() -> Option<NatsServer> {
-    require_nats_server()?;
-    Some(NatsServer::start().expect("nats-server starts"))
+    parti_testkit::nats_server::start_or_skip()
 }
 
 /// A group name unique to this test (and this run).
 pub fn group(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    parti_testkit::nats_server::unique_group(name)
 }
 
 /// `Config::for_tests()` with this group.
