@@ -147,6 +147,8 @@ enum Ev {
         slot: usize,
         inc: u64,
         generation: u64,
+        key: Option<Key>,
+        revision: u64,
         item: WatchEvent,
     },
     /// A command reaches the store.
@@ -209,6 +211,8 @@ struct Proc {
     timer_at: Option<u64>,
     restart_after_stop: bool,
     restart_preferred: Option<u32>,
+    /// Newest revision scheduled for delivery per key (to coalesce).
+    latest_pending: std::collections::HashMap<Key, u64>,
     label: String,
 }
 
@@ -378,6 +382,7 @@ impl Simulator {
             timer_at: None,
             restart_after_stop: false,
             restart_preferred: None,
+            latest_pending: std::collections::HashMap::new(),
             label: format!("p{slot}.{inc}"),
         };
         if slot < self.procs.len() {
@@ -464,6 +469,8 @@ impl Simulator {
                 slot,
                 inc,
                 generation,
+                key,
+                revision,
                 item,
             } => {
                 if !self.live(slot, inc) || self.procs[slot].watch_gen != generation {
@@ -482,9 +489,21 @@ impl Simulator {
                             slot,
                             inc,
                             generation,
+                            key,
+                            revision,
                             item,
                         },
                     );
+                    return;
+                }
+                // Like a NATS KV watch on a history-1 bucket: a value replaced
+                // before it was delivered is never delivered.
+                if let Some(key) = &key
+                    && self.procs[slot]
+                        .latest_pending
+                        .get(key)
+                        .is_some_and(|r| *r > revision)
+                {
                     return;
                 }
                 self.deliver_now(slot, Event::Watch(item));
@@ -671,13 +690,19 @@ impl Simulator {
                 let at = (self.now + d).max(self.procs[slot].last_watch_at);
                 self.procs[slot].last_watch_at = at;
                 for (key, entry) in snapshot {
-                    if let Some(item) = to_watch_item(&key, entry.revision, Some(entry.value)) {
+                    let revision = entry.revision;
+                    if let Some(item) = to_watch_item(&key, revision, Some(entry.value)) {
+                        self.procs[slot]
+                            .latest_pending
+                            .insert(key.clone(), revision);
                         self.schedule(
                             at,
                             Ev::WatchItem {
                                 slot,
                                 inc,
                                 generation,
+                                key: Some(key),
+                                revision,
                                 item,
                             },
                         );
@@ -689,6 +714,8 @@ impl Simulator {
                         slot,
                         inc,
                         generation,
+                        key: None,
+                        revision: 0,
                         item: WatchEvent::CaughtUp,
                     },
                 );
@@ -860,12 +887,17 @@ impl Simulator {
                     && let Some(item) =
                         to_watch_item(&change.key, change.revision, change.value.clone())
                 {
+                    self.procs[slot]
+                        .latest_pending
+                        .insert(change.key.clone(), change.revision);
                     self.schedule(
                         at,
                         Ev::WatchItem {
                             slot,
                             inc,
                             generation,
+                            key: Some(change.key.clone()),
+                            revision: change.revision,
                             item,
                         },
                     );
