@@ -1,5 +1,12 @@
+//! Dumps the full trace of one simulated run, for debugging a failing seed
+//! beyond the last-events window `parti-sim` prints:
+//!
+//! ```text
+//! cargo run --release -p parti-testkit --example sim_debug -- SEED [stop|keep] [unused] [WORKERS] > trace.txt
+//! ```
+
+use parti_strategies::Sticky;
 use parti_testkit::sim::*;
-use parti_testkit::simple_strategy::SimpleSticky;
 use std::sync::Arc;
 fn main() {
     let seed: u64 = std::env::args()
@@ -25,7 +32,7 @@ fn main() {
         .min(cfg.duration_ms);
     cfg.trace_len = 10_000_000;
     cfg.trace = true;
-    let r = Simulator::new(cfg, Arc::new(SimpleSticky)).run();
+    let r = Simulator::new(cfg, Arc::new(Sticky::default())).run();
     for l in r.trace.iter() {
         println!("{l}");
     }
