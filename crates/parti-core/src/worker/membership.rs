@@ -225,10 +225,23 @@ impl Membership {
         );
         order.dedup();
         order.reverse();
-        match order.pop() {
+        self.claim_from(order, config, roster, out, now)
+    }
+
+    /// Claims the last ID of `queue` (the others are tried after it), or
+    /// reports the range exhausted when none is left.
+    fn claim_from(
+        &mut self,
+        mut queue: Vec<u32>,
+        config: &Config,
+        roster: &Roster,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Signal {
+        match queue.pop() {
             Some(current) => {
                 self.phase = Phase::Claiming {
-                    queue: order,
+                    queue,
                     current,
                     op: None,
                     retry_at: None,
@@ -310,20 +323,7 @@ impl Membership {
                 return Signal::None;
             }
         };
-        let mut queue = queue;
-        match queue.pop() {
-            Some(current) => {
-                self.phase = Phase::Claiming {
-                    queue,
-                    current,
-                    op: None,
-                    retry_at: None,
-                };
-                self.send_claim(config, roster, out, now);
-                Signal::None
-            }
-            None => self.exhausted(config),
-        }
+        self.claim_from(queue, config, roster, out, now)
     }
 
     /// Handles the result of a membership command; `false` if `op` is not ours.
