@@ -299,8 +299,8 @@ fn newest_source(root: &Path) -> SystemTime {
     }
     let mut newest = UNIX_EPOCH;
     for krate in ["parti", "parti-core", "parti-nats", "parti-strategies"] {
-        walk(&root.join("crates").join(krate).join("src"), &mut newest);
-        if let Ok(m) = std::fs::metadata(root.join("crates").join(krate).join("Cargo.toml"))
+        walk(&root.join(krate).join("src"), &mut newest);
+        if let Ok(m) = std::fs::metadata(root.join(krate).join("Cargo.toml"))
             .and_then(|m| m.modified())
         {
             newest = newest.max(m);
@@ -328,7 +328,7 @@ fn worker_binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary in <target>/<profile>/deps");
     let bin = profile_dir.join("examples").join("worker");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let fresh = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .is_ok_and(|built| built >= newest_source(&root));
