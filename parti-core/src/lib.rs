@@ -13,6 +13,7 @@ pub mod backend;
 pub mod command;
 pub mod config;
 pub mod event;
+pub mod exec;
 pub mod ids;
 pub mod layout;
 mod outbox;

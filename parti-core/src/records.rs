@@ -130,6 +130,15 @@ pub struct AssignmentMeta {
     pub partitions: u32,
 }
 
+impl AssignmentMeta {
+    /// Whether `record` is the one this commit names for its worker: staged
+    /// under this commit's term, at the version it lists for that worker. A
+    /// record staged but never committed (or of another term) is not.
+    pub fn names(&self, record: &WorkerAssignment) -> bool {
+        record.term == self.term && self.records.get(&record.worker) == Some(&record.version)
+    }
+}
+
 /// One partition held by a worker, with its fencing epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnedPartition {

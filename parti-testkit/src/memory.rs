@@ -24,13 +24,12 @@
 
 mod watch;
 
-use crate::sim::{Entry, Key, SimStore, Value, WriteError};
+use crate::sim::{Key, SimStore, Value, watch_event, watched};
 use async_trait::async_trait;
 use parti_core::Config;
 use parti_core::WorkerId;
-use parti_core::backend::{
-    AssignmentSnapshot, Backend, BackendError, Change, WatchEvent, WatchStream,
-};
+use parti_core::backend::{AssignmentSnapshot, Backend, BackendError, WatchEvent, WatchStream};
+use parti_core::exec::{StoreOp, StoreReply};
 use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -211,6 +210,24 @@ impl MemoryBackend {
         self.shared.ensure_sweeper();
         Ok(())
     }
+
+    /// Performs one store operation through this handle.
+    fn apply(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        self.begin()?;
+        self.shared.locked(|store, now| store.apply(op, now.write))
+    }
+}
+
+/// The revision of a write's reply.
+fn revision(reply: StoreReply) -> Result<Revision, BackendError> {
+    match reply {
+        StoreReply::Written(revision) => Ok(revision),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(reply: &StoreReply) -> BackendError {
+    BackendError::Other(format!("memory backend: unexpected reply {reply:?}"))
 }
 
 impl fmt::Debug for MemoryBackend {
@@ -262,15 +279,11 @@ impl Shared {
         st.store.expire(now.expire);
         // Earlier changes go to the earlier watchers only.
         st.publish();
-        let mut entries: Vec<(&Key, &Entry)> = st
+        let mut initial: Vec<WatchEvent> = st
             .store
-            .entries()
-            .filter(|(key, _)| watched(key, worker))
-            .collect();
-        entries.sort_by_key(|(_, e)| e.revision);
-        let mut initial: Vec<WatchEvent> = entries
+            .watch_snapshot(worker)
             .into_iter()
-            .filter_map(|(key, e)| to_event(key, e.revision, Some(&e.value)))
+            .map(|(_, _, item)| item)
             .collect();
         initial.push(WatchEvent::CaughtUp);
         let queue = WatchQueue::new(initial, capacity);
@@ -355,63 +368,14 @@ impl State {
                 changes
                     .iter()
                     .filter(|c| watched(&c.key, w.worker.as_ref()))
-                    .filter_map(|c| to_event(&c.key, c.revision, c.value.as_ref())),
+                    .filter_map(|c| watch_event(&c.key, c.revision, c.value.as_ref())),
             );
         }
     }
 }
 
-/// Whether a watch for `worker` sees `key`.
-fn watched(key: &Key, worker: Option<&WorkerId>) -> bool {
-    match key {
-        Key::Assignment(_, w) => Some(w) == worker,
-        _ => true,
-    }
-}
-
-/// The watch event for a change of `key` (`None` value: removal). Removals of
-/// the commit record and of per-worker records are not delivered.
-fn to_event(key: &Key, revision: Revision, value: Option<&Value>) -> Option<WatchEvent> {
-    Some(match (key, value) {
-        (Key::Member(id), Some(Value::Member(m))) => WatchEvent::Member {
-            id: id.clone(),
-            revision,
-            change: Change::Put(m.clone()),
-        },
-        (Key::Member(id), None) => WatchEvent::Member {
-            id: id.clone(),
-            revision,
-            change: Change::Removed,
-        },
-        (Key::Leader, Some(Value::Leader(l))) => WatchEvent::Leader {
-            revision,
-            change: Change::Put(l.clone()),
-        },
-        (Key::Leader, None) => WatchEvent::Leader {
-            revision,
-            change: Change::Removed,
-        },
-        (Key::Meta, Some(Value::Meta(meta))) => WatchEvent::Meta {
-            revision,
-            meta: meta.clone(),
-        },
-        (Key::Assignment(..), Some(Value::Assignment(record))) => WatchEvent::Assignment {
-            revision,
-            record: record.clone(),
-        },
-        _ => return None,
-    })
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn write_error(e: WriteError) -> BackendError {
-    match e {
-        WriteError::AlreadyExists => BackendError::AlreadyExists,
-        WriteError::Conflict => BackendError::Conflict,
-    }
 }
 
 #[async_trait]
@@ -429,12 +393,11 @@ impl Backend for MemoryBackend {
         id: &WorkerId,
         record: &MemberRecord,
     ) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let key = Key::Member(id.clone());
-        let value = Value::Member(record.clone());
-        self.shared
-            .locked(|store, now| store.create(key, value, now.write))
-            .map_err(write_error)
+        self.apply(StoreOp::CreateMember {
+            id: id.clone(),
+            record: record.clone(),
+        })
+        .and_then(revision)
     }
 
     async fn update_member(
@@ -443,44 +406,37 @@ impl Backend for MemoryBackend {
         record: &MemberRecord,
         expected: Revision,
     ) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let key = Key::Member(id.clone());
-        let value = Value::Member(record.clone());
-        self.shared
-            .locked(|store, now| store.update(key, value, expected, now.write))
-            .map_err(write_error)
+        self.apply(StoreOp::UpdateMember {
+            id: id.clone(),
+            record: record.clone(),
+            expected,
+        })
+        .and_then(revision)
     }
 
     async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError> {
-        self.begin()?;
-        let key = Key::Member(id.clone());
-        self.shared
-            .locked(|store, _| store.delete(&key, expected))
-            .map_err(write_error)
+        self.apply(StoreOp::DeleteMember {
+            id: id.clone(),
+            expected,
+        })
+        .map(drop)
     }
 
     async fn get_member(
         &self,
         id: &WorkerId,
     ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
-        self.begin()?;
-        let key = Key::Member(id.clone());
-        Ok(self.shared.locked(|store, _| match store.get(&key) {
-            Some(Entry {
-                value: Value::Member(m),
-                revision,
-                ..
-            }) => Some((m.clone(), *revision)),
-            _ => None,
-        }))
+        match self.apply(StoreOp::GetMember { id: id.clone() })? {
+            StoreReply::Member(found) => Ok(found),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let value = Value::Leader(record.clone());
-        self.shared
-            .locked(|store, now| store.create(Key::Leader, value, now.write))
-            .map_err(write_error)
+        self.apply(StoreOp::CreateLeader {
+            record: record.clone(),
+        })
+        .and_then(revision)
     }
 
     async fn update_leader(
@@ -488,27 +444,22 @@ impl Backend for MemoryBackend {
         record: &LeaderRecord,
         expected: Revision,
     ) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let value = Value::Leader(record.clone());
-        self.shared
-            .locked(|store, now| store.update(Key::Leader, value, expected, now.write))
-            .map_err(write_error)
+        self.apply(StoreOp::UpdateLeader {
+            record: record.clone(),
+            expected,
+        })
+        .and_then(revision)
     }
 
     async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError> {
-        self.begin()?;
-        self.shared
-            .locked(|store, _| store.delete(&Key::Leader, expected))
-            .map_err(write_error)
+        self.apply(StoreOp::DeleteLeader { expected }).map(drop)
     }
 
     async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let key = Key::Assignment(record.term, record.worker.clone());
-        let value = Value::Assignment(record.clone());
-        Ok(self
-            .shared
-            .locked(|store, now| store.put(key, value, now.write)))
+        self.apply(StoreOp::Stage {
+            records: vec![record.clone()],
+        })
+        .and_then(revision)
     }
 
     async fn commit_meta(
@@ -516,52 +467,23 @@ impl Backend for MemoryBackend {
         meta: &AssignmentMeta,
         expected: Option<Revision>,
     ) -> Result<Revision, BackendError> {
-        self.begin()?;
-        let value = Value::Meta(meta.clone());
-        self.shared
-            .locked(|store, now| match expected {
-                Some(rev) => store.update(Key::Meta, value, rev, now.write),
-                None => store.create(Key::Meta, value, now.write),
-            })
-            .map_err(write_error)
+        self.apply(StoreOp::CommitMeta {
+            meta: meta.clone(),
+            expected,
+        })
+        .and_then(revision)
     }
 
     async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError> {
-        self.begin()?;
-        Ok(self.shared.locked(|store, _| {
-            let Some(Entry {
-                value: Value::Meta(meta),
-                revision,
-                ..
-            }) = store.get(&Key::Meta)
-            else {
-                return AssignmentSnapshot::default();
-            };
-            let records = meta
-                .records
-                .iter()
-                .filter_map(|(worker, version)| {
-                    match store.get(&Key::Assignment(meta.term, worker.clone())) {
-                        Some(Entry {
-                            value: Value::Assignment(a),
-                            ..
-                        }) if a.version == *version => Some(a.clone()),
-                        _ => None,
-                    }
-                })
-                .collect();
-            AssignmentSnapshot {
-                meta: Some((meta.clone(), *revision)),
-                records,
-            }
-        }))
+        match self.apply(StoreOp::LoadAssignments)? {
+            StoreReply::Loaded(snapshot) => Ok(snapshot),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError> {
-        self.begin()?;
-        self.shared
-            .locked(|store, _| store.purge_other_terms(keep_term));
-        Ok(())
+        self.apply(StoreOp::RemoveStaleAssignments { keep_term })
+            .map(drop)
     }
 
     async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {

@@ -10,6 +10,7 @@ use crate::ops;
 use crate::source::PartitionSource;
 use crate::view::Assignment;
 use parti_core::backend::Backend;
+use parti_core::exec::{self, Plan};
 use parti_core::{
     Command, Event, Instant as CoreInstant, Notification, State, StopMode, Worker, WorkerId,
 };
@@ -275,30 +276,34 @@ impl Running {
     }
 
     async fn execute(&mut self, command: Command) {
-        match command {
-            Command::Notify(n) => self.notify(n).await,
-            Command::Watch { worker } => self.start_watch(worker),
-            other => {
-                let backend = self.backend.clone();
+        let kind = command_kind(&command);
+        match Plan::of(command) {
+            Plan::Notify(n) => self.notify(n).await,
+            Plan::Watch { worker } => self.start_watch(worker),
+            Plan::ListPartitions { op } => {
                 let source = self.source.clone();
                 let events = self.events.clone();
                 let timeout = self.op_timeout;
-                let op = other.op();
-                let kind = command_kind(&other);
                 tokio::spawn(async move {
-                    let result =
-                        tokio::time::timeout(timeout, ops::run(backend, source, other)).await;
-                    let outcome = match result {
-                        Ok(Some((_, outcome))) => outcome,
-                        Ok(None) => return,
-                        Err(_) => parti_core::Outcome::Unknown,
+                    let outcome = match tokio::time::timeout(timeout, source.list()).await {
+                        Ok(answer) => exec::listed(answer),
+                        Err(_) => parti_core::Outcome::Failed("partition source timed out".into()),
+                    };
+                    let _ = events.send(Event::Completed { op, outcome });
+                });
+            }
+            Plan::Store(execution) => {
+                let backend = self.backend.clone();
+                let events = self.events.clone();
+                let timeout = self.op_timeout;
+                tokio::spawn(async move {
+                    let Some((op, outcome)) = ops::run(backend, execution, timeout).await else {
+                        return;
                     };
                     if outcome.is_unreachable() {
                         m::backend_error(kind);
                     }
-                    if let Some(op) = op {
-                        let _ = events.send(Event::Completed { op, outcome });
-                    }
+                    let _ = events.send(Event::Completed { op, outcome });
                 });
             }
         }

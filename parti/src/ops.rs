@@ -1,126 +1,81 @@
-//! How the driver executes the core's storage commands on a [`Backend`].
+//! How the driver performs the store operations of a command on a
+//! [`Backend`]. Which operations a command needs, and what their results
+//! mean to the worker, is decided by [`parti_core::exec`] (the same
+//! translation the simulator and the in-memory backend use); this module only
+//! calls the backend, with a timeout per operation.
 
-use crate::source::PartitionSource;
 use parti_core::backend::{Backend, BackendError};
-use parti_core::{Command, OpId, Outcome};
+use parti_core::exec::{Execution, StoreOp, StoreReply};
+use parti_core::{OpId, Outcome};
 use std::sync::Arc;
-
-/// Maps a backend error to what the core needs to know about the write.
-pub(crate) fn outcome_of(error: &BackendError) -> Outcome {
-    match error {
-        BackendError::AlreadyExists => Outcome::AlreadyExists,
-        BackendError::Conflict => Outcome::Conflict,
-        BackendError::Timeout | BackendError::Other(_) => Outcome::Unknown,
-        BackendError::Unavailable(_) => Outcome::Unavailable,
-        BackendError::Misconfigured(e) => Outcome::Failed(e.clone()),
-    }
-}
-
-fn written<T>(result: Result<u64, BackendError>, _: T) -> Outcome {
-    match result {
-        Ok(rev) => Outcome::Written(rev),
-        Err(e) => outcome_of(&e),
-    }
-}
-
-fn done(result: Result<(), BackendError>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Written(0),
-        Err(e) => outcome_of(&e),
-    }
-}
+use std::time::Duration;
 
 /// How many per-worker records are staged concurrently.
 const STAGING_CONCURRENCY: usize = 32;
 
-/// Executes one command that has a result. Returns `None` for commands the
-/// driver handles itself (watch, notifications) and fire-and-forget ones.
+/// Runs `execution` to its end on `backend`; each operation is bounded by
+/// `timeout` (past it, the operation's outcome is unknown).
 pub(crate) async fn run(
     backend: Arc<dyn Backend>,
-    source: Arc<dyn PartitionSource>,
-    command: Command,
+    mut execution: Box<Execution>,
+    timeout: Duration,
 ) -> Option<(OpId, Outcome)> {
-    Some(match command {
-        Command::ClaimId {
-            op,
+    while let Some(op) = execution.next_op() {
+        let result = tokio::time::timeout(timeout, perform(backend.as_ref(), op))
+            .await
+            .unwrap_or(Err(BackendError::Timeout));
+        if let Err(e) = &result
+            && execution.is_housekeeping()
+        {
+            tracing::debug!(error = %e, "housekeeping of the assignments bucket failed");
+        }
+        execution.complete(result);
+    }
+    execution.finish()
+}
+
+/// Performs one operation with the matching [`Backend`] call.
+async fn perform(backend: &dyn Backend, op: StoreOp) -> Result<StoreReply, BackendError> {
+    use StoreReply::{Done, Written};
+    match op {
+        StoreOp::CreateMember { id, record } => {
+            backend.create_member(&id, &record).await.map(Written)
+        }
+        StoreOp::UpdateMember {
             id,
             record,
-            takeover,
-        } => {
-            let r = match takeover {
-                Some(rev) => backend.update_member(&id, &record, rev).await,
-                None => backend.create_member(&id, &record).await,
-            };
-            (op, written(r, ()))
+            expected,
+        } => backend
+            .update_member(&id, &record, expected)
+            .await
+            .map(Written),
+        StoreOp::DeleteMember { id, expected } => {
+            backend.delete_member(&id, expected).await.map(|()| Done)
         }
-        Command::RenewLease {
-            op,
-            id,
-            record,
-            expected,
+        StoreOp::GetMember { id } => backend.get_member(&id).await.map(StoreReply::Member),
+        StoreOp::CreateLeader { record } => backend.create_leader(&record).await.map(Written),
+        StoreOp::UpdateLeader { record, expected } => {
+            backend.update_leader(&record, expected).await.map(Written)
         }
-        | Command::Evict {
-            op,
-            id,
-            record,
-            expected,
-        } => (
-            op,
-            written(backend.update_member(&id, &record, expected).await, ()),
-        ),
-        Command::ReadMember { op, id } => match backend.get_member(&id).await {
-            Ok(found) => (op, Outcome::Member(found)),
-            Err(e) => (op, outcome_of(&e)),
-        },
-        Command::ReleaseId { op, id, expected } => {
-            (op, done(backend.delete_member(&id, expected).await))
-        }
-        Command::Campaign { op, record } => (op, written(backend.create_leader(&record).await, ())),
-        Command::RenewLeadership {
-            op,
-            record,
-            expected,
-        } => (
-            op,
-            written(backend.update_leader(&record, expected).await, ()),
-        ),
-        Command::Resign { op, expected } => (op, done(backend.delete_leader(expected).await)),
-        Command::LoadAssignments { op } => match backend.load_assignments().await {
-            Ok(snapshot) => (op, Outcome::Loaded(snapshot)),
-            Err(e) => (op, outcome_of(&e)),
-        },
-        Command::Publish {
-            op,
-            records,
-            meta,
-            expected,
-        } => {
-            // Stage every record (a few at a time); commit only if all staged.
+        StoreOp::DeleteLeader { expected } => backend.delete_leader(expected).await.map(|()| Done),
+        StoreOp::Stage { records } => {
             for chunk in records.chunks(STAGING_CONCURRENCY) {
                 let staged =
                     futures_util::future::join_all(chunk.iter().map(|r| backend.put_assignment(r)))
                         .await;
                 if let Some(Err(e)) = staged.into_iter().find(Result::is_err) {
-                    // Nothing was committed: a staging failure is never "unknown".
-                    let outcome = match outcome_of(&e) {
-                        Outcome::Unknown => Outcome::Unavailable,
-                        other => other,
-                    };
-                    return Some((op, outcome));
+                    return Err(e);
                 }
             }
-            (op, written(backend.commit_meta(&meta, expected).await, ()))
+            Ok(Done)
         }
-        Command::ListPartitions { op } => match source.list().await {
-            Ok(list) => (op, Outcome::Partitions(list)),
-            Err(e) => (op, Outcome::Failed(e)),
-        },
-        Command::CleanupAssignments { keep_term } => {
-            if let Err(e) = backend.remove_stale_assignments(keep_term).await {
-                tracing::debug!(error = %e, "cleanup of stale assignment records failed");
-            }
-            return None;
+        StoreOp::CommitMeta { meta, expected } => {
+            backend.commit_meta(&meta, expected).await.map(Written)
         }
-        Command::Watch { .. } | Command::Notify(_) => return None,
-    })
+        StoreOp::LoadAssignments => backend.load_assignments().await.map(StoreReply::Loaded),
+        StoreOp::RemoveStaleAssignments { keep_term } => backend
+            .remove_stale_assignments(keep_term)
+            .await
+            .map(|()| Done),
+    }
 }

@@ -2,9 +2,10 @@
 //! runs. Each check is fed facts by the simulator and records violations; none
 //! of them trusts the protocol's own bookkeeping for what it checks.
 
-use parti_core::{PartitionId, State, WorkerId};
+use parti_core::{Instant, PartitionId, State, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 /// Which guarantee a violation breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -230,6 +231,157 @@ pub struct RestartWatch {
     pub held: BTreeSet<PartitionId>,
     /// When it stopped.
     pub stopped_at: u64,
+}
+
+/// A process as the checks see it at one instant.
+#[derive(Clone, Copy)]
+pub struct ProcessView<'a> {
+    /// Its name in reports.
+    pub label: &'a str,
+    /// Whether it runs (not crashed, not stopped).
+    pub alive: bool,
+    /// Whether it is paused (it cannot act until it resumes).
+    pub paused: bool,
+    /// Its clock now.
+    pub local: Instant,
+    /// Its protocol state machine (read only).
+    pub worker: &'a Worker,
+}
+
+impl ProcessView<'_> {
+    /// Whether its ownership lease is still valid on its own clock.
+    fn lease_valid(&self) -> bool {
+        self.worker.lease_deadline().is_some_and(|d| self.local < d)
+    }
+
+    /// Whether it still holds `id` with a valid reservation on its own clock.
+    fn holds_id(&self, id: &WorkerId, reservation: Duration) -> bool {
+        self.alive
+            && self.worker.worker_id() == Some(id)
+            && self
+                .worker
+                .last_renewal()
+                .is_some_and(|t| self.local < t + reservation)
+    }
+}
+
+/// S1: when process `claimer` claims `id`, no other live process may still
+/// hold it with a valid reservation.
+pub fn check_unique_id<'a>(
+    claimer: usize,
+    id: &WorkerId,
+    processes: impl Iterator<Item = (usize, ProcessView<'a>)>,
+    reservation: Duration,
+    at: u64,
+    out: &mut Vec<Violation>,
+) {
+    for (other, view) in processes {
+        if other != claimer && view.holds_id(id, reservation) {
+            out.push(Violation {
+                guarantee: Guarantee::S1,
+                at,
+                detail: format!("p{claimer} claimed {id} while p{other} still holds it"),
+            });
+        }
+    }
+}
+
+/// S3 after every step: no partition is effectively held by two processes.
+/// A paused holder whose lease expired does not count (it drops before it
+/// acts); under `KeepProcessing`, an overlap with a holder past its lease is
+/// the documented cut-off exception, measured instead of reported.
+#[derive(Debug, Default)]
+pub struct Exclusivity {
+    overlap_since: BTreeMap<PartitionId, u64>,
+    reported: BTreeSet<PartitionId>,
+    /// Longest tolerated overlap so far, ms.
+    pub tolerated_ms: u64,
+}
+
+impl Exclusivity {
+    /// Checks every contested partition of `ownership`; `view` describes a
+    /// holder by its slot.
+    pub fn check<'a>(
+        &mut self,
+        ownership: &Ownership,
+        view: impl Fn(usize) -> ProcessView<'a>,
+        keep_processing: bool,
+        at: u64,
+        out: &mut Vec<Violation>,
+    ) {
+        if ownership.contested.is_empty() {
+            self.overlap_since.clear();
+            self.reported.clear();
+            return;
+        }
+        for &p in &ownership.contested {
+            let mut effective = Vec::new();
+            let mut tolerated = false;
+            for &h in ownership.holders(&p) {
+                let holder = view(h);
+                let lease_ok = holder.lease_valid();
+                if holder.paused && !lease_ok {
+                    continue; // it cannot act, and will drop before acting
+                }
+                // Under KeepProcessing a running worker holds past its lease only
+                // while it believes itself cut off: the documented exception.
+                if keep_processing && !lease_ok {
+                    tolerated = true;
+                }
+                effective.push(holder.label);
+            }
+            if effective.len() > 1 {
+                if tolerated {
+                    let since = *self.overlap_since.entry(p).or_insert(at);
+                    self.tolerated_ms = self.tolerated_ms.max(at - since);
+                } else if self.reported.insert(p) {
+                    out.push(Violation {
+                        guarantee: Guarantee::S3,
+                        at,
+                        detail: format!(
+                            "partition {p} owned by {} at once",
+                            effective.join(" and ")
+                        ),
+                    });
+                }
+            } else {
+                self.overlap_since.remove(&p);
+                self.reported.remove(&p);
+            }
+        }
+    }
+}
+
+impl RestartWatch {
+    /// S5: the first assignment applied after the graceful restart, by the
+    /// process in slot `self.slot` holding `id` and `got`, must equal what it
+    /// held before, if it came back under the same ID within `window_ms`.
+    pub fn check(
+        self,
+        id: Option<&WorkerId>,
+        got: &BTreeSet<PartitionId>,
+        version: u64,
+        window_ms: u64,
+        at: u64,
+        out: &mut Vec<Violation>,
+    ) {
+        let within = at < self.stopped_at + window_ms;
+        if !within || id != Some(&self.id) || *got == self.held {
+            return;
+        }
+        let lost = self.held.difference(got).count();
+        let extra = got.difference(&self.held).count();
+        out.push(Violation {
+            guarantee: Guarantee::S5,
+            at,
+            detail: format!(
+                "{} restarted gracefully and applied version {version} with {} partitions ({lost} missing, {extra} new) instead of its {}",
+                self.id,
+                got.len(),
+                self.held.len()
+            ),
+        });
+    }
 }
 
 /// Checks a state transition against the table.

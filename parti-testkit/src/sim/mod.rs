@@ -12,5 +12,5 @@ pub use checks::{Guarantee, Violation};
 pub use faults::{FaultKind, FaultSet};
 pub use rng::Rng;
 pub use runner::{Summary, run_seeds};
-pub use store::{Entry, Key, SimStore, StoreChange, Value, WriteError};
+pub use store::{Entry, Key, SimStore, StoreChange, Value, WriteError, watch_event, watched};
 pub use world::{Scripted, SimConfig, SimReport, Simulator};

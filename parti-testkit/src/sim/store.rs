@@ -4,6 +4,8 @@
 //! of each key, and a log of changes that the simulator fans out to watchers.
 
 use parti_core::WorkerId;
+use parti_core::backend::{AssignmentSnapshot, BackendError, Change, WatchEvent};
+use parti_core::exec::{StoreOp, StoreReply};
 use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, WorkerAssignment};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -222,18 +224,124 @@ impl SimStore {
         std::mem::take(&mut self.changes)
     }
 
-    /// The entries a watcher for `worker` sees in its initial snapshot.
-    pub fn snapshot(&self, worker: Option<&WorkerId>) -> Vec<(Key, Entry)> {
-        self.entries
-            .iter()
-            .filter(|(k, _)| watched(k, worker))
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect()
-    }
-
     /// All entries (for inspection).
     pub fn entries(&self) -> impl Iterator<Item = (&Key, &Entry)> {
         self.entries.iter()
+    }
+}
+
+impl SimStore {
+    /// Performs one store operation of the protocol at time `now` (the one
+    /// translation of [`parti_core::exec`] hands them out). Used by the
+    /// simulator and by the in-memory backend alike.
+    pub fn apply(&mut self, op: StoreOp, now: u64) -> Result<StoreReply, BackendError> {
+        let written = |r: Result<u64, WriteError>| r.map(StoreReply::Written).map_err(Into::into);
+        let deleted = |r: Result<(), WriteError>| r.map(|()| StoreReply::Done).map_err(Into::into);
+        match op {
+            StoreOp::CreateMember { id, record } => {
+                written(self.create(Key::Member(id), Value::Member(record), now))
+            }
+            StoreOp::UpdateMember {
+                id,
+                record,
+                expected,
+            } => written(self.update(Key::Member(id), Value::Member(record), expected, now)),
+            StoreOp::DeleteMember { id, expected } => {
+                deleted(self.delete(&Key::Member(id), expected))
+            }
+            StoreOp::GetMember { id } => Ok(StoreReply::Member(self.member(&id))),
+            StoreOp::CreateLeader { record } => {
+                written(self.create(Key::Leader, Value::Leader(record), now))
+            }
+            StoreOp::UpdateLeader { record, expected } => {
+                written(self.update(Key::Leader, Value::Leader(record), expected, now))
+            }
+            StoreOp::DeleteLeader { expected } => deleted(self.delete(&Key::Leader, expected)),
+            StoreOp::Stage { records } => {
+                let mut last = None;
+                for record in records {
+                    let key = Key::Assignment(record.term, record.worker.clone());
+                    last = Some(self.put(key, Value::Assignment(record), now));
+                }
+                Ok(last.map_or(StoreReply::Done, StoreReply::Written))
+            }
+            StoreOp::CommitMeta { meta, expected } => written(match expected {
+                Some(rev) => self.update(Key::Meta, Value::Meta(meta), rev, now),
+                None => self.create(Key::Meta, Value::Meta(meta), now),
+            }),
+            StoreOp::LoadAssignments => Ok(StoreReply::Loaded(self.load_assignments())),
+            StoreOp::RemoveStaleAssignments { keep_term } => {
+                self.purge_other_terms(keep_term);
+                Ok(StoreReply::Done)
+            }
+        }
+    }
+
+    /// The member record of `id` and its revision, if present.
+    pub fn member(&self, id: &WorkerId) -> Option<(MemberRecord, u64)> {
+        match self.entries.get(&Key::Member(id.clone())) {
+            Some(Entry {
+                value: Value::Member(m),
+                revision,
+                ..
+            }) => Some((m.clone(), *revision)),
+            _ => None,
+        }
+    }
+
+    /// The commit record and the records it names (see
+    /// [`AssignmentMeta::names`]).
+    pub fn load_assignments(&self) -> AssignmentSnapshot {
+        let Some(Entry {
+            value: Value::Meta(meta),
+            revision,
+            ..
+        }) = self.entries.get(&Key::Meta)
+        else {
+            return AssignmentSnapshot::default();
+        };
+        let records = meta
+            .records
+            .keys()
+            .filter_map(
+                |w| match self.entries.get(&Key::Assignment(meta.term, w.clone())) {
+                    Some(Entry {
+                        value: Value::Assignment(a),
+                        ..
+                    }) if meta.names(a) => Some(a.clone()),
+                    _ => None,
+                },
+            )
+            .collect();
+        AssignmentSnapshot {
+            meta: Some((meta.clone(), *revision)),
+            records,
+        }
+    }
+
+    /// The first items of a watch for `worker`: every watched key's current
+    /// value in revision order (as a KV watch replays its stream), each with
+    /// its key and revision.
+    pub fn watch_snapshot(&self, worker: Option<&WorkerId>) -> Vec<(Key, u64, WatchEvent)> {
+        let mut items: Vec<(Key, u64, WatchEvent)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| watched(k, worker))
+            .filter_map(|(k, e)| {
+                watch_event(k, e.revision, Some(&e.value)).map(|item| (k.clone(), e.revision, item))
+            })
+            .collect();
+        items.sort_by_key(|(_, revision, _)| *revision);
+        items
+    }
+}
+
+impl From<WriteError> for BackendError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::AlreadyExists => BackendError::AlreadyExists,
+            WriteError::Conflict => BackendError::Conflict,
+        }
     }
 }
 
@@ -243,6 +351,41 @@ pub fn watched(key: &Key, worker: Option<&WorkerId>) -> bool {
         Key::Assignment(_, w) => Some(w) == worker,
         _ => true,
     }
+}
+
+/// The watch item for a change of `key` at `revision` (`None` value: a
+/// removal). Removals of the commit record and of per-worker records
+/// (housekeeping) are not delivered.
+pub fn watch_event(key: &Key, revision: u64, value: Option<&Value>) -> Option<WatchEvent> {
+    Some(match (key, value) {
+        (Key::Member(id), Some(Value::Member(m))) => WatchEvent::Member {
+            id: id.clone(),
+            revision,
+            change: Change::Put(m.clone()),
+        },
+        (Key::Member(id), _) => WatchEvent::Member {
+            id: id.clone(),
+            revision,
+            change: Change::Removed,
+        },
+        (Key::Leader, Some(Value::Leader(l))) => WatchEvent::Leader {
+            revision,
+            change: Change::Put(l.clone()),
+        },
+        (Key::Leader, _) => WatchEvent::Leader {
+            revision,
+            change: Change::Removed,
+        },
+        (Key::Meta, Some(Value::Meta(meta))) => WatchEvent::Meta {
+            revision,
+            meta: meta.clone(),
+        },
+        (Key::Assignment(..), Some(Value::Assignment(record))) => WatchEvent::Assignment {
+            revision,
+            record: record.clone(),
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,129 @@
+//! What a simulated run is asked to do ([`SimConfig`], [`Scripted`] steps)
+//! and what it found ([`SimReport`]).
+
+use super::super::checks::Violation;
+use super::super::faults::FaultSet;
+use parti_core::Config;
+#[cfg(feature = "planted-bugs")]
+use parti_core::PlantedBug;
+use std::collections::BTreeMap;
+
+/// Parameters of one simulated run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed; the same seed replays exactly.
+    pub seed: u64,
+    /// Workers at start.
+    pub workers: usize,
+    /// Partitions at start.
+    pub partitions: usize,
+    /// Simulated duration, ms.
+    pub duration_ms: u64,
+    /// Final period without faults in which convergence is checked, ms.
+    pub quiet_ms: u64,
+    /// Mean time between faults, ms.
+    pub fault_gap_ms: u64,
+    /// Enabled faults.
+    pub faults: FaultSet,
+    /// Worker configuration.
+    pub config: Config,
+    /// Planted bug, if any.
+    #[cfg(feature = "planted-bugs")]
+    pub plant: Option<PlantedBug>,
+    /// Keep a readable trace of the last events (printed on a violation).
+    pub trace: bool,
+    /// Print a readable timeline of notable events as they happen.
+    pub timeline: bool,
+    /// How many trace lines to keep.
+    pub trace_len: usize,
+    /// A fixed scenario instead of random faults: (time in ms, step).
+    pub script: Option<Vec<(u64, Scripted)>>,
+}
+
+/// A step of a scripted scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scripted {
+    /// The current leader crashes (not restarted).
+    CrashLeader,
+    /// A worker that does not lead crashes (not restarted).
+    CrashFollower,
+    /// A new worker joins.
+    Join,
+    /// A worker that does not lead leaves (`StopMode::Leave`).
+    LeaveFollower,
+    /// A worker that does not lead stops gracefully and restarts under its ID.
+    RestartFollower,
+    /// Partitions are added to and removed from the list.
+    Refresh {
+        /// How many to add.
+        add: usize,
+        /// How many to remove.
+        remove: usize,
+    },
+    /// The leader is cut off from the store for this many ms.
+    CutLeader(u64),
+}
+
+impl SimConfig {
+    /// Defaults: 5 workers, 64 partitions, 5 minutes, all faults, default config.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            workers: 5,
+            partitions: 64,
+            duration_ms: 5 * 60_000,
+            quiet_ms: 90_000,
+            fault_gap_ms: 12_000,
+            faults: FaultSet::all(),
+            config: Config::default(),
+            #[cfg(feature = "planted-bugs")]
+            plant: None,
+            trace: false,
+            timeline: false,
+            trace_len: 400,
+            script: None,
+        }
+    }
+
+    /// The bound within which the group must converge after the last fault.
+    pub fn convergence_bound_ms(&self) -> u64 {
+        let c = &self.config;
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        ms(c.lease_expiry_wait())
+            + ms(c.effective_emergency_grace())
+            + ms(c.cold_start_window)
+            + ms(c.planned_scale_window)
+            + ms(c.rebalance_cooldown)
+            + ms(c.election_ttl)
+            + 5_000
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Violations (empty when every guarantee held).
+    pub violations: Vec<Violation>,
+    /// Time from the start of the quiet period to convergence, ms.
+    pub convergence_ms: Option<u64>,
+    /// Partition moves (a partition granted to a worker other than its last
+    /// holder).
+    pub moved: u64,
+    /// Accepted commits.
+    pub commits: u64,
+    /// Simulator events processed.
+    pub steps: u64,
+    /// Faults injected.
+    pub faults: BTreeMap<String, u32>,
+    /// Longest time two processes both held one partition while one of them was
+    /// cut off under `KeepProcessing` (the documented exception), ms.
+    pub tolerated_overlap_ms: u64,
+    /// The trace of the last events (when tracing).
+    pub trace: Vec<String>,
+    /// Every accepted commit: (time ms, version, lifecycle).
+    pub commit_log: Vec<(u64, u64, parti_core::records::Lifecycle)>,
+    /// When each partition move happened (ms).
+    pub move_times: Vec<u64>,
+}

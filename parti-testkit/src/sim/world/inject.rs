@@ -1,0 +1,298 @@
+//! Fault injection: random faults drawn from the schedule and the steps of
+//! scripted scenarios (crash, graceful restart, leave, join, pause, cut-off,
+//! partition refresh).
+
+use super::Simulator;
+use super::config::Scripted;
+use super::process::Ev;
+use crate::sim::checks::RestartWatch;
+use crate::sim::faults::FaultKind;
+use parti_core::{Event, Partition, PartitionId, State, StopMode};
+use std::collections::BTreeSet;
+
+impl Simulator {
+    fn alive_slots(&self, with_id: bool) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|&s| {
+                let p = &self.procs[s];
+                p.alive && !p.restart_after_stop && (!with_id || p.worker.worker_id().is_some())
+            })
+            .collect()
+    }
+
+    pub(super) fn inject(&mut self, kind: FaultKind) {
+        let previous_fault_at = self.last_fault_at;
+        self.last_fault_at = self.now;
+        *self
+            .report
+            .faults
+            .entry(kind.name().to_string())
+            .or_default() += 1;
+        let alive = self.alive_slots(true);
+        let gap = self.cfg.fault_gap_ms;
+        match kind {
+            FaultKind::Crash => {
+                let Some(&slot) = self.rng.pick(&alive) else {
+                    return;
+                };
+                self.crash(slot);
+                if self.rng.chance(0.7) {
+                    let preferred = self.procs[slot]
+                        .worker
+                        .worker_id()
+                        .and_then(|w| w.index(&self.cfg.config.worker_id_prefix))
+                        .filter(|_| self.rng.chance(0.5));
+                    let delay = self.rng.range(1_000, 20_000);
+                    self.schedule(self.now + delay, Ev::Spawn { slot, preferred });
+                }
+            }
+            FaultKind::Restart => {
+                let Some(&slot) = self.rng.pick(&alive) else {
+                    return;
+                };
+                let Some(id) = self.procs[slot].worker.worker_id().cloned() else {
+                    return;
+                };
+                let index = id.index(&self.cfg.config.worker_id_prefix);
+                let label = self.procs[slot].label.clone();
+                self.log(|| format!("{label} restarts gracefully (rolling update)"));
+                let held: BTreeSet<PartitionId> = self.procs[slot].held.keys().copied().collect();
+                // Compare only when nothing else is in flight: no recent commit and
+                // no recent fault whose stabilisation window could still close.
+                let c = &self.cfg.config;
+                let quiet_needed =
+                    (c.planned_scale_window + c.rebalance_cooldown).as_millis() as u64 + 5_000;
+                let settled = self
+                    .ownership
+                    .complete_since
+                    .is_some_and(|t| self.now >= t + 5_000)
+                    && self.now >= self.last_commit_at + 5_000
+                    && self.now >= previous_fault_at + quiet_needed;
+                let stable = self.procs[slot].worker.state() == State::Stable;
+                let p = &mut self.procs[slot];
+                p.restart_after_stop = true;
+                // The next incarnation asks for the same ID.
+                p.restart_preferred = index;
+                if self.restart_watch.is_none() && stable && !held.is_empty() && settled {
+                    self.restart_watch = Some(RestartWatch {
+                        slot,
+                        id,
+                        held,
+                        stopped_at: self.now,
+                    });
+                }
+                self.deliver_now(slot, Event::Stop(StopMode::Graceful));
+            }
+            FaultKind::Leave => {
+                if alive.len() <= 1 {
+                    return;
+                }
+                let Some(&slot) = self.rng.pick(&alive) else {
+                    return;
+                };
+                let label = self.procs[slot].label.clone();
+                self.log(|| format!("{label} leaves the group (scale-down)"));
+                self.deliver_now(slot, Event::Stop(StopMode::Leave));
+            }
+            FaultKind::Join => {
+                if self.procs.iter().filter(|p| p.alive).count() >= self.cfg.workers * 2 {
+                    return;
+                }
+                let slot = self.procs.len();
+                self.log(|| "a new worker joins".to_string());
+                self.spawn(slot, None);
+            }
+            FaultKind::Pause => {
+                let Some(&slot) = self.rng.pick(&alive) else {
+                    return;
+                };
+                let dur = self.rng.range(1_000, 15_000);
+                self.pause(slot, dur);
+            }
+            FaultKind::Cut => {
+                let Some(&slot) = self.rng.pick(&alive) else {
+                    return;
+                };
+                let dur = self.rng.range(1_000, 20_000);
+                self.cut_off(slot, dur);
+            }
+            FaultKind::Refresh => {
+                let add = self
+                    .rng
+                    .range(0, (self.partitions.len() as u64 / 10).max(1))
+                    as usize;
+                let remove = self
+                    .rng
+                    .range(0, (self.partitions.len() as u64 / 10).max(1))
+                    as usize;
+                for _ in 0..remove.min(self.partitions.len().saturating_sub(1)) {
+                    let i = self.rng.range(0, self.partitions.len() as u64 - 1) as usize;
+                    self.partitions.swap_remove(i);
+                }
+                for _ in 0..add {
+                    self.partitions.push(Partition::new([
+                        "sim".to_string(),
+                        format!("p-{}", self.next_partition),
+                    ]));
+                    self.next_partition += 1;
+                }
+                self.partitions.sort();
+                self.log(|| format!("the partition list changes: +{add} -{remove}"));
+                let listed = self.partitions.iter().map(Partition::id).collect();
+                self.ownership.set_listed(listed, self.now);
+                for slot in self.alive_slots(false) {
+                    let inc = self.procs[slot].inc;
+                    let list = self.partitions.clone();
+                    let d = self.net_delay();
+                    self.schedule(
+                        self.now + d,
+                        Ev::Deliver {
+                            slot,
+                            inc,
+                            event: Event::PartitionsChanged(list),
+                        },
+                    );
+                }
+            }
+            FaultKind::Drift | FaultKind::Lost | FaultKind::Delay => {}
+        }
+        // Any other disturbance voids a pending graceful-restart comparison.
+        if kind != FaultKind::Restart {
+            self.restart_watch = None;
+        }
+        let _ = gap;
+    }
+
+    fn leader_slot(&self) -> Option<usize> {
+        (0..self.procs.len()).find(|&s| self.procs[s].alive && self.procs[s].worker.is_leader())
+    }
+
+    fn follower_slot(&self) -> Option<usize> {
+        (0..self.procs.len()).find(|&s| {
+            let p = &self.procs[s];
+            p.alive
+                && !p.worker.is_leader()
+                && p.worker.worker_id().is_some()
+                && !p.restart_after_stop
+        })
+    }
+
+    pub(super) fn run_script(&mut self, step: Scripted) {
+        self.last_fault_at = self.now;
+        self.restart_watch = None;
+        match step {
+            Scripted::CrashLeader => {
+                if let Some(slot) = self.leader_slot() {
+                    self.crash(slot);
+                }
+            }
+            Scripted::CrashFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    self.crash(slot);
+                }
+            }
+            Scripted::Join => {
+                let slot = self.procs.len();
+                self.spawn(slot, None);
+            }
+            Scripted::LeaveFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    self.deliver_now(slot, Event::Stop(StopMode::Leave));
+                }
+            }
+            Scripted::RestartFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    let index = self.procs[slot]
+                        .worker
+                        .worker_id()
+                        .and_then(|w| w.index(&self.cfg.config.worker_id_prefix));
+                    let held: BTreeSet<PartitionId> =
+                        self.procs[slot].held.keys().copied().collect();
+                    if let Some(id) = self.procs[slot].worker.worker_id().cloned() {
+                        self.restart_watch = Some(RestartWatch {
+                            slot,
+                            id,
+                            held,
+                            stopped_at: self.now,
+                        });
+                    }
+                    let p = &mut self.procs[slot];
+                    p.restart_after_stop = true;
+                    p.restart_preferred = index;
+                    self.deliver_now(slot, Event::Stop(StopMode::Graceful));
+                }
+            }
+            Scripted::Refresh { add, remove } => {
+                for _ in 0..remove.min(self.partitions.len().saturating_sub(1)) {
+                    self.partitions.remove(0);
+                }
+                for _ in 0..add {
+                    self.partitions.push(Partition::new([
+                        "sim".to_string(),
+                        format!("p-{}", self.next_partition),
+                    ]));
+                    self.next_partition += 1;
+                }
+                let listed = self.partitions.iter().map(Partition::id).collect();
+                self.ownership.set_listed(listed, self.now);
+                for slot in self.alive_slots(false) {
+                    let inc = self.procs[slot].inc;
+                    let list = self.partitions.clone();
+                    self.schedule(
+                        self.now + 1,
+                        Ev::Deliver {
+                            slot,
+                            inc,
+                            event: Event::PartitionsChanged(list),
+                        },
+                    );
+                }
+            }
+            Scripted::CutLeader(ms) => {
+                if let Some(slot) = self.leader_slot() {
+                    self.cut_off(slot, ms);
+                }
+            }
+        }
+    }
+
+    /// Stops the world for `slot` for `ms` (a GC pause, SIGSTOP).
+    fn pause(&mut self, slot: usize, ms: u64) {
+        let label = self.procs[slot].label.clone();
+        self.log(|| format!("{label} pauses for {ms} ms"));
+        let until = (self.now + ms).max(self.procs[slot].paused_until.unwrap_or(0));
+        self.procs[slot].paused_until = Some(until);
+        let inc = self.procs[slot].inc;
+        self.schedule(self.now + ms, Ev::Heal { slot, inc });
+    }
+
+    /// Cuts `slot` off from the store for `ms`.
+    fn cut_off(&mut self, slot: usize, ms: u64) {
+        let label = self.procs[slot].label.clone();
+        self.log(|| format!("{label} is cut off from the store for {ms} ms"));
+        let until = (self.now + ms).max(self.procs[slot].cut_until.unwrap_or(0));
+        self.procs[slot].cut_until = Some(until);
+        let inc = self.procs[slot].inc;
+        self.schedule(self.now + ms, Ev::Heal { slot, inc });
+        self.schedule(
+            self.now + 1,
+            Ev::Deliver {
+                slot,
+                inc,
+                event: Event::Disconnected,
+            },
+        );
+    }
+
+    fn crash(&mut self, slot: usize) {
+        let label = self.procs[slot].label.clone();
+        self.log(|| format!("{label} crashes"));
+        let p = &mut self.procs[slot];
+        p.alive = false;
+        let held: Vec<PartitionId> = p.held.keys().copied().collect();
+        p.held.clear();
+        for id in held {
+            self.ownership.remove(slot, id, self.now);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The processes' link to the simulated store: commands arrive after a
+//! network delay and are carried out with the production translation
+//! ([`parti_core::exec`]) on the [`SimStore`](crate::sim::SimStore);
+//! results travel back after another delay, acknowledgements may be lost,
+//! and the store's changes are fanned out to every watch, coalesced per key
+//! like a history-1 NATS KV watch.
+
+use super::Simulator;
+use super::process::Ev;
+use crate::sim::faults::FaultKind;
+use crate::sim::store::{watch_event, watched};
+use parti_core::backend::{BackendError, WatchEvent};
+use parti_core::exec::{self, Plan, StoreOp, StoreReply};
+use parti_core::{Command, Event, OpId, Outcome};
+
+impl Simulator {
+    /// A network delay: a few ms, now and then a spike when delays are
+    /// among the faults.
+    pub(super) fn net_delay(&mut self) -> u64 {
+        if self.cfg.faults.has(FaultKind::Delay) && self.rng.chance(0.02) {
+            self.rng.range(20, 200)
+        } else {
+            self.rng.range(1, 8)
+        }
+    }
+
+    fn respond(&mut self, slot: usize, inc: u64, op: OpId, outcome: Outcome) {
+        let d = self.net_delay();
+        self.schedule(
+            self.now + d,
+            Ev::Deliver {
+                slot,
+                inc,
+                event: Event::Completed { op, outcome },
+            },
+        );
+    }
+
+    /// A command of process `slot` (incarnation `inc`) reaches the store.
+    pub(super) fn execute(&mut self, slot: usize, inc: u64, command: Command) {
+        let cut = self
+            .procs
+            .get(slot)
+            .is_some_and(|p| p.inc == inc && p.cut(self.now));
+        if cut {
+            if let Some(op) = command.op() {
+                self.respond(slot, inc, op, Outcome::Unavailable);
+            }
+            return;
+        }
+        match Plan::of(command) {
+            Plan::Watch { worker } => self.open_watch(slot, inc, worker),
+            Plan::ListPartitions { op } => {
+                let list = self.partitions.clone();
+                let outcome = exec::listed::<BackendError>(Ok(list));
+                self.respond(slot, inc, op, outcome);
+            }
+            Plan::Notify(_) => {}
+            Plan::Store(mut execution) => {
+                while let Some(op) = execution.next_op() {
+                    let result = self.perform(op);
+                    execution.complete(result);
+                }
+                if let Some((op, outcome)) = execution.finish() {
+                    self.respond(slot, inc, op, outcome);
+                }
+            }
+        }
+        self.fan_out();
+    }
+
+    /// Performs one operation on the store. An accepted commit is checked
+    /// (S2, S6); the acknowledgement of a write may be lost.
+    fn perform(&mut self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        let commit = match &op {
+            StoreOp::CommitMeta { meta, .. } => Some((meta.term, meta.version, meta.lifecycle)),
+            _ => None,
+        };
+        // Acknowledgements that may be lost: those of the guarded writes.
+        // (Staging and housekeeping are never answered Unknown by the
+        // translation anyway, and a lost read is just a retry.)
+        let may_lose = !matches!(
+            op,
+            StoreOp::GetMember { .. }
+                | StoreOp::LoadAssignments
+                | StoreOp::Stage { .. }
+                | StoreOp::RemoveStaleAssignments { .. }
+        );
+        let result = self.store.apply(op, self.now);
+        if let (Some((term, version, lifecycle)), Ok(_)) = (commit, &result) {
+            self.last_commit_at = self.now;
+            self.report.commit_log.push((self.now, version, lifecycle));
+            let max_term = self.store.max_leader_term;
+            self.commits
+                .on_commit(term, version, max_term, self.now, &mut self.violations);
+        }
+        match result {
+            Ok(_) if may_lose && self.cfg.faults.has(FaultKind::Lost) && self.rng.chance(0.02) => {
+                Err(BackendError::Timeout)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a watch for process `slot`: a new generation (items of older
+    /// watches are dropped), the current value of every watched key, then
+    /// `CaughtUp`.
+    fn open_watch(&mut self, slot: usize, inc: u64, worker: Option<parti_core::WorkerId>) {
+        if !self.live(slot, inc) {
+            return;
+        }
+        let p = &mut self.procs[slot];
+        p.watch_gen += 1;
+        p.watch_worker = worker.clone();
+        let generation = p.watch_gen;
+        let snapshot = self.store.watch_snapshot(worker.as_ref());
+        let d = self.net_delay();
+        let at = (self.now + d).max(self.procs[slot].last_watch_at);
+        self.procs[slot].last_watch_at = at;
+        for (key, revision, item) in snapshot {
+            self.procs[slot]
+                .latest_pending
+                .insert(key.clone(), revision);
+            self.schedule(
+                at,
+                Ev::WatchItem {
+                    slot,
+                    inc,
+                    generation,
+                    key: Some(key),
+                    revision,
+                    item,
+                },
+            );
+        }
+        self.schedule(
+            at,
+            Ev::WatchItem {
+                slot,
+                inc,
+                generation,
+                key: None,
+                revision: 0,
+                item: WatchEvent::CaughtUp,
+            },
+        );
+    }
+
+    /// Sends the store's new changes to every watcher, in order, and arms the
+    /// next expiry.
+    pub(super) fn fan_out(&mut self) {
+        let changes = self.store.take_changes();
+        if let Some(at) = self.store.next_expiry()
+            && self.expire_at.is_none_or(|t| at < t)
+        {
+            self.expire_at = Some(at);
+            self.schedule(at.max(self.now), Ev::Expire);
+        }
+        if changes.is_empty() {
+            return;
+        }
+        for slot in 0..self.procs.len() {
+            if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
+                continue;
+            }
+            let watcher = self.procs[slot].watch_worker.clone();
+            if !changes.iter().any(|c| watched(&c.key, watcher.as_ref())) {
+                continue;
+            }
+            let d = self.net_delay();
+            let at = (self.now + d).max(self.procs[slot].last_watch_at);
+            self.procs[slot].last_watch_at = at;
+            let (inc, generation) = (self.procs[slot].inc, self.procs[slot].watch_gen);
+            for change in &changes {
+                if watched(&change.key, watcher.as_ref())
+                    && let Some(item) =
+                        watch_event(&change.key, change.revision, change.value.as_ref())
+                {
+                    self.procs[slot]
+                        .latest_pending
+                        .insert(change.key.clone(), change.revision);
+                    self.schedule(
+                        at,
+                        Ev::WatchItem {
+                            slot,
+                            inc,
+                            generation,
+                            key: Some(change.key.clone()),
+                            revision: change.revision,
+                            item,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
