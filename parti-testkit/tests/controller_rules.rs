@@ -4,6 +4,9 @@
 //! refreshes and version continuity across a leader change. Every run also
 //! checks S1–S6.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::records::Lifecycle;
 use parti_core::{Config, DegradedPolicy};
 use parti_strategies::Sticky;

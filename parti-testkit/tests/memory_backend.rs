@@ -2,6 +2,9 @@
 //! per-worker filtering, cut handles, lag, and the sweeper's lifetime. Time is
 //! paused tokio time: no test sleeps to synchronise.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::backend::{Backend, BackendError, Change, WatchEvent, WatchStream};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, Lifecycle, MemberRecord, MemberStatus, WIRE_VERSION,

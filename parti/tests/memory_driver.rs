@@ -1,6 +1,9 @@
 //! The driver and `Manager` on the in-memory backend (fast, with tokio's
 //! paused clock). Real-NATS tests live in the `nats_*` files.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use async_trait::async_trait;
 use parti::{
     Config, Error, FnSource, Hooks, Manager, OwnedPartition, Partition, PartitionId, State,

@@ -2,6 +2,9 @@
 //! cycle, a cold start of five workers, and stable IDs (reuse after a graceful
 //! restart, a preferred ID after a crash, a full ID range).
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;

@@ -11,6 +11,9 @@
 //! the test builds it once with `cargo build -p parti-examples --example
 //! worker` and prints how long that took.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{group, ms, server};
@@ -300,8 +303,8 @@ fn newest_source(root: &Path) -> SystemTime {
     let mut newest = UNIX_EPOCH;
     for krate in ["parti", "parti-core", "parti-nats", "parti-strategies"] {
         walk(&root.join(krate).join("src"), &mut newest);
-        if let Ok(m) = std::fs::metadata(root.join(krate).join("Cargo.toml"))
-            .and_then(|m| m.modified())
+        if let Ok(m) =
+            std::fs::metadata(root.join(krate).join("Cargo.toml")).and_then(|m| m.modified())
         {
             newest = newest.max(m);
         }

@@ -3,6 +3,9 @@
 //! restart that moves nothing, and
 //! partition-list refreshes.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
