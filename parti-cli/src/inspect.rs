@@ -19,11 +19,10 @@ pub struct InspectArgs {
 
 /// Prints members, leader and the committed assignment.
 pub async fn run(args: InspectArgs) -> Result<(), String> {
-    let config = Config {
-        group: args.group.clone(),
-        ..Config::default()
-    };
-    config.validate().map_err(|e| e.to_string())?;
+    let config = Config::builder()
+        .group(args.group.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
     let backend = NatsBackend::connect(&args.nats, &config)
         .await
         .map_err(|e| e.to_string())?;

@@ -22,6 +22,7 @@ use thiserror::Error;
 
 /// What went wrong in a backend call.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackendError {
     /// A create found the key present.
     #[error("key already exists")]

@@ -23,11 +23,9 @@ const LEADER_TTL: Duration = Duration::from_secs(1);
 const WITHIN: Duration = Duration::from_secs(60);
 
 fn backend() -> MemoryBackend {
-    let config = Config {
-        worker_id_ttl: MEMBER_TTL,
-        election_ttl: LEADER_TTL,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.worker_id_ttl = MEMBER_TTL;
+    config.election_ttl = LEADER_TTL;
     MemoryBackend::new(&config)
 }
 

@@ -5,6 +5,7 @@ use thiserror::Error;
 
 /// What can go wrong when running a [`crate::Manager`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration was refused (the field and rule are named).
     #[error(transparent)]

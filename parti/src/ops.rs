@@ -13,6 +13,9 @@ pub(crate) fn outcome_of(error: &BackendError) -> Outcome {
         BackendError::Timeout | BackendError::Other(_) => Outcome::Unknown,
         BackendError::Unavailable(_) => Outcome::Unavailable,
         BackendError::Misconfigured(e) => Outcome::Failed(e.clone()),
+        // An error kind added to the trait later: treat it like `Other`, whose
+        // write may or may not have been applied.
+        _ => Outcome::Unknown,
     }
 }
 

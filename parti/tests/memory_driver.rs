@@ -267,10 +267,8 @@ async fn leave_hands_partitions_over_at_once_and_stop_waits_for_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_id_range_is_a_typed_error() {
-    let cfg = Config {
-        worker_id_max: 0,
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.worker_id_max = 0;
     let backend = MemoryBackend::new(&cfg);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let first = start(
@@ -300,10 +298,8 @@ async fn a_full_id_range_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn invalid_config_is_refused_with_the_field_named() {
     let backend = MemoryBackend::new(&config());
-    let cfg = Config {
-        heartbeat_ttl: Duration::from_millis(100),
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.heartbeat_ttl = Duration::from_millis(100);
     let err = Manager::builder(backend)
         .config(cfg)
         .start()

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use parti::{Config, Partition, WorkerId};
+use parti::{Partition, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
@@ -129,9 +129,10 @@ async fn rolling_restart(rounds: usize, noise: usize) {
     let client = connect(&[server.client_url()]).await;
     let g = group("rolling");
     let cfg = config(&g);
-    let preferred = |n: u32| Config {
-        preferred_worker_id: Some(n),
-        ..cfg.clone()
+    let preferred = |n: u32| {
+        let mut c = cfg.clone();
+        c.preferred_worker_id = Some(n);
+        c
     };
     let observer = Observer::start(client.clone(), &cfg).await;
     let _noise = Noise::start(&server.client_url(), noise).await;

@@ -42,6 +42,7 @@ use std::time::Duration;
 /// What a worker does with its partitions while it cannot reach the coordinator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DegradedPolicy {
     /// Availability: keep processing the frozen assignment. Exclusive ownership can
     /// then be broken for a worker cut off from the store while the leader is not
@@ -57,6 +58,7 @@ pub enum DegradedPolicy {
 /// Degraded-mode settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DegradedConfig {
     /// See [`DegradedPolicy`].
     pub policy: DegradedPolicy,
@@ -85,6 +87,7 @@ impl Default for DegradedConfig {
 /// Alert thresholds for time spent degraded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AlertConfig {
     /// Info level after this long degraded.
     #[serde(with = "humantime_serde")]
@@ -118,6 +121,7 @@ impl Default for AlertConfig {
 /// Storage type of the buckets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Storage {
     /// On disk.
     #[default]
@@ -129,6 +133,7 @@ pub enum Storage {
 /// Bucket settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BucketConfig {
     /// Replicas (1 or 3). `0` is read as 1.
     pub replicas: usize,
@@ -147,6 +152,7 @@ pub struct BucketConfig {
 /// [`Config::validate`] (the builder and loaders do).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Group name; bucket names derive from it.
     pub group: String,
