@@ -7,7 +7,7 @@ use crate::Error;
 use crate::hooks::Hooks;
 use crate::metrics as m;
 use crate::ops;
-use crate::source::PartitionSource;
+use crate::source::{PartitionSource, SourceError};
 use crate::view::Assignment;
 use parti_core::backend::Backend;
 use parti_core::{
@@ -267,7 +267,7 @@ impl Running {
                 Err(error)
             }
             Err(_) => {
-                let error = Error::Source("timed out".into());
+                let error = Error::Source(SourceError::Timeout);
                 let _ = self.hook_calls.send(HookCall::Error(error.clone()));
                 Err(error)
             }

@@ -1,5 +1,6 @@
 //! The errors of the `parti` API.
 
+use crate::source::SourceError;
 use parti_core::{ConfigError, FatalError, State};
 use thiserror::Error;
 
@@ -34,7 +35,7 @@ pub enum Error {
     NotRunning,
     /// The partition source failed.
     #[error("partition source: {0}")]
-    Source(String),
+    Source(#[from] SourceError),
     /// A protocol-level problem reported by the worker (e.g. a strategy refused
     /// its input).
     #[error("{0}")]

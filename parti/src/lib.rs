@@ -39,7 +39,7 @@ mod view;
 pub use error::Error;
 pub use hooks::{Hooks, NoHooks};
 pub use manager::{Manager, ManagerBuilder};
-pub use source::{FnSource, PartitionSource, StaticSource};
+pub use source::{FnSource, PartitionSource, SourceError, StaticSource};
 pub use view::Assignment;
 
 pub use parti_core::records::OwnedPartition;

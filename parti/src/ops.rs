@@ -116,7 +116,7 @@ pub(crate) async fn run(
         }
         Command::ListPartitions { op } => match source.list().await {
             Ok(list) => (op, Outcome::Partitions(list)),
-            Err(e) => (op, Outcome::Failed(e)),
+            Err(e) => (op, Outcome::Failed(e.to_string())),
         },
         Command::CleanupAssignments { keep_term } => {
             if let Err(e) = backend.remove_stale_assignments(keep_term).await {

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use parti::{
-    Config, Error, FnSource, Hooks, Manager, OwnedPartition, Partition, PartitionId, State,
-    StaticSource,
+    Config, Error, FnSource, Hooks, Manager, OwnedPartition, Partition, PartitionId, SourceError,
+    State, StaticSource,
 };
 use parti_testkit::MemoryBackend;
 use std::collections::{BTreeMap, BTreeSet};
@@ -336,7 +336,9 @@ async fn refresh_partitions_is_applied_promptly_and_source_errors_reach_on_error
     m.stop().await.unwrap();
 
     // A failing source is reported through on_error and the worker keeps running.
-    let failing = FnSource::new(|| async { Err::<Vec<Partition>, String>("database down".into()) });
+    let failing = FnSource::new(|| async {
+        Err::<Vec<Partition>, _>(SourceError::unavailable("database down"))
+    });
     let ledger2 = Arc::new(Mutex::new(Ledger::default()));
     let backend2 = MemoryBackend::new(&cfg);
     let m = Manager::builder(backend2)
