@@ -1,9 +1,9 @@
 //! `parti inspect`: reads a live group's buckets and prints them.
 
 use futures_util::StreamExt;
-use parti_core::Config;
-use parti_core::backend::{Backend, Change, WatchEvent};
-use parti_nats::NatsBackend;
+use parti::Config;
+use parti::backend::{Backend, Change, WatchEvent};
+use parti::nats::NatsBackend;
 use std::time::Duration;
 
 /// Arguments of `parti inspect`.
