@@ -255,8 +255,26 @@ impl Config {
         }
     }
 
-    /// Sub-second timings for tests (heartbeat 200 ms / TTL 600 ms, windows
-    /// 1 s / 500 ms, cooldown 100 ms, election TTL 1 s, ID TTL 2 s).
+    /// A preset for tests and demos, **not for production**: the defaults with
+    /// every timing shortened so that a group forms, rebalances and fails over
+    /// in about a second. It is valid (it passes [`Config::validate`]).
+    ///
+    /// | field | value |
+    /// |---|---|
+    /// | `worker_id_ttl` | 2 s |
+    /// | `heartbeat_interval` / `heartbeat_ttl` | 200 ms / 600 ms |
+    /// | `lease_safety_margin` | 100 ms |
+    /// | `election_ttl` | 1 s |
+    /// | `cold_start_window` / `planned_scale_window` | 1 s / 500 ms |
+    /// | `emergency_grace` | 300 ms |
+    /// | `rebalance_cooldown` | 100 ms |
+    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 1 s |
+    /// | `alerts` | info 1 s, warn 2 s, error 4 s, critical 8 s, every 1 s |
+    /// | `startup_timeout` / `operation_timeout` / `shutdown_timeout` | 15 s / 2 s / 5 s |
+    /// | everything else | as in [`Config::default`] |
+    ///
+    /// On real networks and under load these timings expire leases on
+    /// ordinary hiccups: production uses [`Config::default`] or its own values.
     pub fn for_tests() -> Self {
         Config {
             worker_id_ttl: Duration::from_secs(2),
