@@ -87,6 +87,8 @@ impl ManagerBuilder {
     /// first assignment), or fails after `startup_timeout`.
     pub async fn start(self) -> Result<Manager, Error> {
         self.config.validate()?;
+        // Without the `nats` feature the match has a single arm.
+        #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
         let backend: Arc<dyn Backend> = match self.backend {
             BackendChoice::Ready(b) => b,
             #[cfg(feature = "nats")]
