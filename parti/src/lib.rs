@@ -8,7 +8,7 @@
 //! use parti::{Config, Manager, StaticSource};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let client = parti::nats::async_nats::connect("nats://127.0.0.1:4222").await?;
 //! let manager = Manager::builder_nats(client)
 //!     .config(Config::builder().group("orders").build()?)
 //!     .partitions(StaticSource::numbered("orders", 64))
