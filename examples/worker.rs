@@ -17,8 +17,8 @@
 //! `ts_us` is Unix time in microseconds. SIGTERM or SIGINT stops the worker
 //! gracefully (`stop()`; with `--leave-on-signal`, `leave()`).
 
-use async_trait::async_trait;
-use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource};
+use parti::nats::async_nats;
+use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, async_trait};
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p parti-benches --bench strategies`
 
+// Benchmark harness: a failing cell aborts the run loudly; that is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use divan::{AllocProfiler, Bencher, black_box};
 use parti_benches::report::carry_over;
 use parti_benches::spec::{self, Weights};

@@ -1,6 +1,11 @@
 //! A counting global allocator for the report binary: install [`Counting`] with
 //! `#[global_allocator]` and read [`snapshot`] around a call.
 
+// A global allocator cannot be written without `unsafe`: it implements the
+// unsafe `GlobalAlloc` trait and forwards to `System`. This module is the only
+// place in the workspace that allows it (see benches/Cargo.toml).
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

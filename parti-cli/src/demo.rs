@@ -2,8 +2,8 @@
 //! graceful stop, a crash and two joins, while a ledger fed by the hooks checks
 //! that no partition is ever owned by two workers at once.
 
-use async_trait::async_trait;
-use parti::{Config, Hooks, Manager, OwnedPartition, PartitionId, StaticSource};
+use parti::nats::async_nats;
+use parti::{Config, Hooks, Manager, OwnedPartition, PartitionId, StaticSource, async_trait};
 use parti_testkit::MemoryBackend;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

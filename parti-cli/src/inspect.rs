@@ -1,9 +1,9 @@
 //! `parti inspect`: reads a live group's buckets and prints them.
 
 use futures_util::StreamExt;
-use parti_core::Config;
-use parti_core::backend::{Backend, Change, WatchEvent};
-use parti_nats::NatsBackend;
+use parti::Config;
+use parti::backend::{Backend, Change, WatchEvent};
+use parti::nats::NatsBackend;
 use std::time::Duration;
 
 /// Arguments of `parti inspect`.
@@ -19,11 +19,10 @@ pub struct InspectArgs {
 
 /// Prints members, leader and the committed assignment.
 pub async fn run(args: InspectArgs) -> Result<(), String> {
-    let config = Config {
-        group: args.group.clone(),
-        ..Config::default()
-    };
-    config.validate().map_err(|e| e.to_string())?;
+    let config = Config::builder()
+        .group(args.group.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
     let backend = NatsBackend::connect(&args.nats, &config)
         .await
         .map_err(|e| e.to_string())?;

@@ -18,10 +18,12 @@ use crate::records::{
 use async_trait::async_trait;
 use futures_core::Stream;
 use std::pin::Pin;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What went wrong in a backend call.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackendError {
     /// A create found the key present.
     #[error("key already exists")]
@@ -193,4 +195,86 @@ pub trait Backend: Send + Sync + 'static {
     /// per-worker records of `worker`: first the current value of every key, then
     /// [`WatchEvent::CaughtUp`], then live changes in revision order.
     async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError>;
+}
+
+/// A shared backend is a backend: `Arc<NatsBackend>` or `Arc<dyn Backend>` can be
+/// handed wherever an `impl Backend` is asked for (e.g. several managers of one
+/// process on one store).
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    async fn ensure_ready(&self) -> Result<(), BackendError> {
+        (**self).ensure_ready().await
+    }
+
+    fn is_connected(&self) -> Option<bool> {
+        (**self).is_connected()
+    }
+
+    async fn create_member(
+        &self,
+        id: &WorkerId,
+        record: &MemberRecord,
+    ) -> Result<Revision, BackendError> {
+        (**self).create_member(id, record).await
+    }
+
+    async fn update_member(
+        &self,
+        id: &WorkerId,
+        record: &MemberRecord,
+        expected: Revision,
+    ) -> Result<Revision, BackendError> {
+        (**self).update_member(id, record, expected).await
+    }
+
+    async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError> {
+        (**self).delete_member(id, expected).await
+    }
+
+    async fn get_member(
+        &self,
+        id: &WorkerId,
+    ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
+        (**self).get_member(id).await
+    }
+
+    async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError> {
+        (**self).create_leader(record).await
+    }
+
+    async fn update_leader(
+        &self,
+        record: &LeaderRecord,
+        expected: Revision,
+    ) -> Result<Revision, BackendError> {
+        (**self).update_leader(record, expected).await
+    }
+
+    async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError> {
+        (**self).delete_leader(expected).await
+    }
+
+    async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError> {
+        (**self).put_assignment(record).await
+    }
+
+    async fn commit_meta(
+        &self,
+        meta: &AssignmentMeta,
+        expected: Option<Revision>,
+    ) -> Result<Revision, BackendError> {
+        (**self).commit_meta(meta, expected).await
+    }
+
+    async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError> {
+        (**self).load_assignments().await
+    }
+
+    async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError> {
+        (**self).remove_stale_assignments(keep_term).await
+    }
+
+    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+        (**self).watch(worker).await
+    }
 }

@@ -163,6 +163,7 @@ pub enum AlertLevel {
 
 /// A fatal condition: the worker went to `Shutdown` because of it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FatalError {
     /// Every ID of the configured range is held by another process.
     #[error("every worker ID from {min} to {max} is taken")]

@@ -173,6 +173,7 @@ pub struct WorkerAssignment {
 
 /// A value could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Not JSON of the expected shape.
     #[error("malformed value: {0}")]

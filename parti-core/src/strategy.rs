@@ -69,6 +69,7 @@ pub struct Placement {
 
 /// Why a strategy could not produce a placement.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StrategyError {
     /// The worker list was empty.
     #[error("no workers to assign partitions to")]

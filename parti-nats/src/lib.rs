@@ -135,6 +135,9 @@ impl NatsBackend {
             storage: match config.buckets.storage {
                 Storage::File => StorageType::File,
                 Storage::Memory => StorageType::Memory,
+                // A storage kind added to the core later and not known to this
+                // backend: JetStream's durable default.
+                _ => StorageType::File,
             },
             member_ttl: config.worker_id_ttl,
             leader_ttl: config.election_ttl,

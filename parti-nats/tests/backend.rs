@@ -1,5 +1,8 @@
 //! Writes, reads and bucket management against a real nats-server.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use async_nats::jetstream::kv;

@@ -2,6 +2,9 @@
 //! watch keep working while the node the client is connected to is killed and
 //! restarted.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::retry::{answered, renew_until_ok};

@@ -2,6 +2,9 @@
 //! server: writes fail as Timeout/Unavailable (never as a success or a false
 //! conflict), safety holds, and the watch resumes and catches up afterwards.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::retry::answered;

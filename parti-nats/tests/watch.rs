@@ -1,6 +1,9 @@
 //! The merged group watch against a real nats-server: snapshot, CaughtUp, live
 //! changes, expiry, and foreign/malformed values.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,9 @@
 //! Behaviour of the weighted strategies beyond the generic contract: the
 //! sticky guarantees, capacities, cold start, huge weights.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::{AssignmentInput, AssignmentStrategy, Partition, Placement, WorkerId, WorkerSpec};
 use parti_strategies::{
     BoundedLoad, ConsistentHash, RoundRobin, Sticky, by_name, default_strategy,

@@ -8,6 +8,9 @@
 //! - owner: the first node (in ascending hash order) with hash >= the point,
 //!   else the first node of the ring.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::{AssignmentInput, AssignmentStrategy, Partition, WorkerId, WorkerSpec};
 use parti_strategies::ConsistentHash;
 use xxhash_rust::xxh3::xxh3_64_with_seed;

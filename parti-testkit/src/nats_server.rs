@@ -20,6 +20,9 @@
 //! println!("connect to {}", server.client_url());
 //! ```
 
+// Test harness: failing loudly (panic, unwrap) is how it reports a broken environment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,6 +4,9 @@
 //! refreshes and version continuity across a leader change. Every run also
 //! checks S1–S6.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::records::Lifecycle;
 use parti_core::{Config, DegradedPolicy};
 use parti_strategies::Sticky;
@@ -85,15 +88,14 @@ fn planned_joins_are_batched_into_one_rebalance() {
 }
 
 fn fast() -> Config {
-    Config {
-        heartbeat_interval: Duration::from_secs(1),
-        heartbeat_ttl: Duration::from_secs(3),
-        lease_safety_margin: Duration::from_millis(300),
-        emergency_grace: Some(Duration::from_secs(1)),
-        planned_scale_window: Duration::from_secs(10),
-        rebalance_cooldown: Duration::from_secs(10),
-        ..Config::default()
-    }
+    let mut c = Config::default();
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.heartbeat_ttl = Duration::from_secs(3);
+    c.lease_safety_margin = Duration::from_millis(300);
+    c.emergency_grace = Some(Duration::from_secs(1));
+    c.planned_scale_window = Duration::from_secs(10);
+    c.rebalance_cooldown = Duration::from_secs(10);
+    c
 }
 
 #[test]
@@ -162,11 +164,9 @@ fn a_crash_mixed_with_joins_is_an_emergency_for_the_crash() {
 
 #[test]
 fn planned_rebalances_are_at_least_a_cooldown_apart() {
-    let c = Config {
-        planned_scale_window: Duration::from_secs(3),
-        rebalance_cooldown: Duration::from_secs(3),
-        ..fast()
-    };
+    let mut c = fast();
+    c.planned_scale_window = Duration::from_secs(3);
+    c.rebalance_cooldown = Duration::from_secs(3);
     let script: Vec<(u64, Scripted)> = (0..8)
         .map(|i| (60_000 + i * 1_500, Scripted::Join))
         .collect();

@@ -2,6 +2,9 @@
 //! per-worker filtering, cut handles, lag, and the sweeper's lifetime. Time is
 //! paused tokio time: no test sleeps to synchronise.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::backend::{Backend, BackendError, Change, WatchEvent, WatchStream};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, Lifecycle, MemberRecord, MemberStatus, WIRE_VERSION,
@@ -20,11 +23,9 @@ const LEADER_TTL: Duration = Duration::from_secs(1);
 const WITHIN: Duration = Duration::from_secs(60);
 
 fn backend() -> MemoryBackend {
-    let config = Config {
-        worker_id_ttl: MEMBER_TTL,
-        election_ttl: LEADER_TTL,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.worker_id_ttl = MEMBER_TTL;
+    config.election_ttl = LEADER_TTL;
     MemoryBackend::new(&config)
 }
 

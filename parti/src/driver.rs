@@ -7,7 +7,7 @@ use crate::Error;
 use crate::hooks::Hooks;
 use crate::metrics as m;
 use crate::ops;
-use crate::source::PartitionSource;
+use crate::source::{PartitionSource, SourceError};
 use crate::view::Assignment;
 use parti_core::backend::Backend;
 use parti_core::exec::{self, Plan};
@@ -268,7 +268,7 @@ impl Running {
                 Err(error)
             }
             Err(_) => {
-                let error = Error::Source("timed out".into());
+                let error = Error::Source(SourceError::Timeout);
                 let _ = self.hook_calls.send(HookCall::Error(error.clone()));
                 Err(error)
             }
@@ -287,7 +287,7 @@ impl Running {
                 tokio::spawn(async move {
                     let outcome = match tokio::time::timeout(timeout, source.list()).await {
                         Ok(answer) => exec::listed(answer),
-                        Err(_) => parti_core::Outcome::Failed("partition source timed out".into()),
+                        Err(_) => exec::listed(Err(SourceError::Timeout)),
                     };
                     let _ = events.send(Event::Completed { op, outcome });
                 });

@@ -1,10 +1,12 @@
 //! The errors of the `parti` API.
 
+use crate::source::SourceError;
 use parti_core::{ConfigError, FatalError, State};
 use thiserror::Error;
 
 /// What can go wrong when running a [`crate::Manager`].
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration was refused (the field and rule are named).
     #[error(transparent)]
@@ -33,7 +35,7 @@ pub enum Error {
     NotRunning,
     /// The partition source failed.
     #[error("partition source: {0}")]
-    Source(String),
+    Source(#[from] SourceError),
     /// A protocol-level problem reported by the worker (e.g. a strategy refused
     /// its input).
     #[error("{0}")]

@@ -2,13 +2,13 @@
 //!
 //! Coordinates a changing set of worker processes so that every partition of a
 //! workload is owned by exactly one live worker, over NATS JetStream KV (or any
-//! backend implementing [`parti_core::backend::Backend`]).
+//! backend implementing [`Backend`]).
 //!
 //! ```no_run
 //! use parti::{Config, Manager, StaticSource};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let client = parti::nats::async_nats::connect("nats://127.0.0.1:4222").await?;
 //! let manager = Manager::builder_nats(client)
 //!     .config(Config::builder().group("orders").build()?)
 //!     .partitions(StaticSource::numbered("orders", 64))
@@ -21,6 +21,25 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Everything an application needs is re-exported here, so it depends on
+//! `parti` alone:
+//!
+//! - running a worker: [`Manager`], [`ManagerBuilder`], [`Hooks`],
+//!   [`Assignment`], [`Error`];
+//! - configuration: [`Config`] and its parts ([`ConfigBuilder`],
+//!   [`DegradedConfig`], [`DegradedPolicy`], [`AlertConfig`], [`BucketConfig`],
+//!   [`Storage`], [`ConfigError`]);
+//! - partitions and workers: [`Partition`], [`PartitionId`], [`WorkerId`],
+//!   [`OwnedPartition`], [`State`], and where the partitions come from:
+//!   [`PartitionSource`], [`StaticSource`], [`FnSource`], [`SourceError`];
+//! - strategies: [`Sticky`] (the [`default_strategy`]), [`BoundedLoad`],
+//!   [`ConsistentHash`], [`RoundRobin`], and what a custom one implements:
+//!   [`AssignmentStrategy`], [`AssignmentInput`], [`WorkerSpec`], [`Placement`],
+//!   [`StrategyError`] (more in [`strategies`]);
+//! - backends: [`Backend`], [`BackendError`], the [`backend`] and [`records`]
+//!   modules for writing one, and with the `nats` feature (on by default)
+//!   [`nats`]: the NATS JetStream backend and the `async_nats` client crate.
 //!
 //! The guarantees (unique IDs, one effective leader, exclusive ownership with
 //! fencing epochs, convergence, stable rolling restarts, monotonic versions) are
@@ -36,19 +55,42 @@ mod ops;
 mod source;
 mod view;
 
+/// The attribute macro for implementing [`Hooks`] and [`PartitionSource`]
+/// (`#[parti::async_trait]`), so the application need not depend on the
+/// `async-trait` crate itself.
+pub use async_trait::async_trait;
 pub use error::Error;
 pub use hooks::{Hooks, NoHooks};
 pub use manager::{Manager, ManagerBuilder};
-pub use source::{FnSource, PartitionSource, StaticSource};
+pub use source::{FnSource, PartitionSource, SourceError, StaticSource};
 pub use view::Assignment;
 
-pub use parti_core::records::OwnedPartition;
-pub use parti_core::{
-    Config, ConfigError, DegradedPolicy, Partition, PartitionId, State, WorkerId,
+pub use parti_core::config::{
+    AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, DegradedConfig, DegradedPolicy,
+    Storage,
 };
-pub use parti_strategies as strategies;
+pub use parti_core::records::OwnedPartition;
+pub use parti_core::{FatalError, InstanceId, Partition, PartitionId, State, WorkerId};
 
-/// The default strategy: sticky, balanced, minimal movement.
-pub fn default_strategy() -> impl parti_core::AssignmentStrategy {
-    parti_strategies::default_strategy()
+pub use parti_core::strategy::{
+    AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec,
+};
+/// The built-in strategies with their tuning constants and
+/// [`strategies::by_name`].
+pub use parti_strategies as strategies;
+pub use parti_strategies::{BoundedLoad, ConsistentHash, RoundRobin, Sticky, default_strategy};
+
+/// What a storage backend implements ([`Backend`]) and what its watch yields.
+pub use parti_core::backend;
+pub use parti_core::backend::{Backend, BackendError};
+/// The records a backend stores (members, leader, assignments) and their codec.
+pub use parti_core::records;
+
+/// The NATS JetStream backend ([`Manager::builder_nats`] builds it for you) and
+/// the `async_nats` client crate it runs on.
+#[cfg(feature = "nats")]
+pub mod nats {
+    pub use async_nats;
+    pub use parti_core::layout::BucketNames;
+    pub use parti_nats::*;
 }

@@ -37,7 +37,7 @@ impl ManagerBuilder {
         ManagerBuilder {
             backend,
             config: Config::default(),
-            strategy: Arc::new(crate::default_strategy()),
+            strategy: Arc::new(parti_strategies::default_strategy()),
             source: Arc::new(StaticSource::default()),
             hooks: Arc::new(NoHooks),
             refresh_every: None,
@@ -51,7 +51,8 @@ impl ManagerBuilder {
         self
     }
 
-    /// The assignment strategy (default: `parti_strategies::Sticky`).
+    /// The assignment strategy (default: [`crate::default_strategy`], i.e.
+    /// [`crate::Sticky`] with its defaults).
     pub fn strategy(mut self, strategy: impl AssignmentStrategy + 'static) -> Self {
         self.strategy = Arc::new(strategy);
         self
@@ -86,6 +87,8 @@ impl ManagerBuilder {
     /// first assignment), or fails after `startup_timeout`.
     pub async fn start(self) -> Result<Manager, Error> {
         self.config.validate()?;
+        // Without the `nats` feature the match has a single arm.
+        #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
         let backend: Arc<dyn Backend> = match self.backend {
             BackendChoice::Ready(b) => b,
             #[cfg(feature = "nats")]
@@ -186,14 +189,11 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    /// A builder over any backend (e.g. `parti_testkit::MemoryBackend`).
+    /// A builder over any backend (e.g. `parti_testkit::MemoryBackend`). A
+    /// backend shared with other managers is passed as an `Arc` (`Arc<B>` and
+    /// `Arc<dyn Backend>` are backends too).
     pub fn builder(backend: impl Backend) -> ManagerBuilder {
         ManagerBuilder::new(BackendChoice::Ready(Arc::new(backend)))
-    }
-
-    /// A builder over a backend shared with other managers.
-    pub fn builder_shared(backend: Arc<dyn Backend>) -> ManagerBuilder {
-        ManagerBuilder::new(BackendChoice::Ready(backend))
     }
 
     /// A builder on NATS JetStream, using the application's client (its

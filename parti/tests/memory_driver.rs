@@ -1,10 +1,13 @@
 //! The driver and `Manager` on the in-memory backend (fast, with tokio's
 //! paused clock). Real-NATS tests live in the `nats_*` files.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use async_trait::async_trait;
 use parti::{
-    Config, Error, FnSource, Hooks, Manager, OwnedPartition, Partition, PartitionId, State,
-    StaticSource,
+    Config, Error, FnSource, Hooks, Manager, OwnedPartition, Partition, PartitionId, SourceError,
+    State, StaticSource,
 };
 use parti_testkit::MemoryBackend;
 use std::collections::{BTreeMap, BTreeSet};
@@ -264,10 +267,8 @@ async fn leave_hands_partitions_over_at_once_and_stop_waits_for_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_id_range_is_a_typed_error() {
-    let cfg = Config {
-        worker_id_max: 0,
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.worker_id_max = 0;
     let backend = MemoryBackend::new(&cfg);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let first = start(
@@ -297,10 +298,8 @@ async fn a_full_id_range_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn invalid_config_is_refused_with_the_field_named() {
     let backend = MemoryBackend::new(&config());
-    let cfg = Config {
-        heartbeat_ttl: Duration::from_millis(100),
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.heartbeat_ttl = Duration::from_millis(100);
     let err = Manager::builder(backend)
         .config(cfg)
         .start()
@@ -337,7 +336,9 @@ async fn refresh_partitions_is_applied_promptly_and_source_errors_reach_on_error
     m.stop().await.unwrap();
 
     // A failing source is reported through on_error and the worker keeps running.
-    let failing = FnSource::new(|| async { Err::<Vec<Partition>, String>("database down".into()) });
+    let failing = FnSource::new(|| async {
+        Err::<Vec<Partition>, _>(SourceError::unavailable("database down"))
+    });
     let ledger2 = Arc::new(Mutex::new(Ledger::default()));
     let backend2 = MemoryBackend::new(&cfg);
     let m = Manager::builder(backend2)

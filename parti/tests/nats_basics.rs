@@ -2,10 +2,13 @@
 //! cycle, a cold start of five workers, and stable IDs (reuse after a graceful
 //! restart, a preferred ID after a crash, a full ID range).
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
-use parti::{Config, State};
+use parti::State;
 use parti_core::records::Lifecycle;
 use std::time::{Duration, Instant};
 
@@ -254,10 +257,8 @@ async fn preferred_id_is_reclaimed_after_a_crash() {
     let client = connect(&[server.client_url()]).await;
     let g = group("pref");
     let cfg = config(&g);
-    let preferred = Config {
-        preferred_worker_id: Some(7),
-        ..cfg.clone()
-    };
+    let mut preferred = cfg.clone();
+    preferred.preferred_worker_id = Some(7);
     let mut fleet = Fleet::new(client.clone(), cfg.clone(), partitions("q", 0..P));
     fleet.start(2).await;
     let seven = fleet.start_one(preferred.clone()).await;
@@ -303,11 +304,9 @@ async fn full_id_range_is_a_typed_error() {
     let Some(server) = server() else { return };
     let client = connect(&[server.client_url()]).await;
     let g = group("range");
-    let cfg = Config {
-        worker_id_min: 0,
-        worker_id_max: 1,
-        ..config(&g)
-    };
+    let mut cfg = config(&g);
+    cfg.worker_id_min = 0;
+    cfg.worker_id_max = 1;
     let mut fleet = Fleet::new(client, cfg.clone(), partitions("x", 0..P));
     fleet.start(2).await;
     fleet.wait_converged(SETTLE, "two workers converge").await;

@@ -3,6 +3,9 @@
 //! converges: every partition owned by exactly one live worker), and in a
 //! converged group (where every worker loses its ID and reclaims one).
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;

@@ -4,6 +4,9 @@
 //! election TTL + 1 s, versions keep growing, only the dead leader's partitions
 //! move).
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;

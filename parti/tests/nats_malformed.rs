@@ -3,6 +3,9 @@
 //! working, still handles a crash and a join, and even a garbage value over
 //! the live leader key only costs one election.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;

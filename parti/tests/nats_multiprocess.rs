@@ -11,6 +11,9 @@
 //! the test builds it once with `cargo build -p parti-examples --example
 //! worker` and prints how long that took.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{group, ms, server};

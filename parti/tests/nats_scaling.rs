@@ -3,10 +3,13 @@
 //! restart that moves nothing, and
 //! partition-list refreshes.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
-use parti::{Config, Partition, WorkerId};
+use parti::{Partition, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
@@ -126,9 +129,10 @@ async fn rolling_restart(rounds: usize, noise: usize) {
     let client = connect(&[server.client_url()]).await;
     let g = group("rolling");
     let cfg = config(&g);
-    let preferred = |n: u32| Config {
-        preferred_worker_id: Some(n),
-        ..cfg.clone()
+    let preferred = |n: u32| {
+        let mut c = cfg.clone();
+        c.preferred_worker_id = Some(n);
+        c
     };
     let observer = Observer::start(client.clone(), &cfg).await;
     let _noise = Noise::start(&server.client_url(), noise).await;

@@ -9,6 +9,9 @@
 //! the weighted optima and the allocations of one cold call added). `--quick`
 //! times 3 calls per cell instead of 31. `--size 1000x10` keeps one size.
 
+// Benchmark harness: a failing cell aborts the run loudly; that is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_benches::alloc::Counting;
 use parti_benches::report::{measure, strategies, table_header, table_row};
 use parti_benches::spec::{SIZES, Weights};

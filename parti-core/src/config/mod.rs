@@ -42,6 +42,7 @@ use std::time::Duration;
 /// What a worker does with its partitions while it cannot reach the coordinator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DegradedPolicy {
     /// Availability: keep processing the frozen assignment. Exclusive ownership can
     /// then be broken for a worker cut off from the store while the leader is not
@@ -57,6 +58,7 @@ pub enum DegradedPolicy {
 /// Degraded-mode settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DegradedConfig {
     /// See [`DegradedPolicy`].
     pub policy: DegradedPolicy,
@@ -85,6 +87,7 @@ impl Default for DegradedConfig {
 /// Alert thresholds for time spent degraded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AlertConfig {
     /// Info level after this long degraded.
     #[serde(with = "humantime_serde")]
@@ -118,6 +121,7 @@ impl Default for AlertConfig {
 /// Storage type of the buckets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Storage {
     /// On disk.
     #[default]
@@ -129,6 +133,7 @@ pub enum Storage {
 /// Bucket settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BucketConfig {
     /// Replicas (1 or 3). `0` is read as 1.
     pub replicas: usize,
@@ -147,6 +152,7 @@ pub struct BucketConfig {
 /// [`Config::validate`] (the builder and loaders do).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Group name; bucket names derive from it.
     pub group: String,
@@ -249,8 +255,26 @@ impl Config {
         }
     }
 
-    /// Sub-second timings for tests (heartbeat 200 ms / TTL 600 ms, windows
-    /// 1 s / 500 ms, cooldown 100 ms, election TTL 1 s, ID TTL 2 s).
+    /// A preset for tests and demos, **not for production**: the defaults with
+    /// every timing shortened so that a group forms, rebalances and fails over
+    /// in about a second. It is valid (it passes [`Config::validate`]).
+    ///
+    /// | field | value |
+    /// |---|---|
+    /// | `worker_id_ttl` | 2 s |
+    /// | `heartbeat_interval` / `heartbeat_ttl` | 200 ms / 600 ms |
+    /// | `lease_safety_margin` | 100 ms |
+    /// | `election_ttl` | 1 s |
+    /// | `cold_start_window` / `planned_scale_window` | 1 s / 500 ms |
+    /// | `emergency_grace` | 300 ms |
+    /// | `rebalance_cooldown` | 100 ms |
+    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 1 s |
+    /// | `alerts` | info 1 s, warn 2 s, error 4 s, critical 8 s, every 1 s |
+    /// | `startup_timeout` / `operation_timeout` / `shutdown_timeout` | 15 s / 2 s / 5 s |
+    /// | everything else | as in [`Config::default`] |
+    ///
+    /// On real networks and under load these timings expire leases on
+    /// ordinary hiccups: production uses [`Config::default`] or its own values.
     pub fn for_tests() -> Self {
         Config {
             worker_id_ttl: Duration::from_secs(2),

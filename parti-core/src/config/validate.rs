@@ -7,6 +7,7 @@ use thiserror::Error;
 
 /// A configuration that was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A field breaks a rule.
     #[error("invalid config: `{field}` {rule}")]

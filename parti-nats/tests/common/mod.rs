@@ -30,10 +30,9 @@ pub fn group(name: &str) -> String {
 
 /// The fast test config with this group.
 pub fn config(group: &str) -> Config {
-    Config {
-        group: group.to_string(),
-        ..Config::for_tests()
-    }
+    let mut config = Config::for_tests();
+    config.group = group.to_string();
+    config
 }
 
 pub async fn backend(url: &str, config: &Config) -> NatsBackend {

@@ -42,10 +42,9 @@ pub fn group(name: &str) -> String {
 
 /// `Config::for_tests()` with this group.
 pub fn config(group: &str) -> Config {
-    Config {
-        group: group.to_string(),
-        ..Config::for_tests()
-    }
+    let mut config = Config::for_tests();
+    config.group = group.to_string();
+    config
 }
 
 /// A client of one server URL, or of a comma-free list of URLs.
