@@ -7,8 +7,9 @@
 
 use super::Simulator;
 use super::process::Ev;
+use super::process::Proc;
 use crate::sim::faults::FaultKind;
-use crate::sim::store::{watch_event, watched};
+use crate::sim::store::{Key, StoreChange, watch_event, watched};
 use parti_core::backend::{BackendError, WatchEvent};
 use parti_core::exec::{self, Plan, StoreOp, StoreReply};
 use parti_core::{Command, Event, OpId, Outcome};
@@ -112,26 +113,37 @@ impl Simulator {
         let p = &mut self.procs[slot];
         p.watch_gen += 1;
         p.watch_worker = worker.clone();
-        let generation = p.watch_gen;
         let snapshot = self.store.watch_snapshot(worker.as_ref());
+        let at = self.watch_delivery_time(slot);
+        for (key, revision, item) in snapshot {
+            self.queue_watch_item(slot, at, Some(key), revision, item);
+        }
+        self.queue_watch_item(slot, at, None, 0, WatchEvent::CaughtUp);
+    }
+
+    /// When the next batch of watch items reaches `slot`: after a network
+    /// delay, and never before an earlier batch (a watch keeps its order).
+    fn watch_delivery_time(&mut self, slot: usize) -> u64 {
         let d = self.net_delay();
         let at = (self.now + d).max(self.procs[slot].last_watch_at);
         self.procs[slot].last_watch_at = at;
-        for (key, revision, item) in snapshot {
-            self.procs[slot]
-                .latest_pending
-                .insert(key.clone(), revision);
-            self.schedule(
-                at,
-                Ev::WatchItem {
-                    slot,
-                    inc,
-                    generation,
-                    key: Some(key),
-                    revision,
-                    item,
-                },
-            );
+        at
+    }
+
+    /// Schedules one item of the current watch of `slot`; an item of `key`
+    /// supersedes the items of that key still in flight.
+    fn queue_watch_item(
+        &mut self,
+        slot: usize,
+        at: u64,
+        key: Option<Key>,
+        revision: u64,
+        item: WatchEvent,
+    ) {
+        let p = &mut self.procs[slot];
+        let (inc, generation) = (p.inc, p.watch_gen);
+        if let Some(key) = &key {
+            p.latest_pending.insert(key.clone(), revision);
         }
         self.schedule(
             at,
@@ -139,9 +151,9 @@ impl Simulator {
                 slot,
                 inc,
                 generation,
-                key: None,
-                revision: 0,
-                item: WatchEvent::CaughtUp,
+                key,
+                revision,
+                item,
             },
         );
     }
@@ -163,33 +175,18 @@ impl Simulator {
             if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
                 continue;
             }
-            let watcher = self.procs[slot].watch_worker.clone();
-            if !changes.iter().any(|c| watched(&c.key, watcher.as_ref())) {
+            let sees = |c: &StoreChange, p: &Proc| watched(&c.key, p.watch_worker.as_ref());
+            if !changes.iter().any(|c| sees(c, &self.procs[slot])) {
                 continue;
             }
-            let d = self.net_delay();
-            let at = (self.now + d).max(self.procs[slot].last_watch_at);
-            self.procs[slot].last_watch_at = at;
-            let (inc, generation) = (self.procs[slot].inc, self.procs[slot].watch_gen);
+            let at = self.watch_delivery_time(slot);
             for change in &changes {
-                if watched(&change.key, watcher.as_ref())
+                if sees(change, &self.procs[slot])
                     && let Some(item) =
                         watch_event(&change.key, change.revision, change.value.as_ref())
                 {
-                    self.procs[slot]
-                        .latest_pending
-                        .insert(change.key.clone(), change.revision);
-                    self.schedule(
-                        at,
-                        Ev::WatchItem {
-                            slot,
-                            inc,
-                            generation,
-                            key: Some(change.key.clone()),
-                            revision: change.revision,
-                            item,
-                        },
-                    );
+                    let key = Some(change.key.clone());
+                    self.queue_watch_item(slot, at, key, change.revision, item);
                 }
             }
         }
