@@ -129,30 +129,10 @@ impl Simulator {
                     let i = self.rng.range(0, self.partitions.len() as u64 - 1) as usize;
                     self.partitions.swap_remove(i);
                 }
-                for _ in 0..add {
-                    self.partitions.push(Partition::new([
-                        "sim".to_string(),
-                        format!("p-{}", self.next_partition),
-                    ]));
-                    self.next_partition += 1;
-                }
+                self.add_partitions(add);
                 self.partitions.sort();
                 self.log(|| format!("the partition list changes: +{add} -{remove}"));
-                let listed = self.partitions.iter().map(Partition::id).collect();
-                self.ownership.set_listed(listed, self.now);
-                for slot in self.alive_slots(false) {
-                    let inc = self.procs[slot].inc;
-                    let list = self.partitions.clone();
-                    let d = self.net_delay();
-                    self.schedule(
-                        self.now + d,
-                        Ev::Deliver {
-                            slot,
-                            inc,
-                            event: Event::PartitionsChanged(list),
-                        },
-                    );
-                }
+                self.announce_partitions(true);
             }
             FaultKind::Drift | FaultKind::Lost | FaultKind::Delay => {}
         }
@@ -226,27 +206,8 @@ impl Simulator {
                 for _ in 0..remove.min(self.partitions.len().saturating_sub(1)) {
                     self.partitions.remove(0);
                 }
-                for _ in 0..add {
-                    self.partitions.push(Partition::new([
-                        "sim".to_string(),
-                        format!("p-{}", self.next_partition),
-                    ]));
-                    self.next_partition += 1;
-                }
-                let listed = self.partitions.iter().map(Partition::id).collect();
-                self.ownership.set_listed(listed, self.now);
-                for slot in self.alive_slots(false) {
-                    let inc = self.procs[slot].inc;
-                    let list = self.partitions.clone();
-                    self.schedule(
-                        self.now + 1,
-                        Ev::Deliver {
-                            slot,
-                            inc,
-                            event: Event::PartitionsChanged(list),
-                        },
-                    );
-                }
+                self.add_partitions(add);
+                self.announce_partitions(false);
             }
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
@@ -274,14 +235,7 @@ impl Simulator {
         self.procs[slot].cut_until = Some(until);
         let inc = self.procs[slot].inc;
         self.schedule(self.now + ms, Ev::Heal { slot, inc });
-        self.schedule(
-            self.now + 1,
-            Ev::Deliver {
-                slot,
-                inc,
-                event: Event::Disconnected,
-            },
-        );
+        self.send(slot, self.now + 1, Event::Disconnected);
     }
 
     fn crash(&mut self, slot: usize) {
@@ -293,6 +247,28 @@ impl Simulator {
         p.held.clear();
         for id in held {
             self.ownership.remove(slot, id, self.now);
+        }
+    }
+
+    /// Appends `count` new partitions to the list.
+    fn add_partitions(&mut self, count: usize) {
+        for _ in 0..count {
+            let key = format!("p-{}", self.next_partition);
+            self.partitions
+                .push(Partition::new(["sim".to_string(), key]));
+            self.next_partition += 1;
+        }
+    }
+
+    /// The checks learn the new partition list, and every live process gets
+    /// it after a network delay (`random_delay`) or 1 ms.
+    fn announce_partitions(&mut self, random_delay: bool) {
+        let listed = self.partitions.iter().map(Partition::id).collect();
+        self.ownership.set_listed(listed, self.now);
+        for slot in self.alive_slots(false) {
+            let list = self.partitions.clone();
+            let delay = if random_delay { self.net_delay() } else { 1 };
+            self.send(slot, self.now + delay, Event::PartitionsChanged(list));
         }
     }
 }

@@ -240,16 +240,15 @@ impl Simulator {
     }
 
     fn dispatch(&mut self, ev: Ev) {
+        if let Some(until) = self.held_back_until(&ev) {
+            self.schedule(until, ev);
+            return;
+        }
         match ev {
             Ev::Deliver { slot, inc, event } => {
-                if !self.live(slot, inc) {
-                    return;
+                if self.live(slot, inc) {
+                    self.deliver_now(slot, event);
                 }
-                if let Some(until) = self.blocked_until(slot) {
-                    self.schedule(until, Ev::Deliver { slot, inc, event });
-                    return;
-                }
-                self.deliver_now(slot, event);
             }
             Ev::WatchItem {
                 slot,
@@ -260,26 +259,6 @@ impl Simulator {
                 item,
             } => {
                 if !self.live(slot, inc) || self.procs[slot].watch_gen != generation {
-                    return;
-                }
-                let p = &self.procs[slot];
-                let until = match (p.paused_until, p.cut_until) {
-                    (Some(t), _) if self.now < t => Some(t),
-                    (_, Some(t)) if self.now < t => Some(t),
-                    _ => None,
-                };
-                if let Some(until) = until {
-                    self.schedule(
-                        until,
-                        Ev::WatchItem {
-                            slot,
-                            inc,
-                            generation,
-                            key,
-                            revision,
-                            item,
-                        },
-                    );
                     return;
                 }
                 // Like a NATS KV watch on a history-1 bucket: a value replaced
@@ -362,8 +341,33 @@ impl Simulator {
             .is_some_and(|p| p.alive && p.inc == inc)
     }
 
-    fn blocked_until(&self, slot: usize) -> Option<u64> {
-        self.procs[slot].paused_until.filter(|t| self.now < *t)
+    /// Until when an event for a live process must wait: a paused process
+    /// takes nothing, and a cut-off one receives no watch items.
+    fn held_back_until(&self, ev: &Ev) -> Option<u64> {
+        let waiting = |t: &u64| self.now < *t;
+        match *ev {
+            Ev::Deliver { slot, inc, .. } if self.live(slot, inc) => {
+                self.procs[slot].paused_until.filter(waiting)
+            }
+            Ev::WatchItem {
+                slot,
+                inc,
+                generation,
+                ..
+            } if self.live(slot, inc) && self.procs[slot].watch_gen == generation => {
+                let p = &self.procs[slot];
+                p.paused_until
+                    .filter(waiting)
+                    .or(p.cut_until.filter(waiting))
+            }
+            _ => None,
+        }
+    }
+
+    /// Schedules `event` for the current incarnation of `slot` at `at`.
+    fn send(&mut self, slot: usize, at: u64, event: Event) {
+        let inc = self.procs[slot].inc;
+        self.schedule(at, Ev::Deliver { slot, inc, event });
     }
 
     fn deliver_now(&mut self, slot: usize, event: Event) {
