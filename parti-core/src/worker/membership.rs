@@ -2,6 +2,7 @@
 //! the ownership lease and the ID reservation in one compare-and-set write), and
 //! noticing when the ID is lost.
 
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::command::{Command, FatalError};
 use crate::config::Config;
 use crate::event::{OpId, Outcome};
@@ -79,8 +80,8 @@ pub(crate) struct Membership {
     dirty: bool,
     release_op: Option<OpId>,
     backoff_until: Option<Instant>,
-    /// Test-only planted bug: claim IDs by overwriting whatever is there.
-    pub(crate) blind_claim: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    pub(crate) planted: PlantedBugs,
 }
 
 impl Membership {
@@ -101,7 +102,7 @@ impl Membership {
             dirty: false,
             release_op: None,
             backoff_until: None,
-            blind_claim: false,
+            planted: PlantedBugs::empty(),
         }
     }
 
@@ -204,7 +205,7 @@ impl Membership {
         for n in config.worker_id_min..=config.worker_id_max {
             let id = WorkerId::new(&config.worker_id_prefix, n);
             match roster.get(&id) {
-                _ if self.blind_claim => free.push(n),
+                _ if self.planted.has(PlantedBug::BlindClaim) => free.push(n),
                 None => free.push(n),
                 Some(v) if self.is_mine(v.record.instance) => own_evicted.push(n),
                 Some(_) => held.push(n),
@@ -277,7 +278,10 @@ impl Membership {
         *retry_at = None;
         let id = WorkerId::new(&config.worker_id_prefix, *current);
         let takeover = match roster.get(&id) {
-            Some(v) if mine(self.instance, &self.past, v.record.instance) || self.blind_claim => {
+            Some(v)
+                if mine(self.instance, &self.past, v.record.instance)
+                    || self.planted.has(PlantedBug::BlindClaim) =>
+            {
                 Some(v.revision)
             }
             _ => None,
@@ -499,7 +503,7 @@ impl Membership {
             Phase::Held => {}
             _ => return Signal::None,
         }
-        if !self.reservation_valid(config, now) && !self.blind_claim {
+        if !self.reservation_valid(config, now) && !self.planted.has(PlantedBug::BlindClaim) {
             return self.lose();
         }
         self.maybe_renew(out, now);

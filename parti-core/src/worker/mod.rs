@@ -28,6 +28,7 @@ mod degraded;
 mod election;
 mod follower;
 mod membership;
+mod planted;
 
 use crate::backend::{Change, WatchEvent};
 use crate::command::{Command, Notification};
@@ -41,65 +42,14 @@ use crate::roster::Roster;
 use crate::state::State;
 use crate::strategy::AssignmentStrategy;
 use crate::time::Instant;
-use controller::{Activity, Controller, ControllerBugs};
+use controller::{Activity, Controller};
 use degraded::DegradedTracker;
 use election::Election;
 use follower::{Diff, Follower, Hold};
 use membership::{Membership, min_opt};
+pub use planted::PlantedBug;
+use planted::PlantedBugs;
 use std::sync::Arc;
-
-/// Deliberate protocol faults, for proving that the simulator's invariant
-/// checkers catch them. Never enable outside tests.
-#[cfg(feature = "planted-bugs")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PlantedBug {
-    /// S1: claim IDs by overwriting whatever record is there.
-    BlindClaim,
-    /// S2: a leader ignores its lease, conflicts and higher terms.
-    IgnoreTerms,
-    /// S3: grant a moving partition without revoking it first.
-    GrantWithoutRevoke,
-    /// S3: keep partitions after the ownership lease expired, even after a pause.
-    IgnoreLease,
-    /// S4: forget vanished workers without reassigning their partitions.
-    IgnoreEmergencies,
-    /// S5: reassign a gracefully stopped worker's partitions at once.
-    NoStickyRestart,
-    /// S6: a new leader restarts versions from 1.
-    VersionReset,
-}
-
-#[cfg(feature = "planted-bugs")]
-impl PlantedBug {
-    /// Every planted bug.
-    pub const ALL: [PlantedBug; 7] = [
-        PlantedBug::BlindClaim,
-        PlantedBug::IgnoreTerms,
-        PlantedBug::GrantWithoutRevoke,
-        PlantedBug::IgnoreLease,
-        PlantedBug::IgnoreEmergencies,
-        PlantedBug::NoStickyRestart,
-        PlantedBug::VersionReset,
-    ];
-
-    /// Kebab-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::BlindClaim => "blind-claim",
-            PlantedBug::IgnoreTerms => "ignore-terms",
-            PlantedBug::GrantWithoutRevoke => "grant-without-revoke",
-            PlantedBug::IgnoreLease => "ignore-lease",
-            PlantedBug::IgnoreEmergencies => "ignore-emergencies",
-            PlantedBug::NoStickyRestart => "no-sticky-restart",
-            PlantedBug::VersionReset => "version-reset",
-        }
-    }
-
-    /// Parses a kebab-case name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
 
 /// The protocol state machine of one worker process. See the crate docs.
 #[derive(Debug)]
@@ -114,7 +64,6 @@ pub struct Worker {
     election: Election,
     follower: Follower,
     controller: Option<Controller>,
-    controller_bugs: ControllerBugs,
     degraded: DegradedTracker,
     partitions: Option<Vec<Partition>>,
     stopping: Option<StopMode>,
@@ -124,7 +73,8 @@ pub struct Worker {
     pause_suspected: bool,
     follower_dirty: bool,
     last_hold: Hold,
-    ignore_lease: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    planted: PlantedBugs,
     skipped_values: u64,
     snapshot_saw_leader: bool,
     invalid_transitions: Vec<(State, State)>,
@@ -151,7 +101,6 @@ impl Worker {
             election: Election::default(),
             follower: Follower::default(),
             controller: None,
-            controller_bugs: ControllerBugs::default(),
             degraded: DegradedTracker::default(),
             partitions: None,
             stopping: None,
@@ -161,7 +110,7 @@ impl Worker {
             pause_suspected: false,
             follower_dirty: false,
             last_hold: Hold::Nothing,
-            ignore_lease: false,
+            planted: PlantedBugs::empty(),
             skipped_values: 0,
             snapshot_saw_leader: false,
             invalid_transitions: Vec::new(),
@@ -171,18 +120,12 @@ impl Worker {
     /// Switches on a planted bug (simulator self-tests only).
     #[cfg(feature = "planted-bugs")]
     pub fn plant(&mut self, bug: PlantedBug) {
-        match bug {
-            PlantedBug::BlindClaim => self.membership.blind_claim = true,
-            PlantedBug::IgnoreTerms => {
-                self.election.ignore_lease = true;
-                self.follower.ignore_terms = true;
-                self.controller_bugs.ignore_terms = true;
-            }
-            PlantedBug::GrantWithoutRevoke => self.controller_bugs.grant_without_revoke = true,
-            PlantedBug::IgnoreLease => self.ignore_lease = true,
-            PlantedBug::IgnoreEmergencies => self.controller_bugs.ignore_emergencies = true,
-            PlantedBug::NoStickyRestart => self.controller_bugs.no_sticky_restart = true,
-            PlantedBug::VersionReset => self.controller_bugs.version_reset = true,
+        self.planted.insert(bug);
+        self.membership.planted = self.planted;
+        self.election.planted = self.planted;
+        self.follower.planted = self.planted;
+        if let Some(c) = &mut self.controller {
+            c.planted = self.planted;
         }
     }
 
@@ -551,7 +494,7 @@ impl Worker {
                         me,
                         term,
                         self.strategy.clone(),
-                        self.controller_bugs,
+                        self.planted,
                         self.partitions.clone(),
                         &mut self.out,
                         now,
@@ -620,7 +563,7 @@ impl Worker {
         if self.stopping.is_some() || self.membership.id().is_none() {
             return Hold::Nothing;
         }
-        if self.ignore_lease {
+        if self.planted.has(PlantedBug::IgnoreLease) {
             return Hold::All;
         }
         if self.membership.ownership_valid(&self.config, now) && !self.pause_suspected {

@@ -8,6 +8,7 @@ mod balance;
 mod handoff;
 mod holdings;
 
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::backend::AssignmentSnapshot;
 use crate::command::{Command, Notification};
 use crate::config::Config;
@@ -27,16 +28,6 @@ use holdings::{Holdings, KnownRecords};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Planted bugs of the controller (simulator self-tests only).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ControllerBugs {
-    pub(crate) grant_without_revoke: bool,
-    pub(crate) ignore_terms: bool,
-    pub(crate) version_reset: bool,
-    pub(crate) no_sticky_restart: bool,
-    pub(crate) ignore_emergencies: bool,
-}
 
 /// What the controller wants the worker to know.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,7 +98,8 @@ pub(crate) struct Controller {
     term: u64,
     since: Instant,
     strategy: Arc<dyn AssignmentStrategy>,
-    bugs: ControllerBugs,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    pub(crate) planted: PlantedBugs,
     load_op: Option<OpId>,
     loaded: bool,
     committed: Option<Committed>,
@@ -153,7 +145,7 @@ impl Controller {
         me: WorkerId,
         term: u64,
         strategy: Arc<dyn AssignmentStrategy>,
-        bugs: ControllerBugs,
+        planted: PlantedBugs,
         partitions: Option<Vec<Partition>>,
         out: &mut Outbox,
         now: Instant,
@@ -165,7 +157,7 @@ impl Controller {
             term,
             since: now,
             strategy,
-            bugs,
+            planted,
             load_op: Some(load_op),
             loaded: false,
             committed: None,
@@ -427,7 +419,7 @@ impl Controller {
             self.committed = None;
             return Signal::None;
         };
-        if meta.term > self.term && !self.bugs.ignore_terms {
+        if meta.term > self.term && !self.planted.has(PlantedBug::IgnoreTerms) {
             return Signal::Superseded;
         }
         let records: BTreeMap<WorkerId, WorkerAssignment> = snapshot
@@ -445,7 +437,7 @@ impl Controller {
                 .insert(w, rec.version, rec.instance, Arc::new(set));
         }
         let mut committed = Committed::from_parts(meta, revision, records);
-        if self.bugs.version_reset && !reconciling {
+        if self.planted.has(PlantedBug::VersionReset) && !reconciling {
             committed.meta.version = 0;
         }
         self.takeover_pending = committed.meta.term != self.term;
@@ -562,7 +554,9 @@ impl Controller {
     /// emergency grace (and at least the time after which their ownership lease
     /// has certainly expired) are evicted with compare-and-set.
     fn evict_vanished(&mut self, config: &Config, roster: &Roster, out: &mut Outbox, now: Instant) {
-        if self.bugs.ignore_emergencies || self.recovery_until.is_some_and(|t| now < t) {
+        if self.planted.has(PlantedBug::IgnoreEmergencies)
+            || self.recovery_until.is_some_and(|t| now < t)
+        {
             return;
         }
         let wait = (config.heartbeat_ttl + config.effective_emergency_grace())
@@ -637,7 +631,7 @@ impl Controller {
                     matches!(d.last.status, MemberStatus::Stopping | MemberStatus::Active)
                 }),
             };
-            if !graceful || self.bugs.no_sticky_restart {
+            if !graceful || self.planted.has(PlantedBug::NoStickyRestart) {
                 self.ghost_since.remove(&w);
                 continue;
             }
@@ -690,7 +684,7 @@ impl Controller {
         let cooled = self
             .last_rebalance
             .is_none_or(|t| now >= t + config.rebalance_cooldown);
-        if !gone.is_empty() && self.bugs.ignore_emergencies {
+        if !gone.is_empty() && self.planted.has(PlantedBug::IgnoreEmergencies) {
             // Planted bug: forget vanished workers without reassigning their
             // partitions (the Go original's "lastWorkers updated first").
             let gone: Vec<WorkerId> = gone.into_iter().cloned().collect();
@@ -916,7 +910,7 @@ impl Controller {
             &holdings,
             &live,
             version,
-            self.bugs.grant_without_revoke,
+            self.planted,
         );
         self.dirty = false;
         // Group by worker.
