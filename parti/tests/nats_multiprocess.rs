@@ -300,8 +300,8 @@ fn newest_source(root: &Path) -> SystemTime {
     let mut newest = UNIX_EPOCH;
     for krate in ["parti", "parti-core", "parti-nats", "parti-strategies"] {
         walk(&root.join(krate).join("src"), &mut newest);
-        if let Ok(m) = std::fs::metadata(root.join(krate).join("Cargo.toml"))
-            .and_then(|m| m.modified())
+        if let Ok(m) =
+            std::fs::metadata(root.join(krate).join("Cargo.toml")).and_then(|m| m.modified())
         {
             newest = newest.max(m);
         }
