@@ -302,14 +302,12 @@ impl Membership {
         n: u32,
         revision: Revision,
         sent: Instant,
-        now: Instant,
     ) -> Signal {
         self.id = Some(WorkerId::new(&config.worker_id_prefix, n));
         self.revision = Some(revision);
         self.last_ok_start = Some(sent);
         self.next_renew = Some(sent + config.heartbeat_interval);
         self.phase = Phase::Held;
-        let _ = now;
         Signal::Claimed
     }
 
@@ -350,7 +348,7 @@ impl Membership {
         {
             let (n, sent) = (*current, *sent);
             return Some(match outcome {
-                Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent, now),
+                Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent),
                 Outcome::AlreadyExists | Outcome::Conflict | Outcome::Failed(_) => {
                     self.claim_failed_try_next(config, roster, out, now)
                 }
@@ -393,7 +391,7 @@ impl Membership {
             let (n, sent) = (*current, *sent);
             return Some(match outcome {
                 Outcome::Member(Some((rec, rev))) if rec.instance == self.instance => {
-                    self.claim_succeeded(config, n, *rev, sent, now)
+                    self.claim_succeeded(config, n, *rev, sent)
                 }
                 Outcome::Member(_) => self.claim_failed_try_next(config, roster, out, now),
                 _ => {

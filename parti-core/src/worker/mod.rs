@@ -613,7 +613,7 @@ impl Worker {
             degraded::Signal::Exited => {
                 self.roster.refresh_all(now);
                 if let Some(c) = &mut self.controller {
-                    c.on_recovered(&self.config, true, now);
+                    c.on_recovered(&self.config, now);
                 }
             }
             degraded::Signal::Alert(level, elapsed) => {

@@ -269,8 +269,7 @@ impl Controller {
 
     /// After the store was unreachable: observations are stale, so emergencies
     /// wait for the recovery grace.
-    pub(crate) fn on_recovered(&mut self, config: &Config, roster_refreshed: bool, now: Instant) {
-        let _ = roster_refreshed;
+    pub(crate) fn on_recovered(&mut self, config: &Config, now: Instant) {
         self.recovery_until = Some(now + config.degraded.recovery_grace);
         self.changed = true;
     }
@@ -298,9 +297,7 @@ impl Controller {
             self.load_op = None;
             self.reconcile_op = None;
             return Some(match outcome {
-                Outcome::Loaded(snapshot) => {
-                    self.on_loaded(snapshot, reconciling, roster, out, now)
-                }
+                Outcome::Loaded(snapshot) => self.on_loaded(snapshot, reconciling, roster),
                 _ => {
                     // Try again shortly.
                     let retry = out.op();
@@ -387,7 +384,7 @@ impl Controller {
                         self.commit_done(publishing, out, now);
                         Signal::None
                     } else {
-                        self.on_loaded(snapshot, true, roster, out, now)
+                        self.on_loaded(snapshot, true, roster)
                     }
                 }
                 _ => {
@@ -409,10 +406,7 @@ impl Controller {
         snapshot: AssignmentSnapshot,
         reconciling: bool,
         roster: &Roster,
-        out: &mut Outbox,
-        now: Instant,
     ) -> Signal {
-        let _ = now;
         self.dirty = true;
         let Some((meta, revision)) = snapshot.meta else {
             self.loaded = true;
@@ -460,7 +454,6 @@ impl Controller {
         }
         self.committed = Some(committed);
         self.loaded = true;
-        let _ = out;
         Signal::None
     }
 
@@ -1028,7 +1021,6 @@ impl Controller {
             awaiting,
             reconciling: false,
         });
-        let _ = config;
     }
 
     fn lifecycle_done(&self) -> bool {
