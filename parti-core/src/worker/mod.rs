@@ -46,10 +46,25 @@ use controller::{Activity, Controller};
 use degraded::DegradedTracker;
 use election::Election;
 use follower::{Diff, Follower, Hold};
-use membership::{Membership, min_opt};
+use membership::Membership;
 pub use planted::PlantedBug;
 use planted::PlantedBugs;
 use std::sync::Arc;
+
+/// How far a worker is in stopping (one way: `Running → Stopping → Releasing →
+/// Stopped`, or straight to `Stopped` when there is nothing to release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Working.
+    Running,
+    /// A stop was requested: leadership and partitions are given up and the
+    /// member record that announces the departure is being written.
+    Stopping,
+    /// The departure is written: the member key is being deleted.
+    Releasing,
+    /// Stopped for good.
+    Stopped,
+}
 
 /// The protocol state machine of one worker process. See the crate docs.
 #[derive(Debug)]
@@ -66,9 +81,7 @@ pub struct Worker {
     controller: Option<Controller>,
     degraded: DegradedTracker,
     partitions: Option<Vec<Partition>>,
-    stopping: Option<StopMode>,
-    releasing: bool,
-    stopped: bool,
+    life: Life,
     last_now: Instant,
     pause_suspected: bool,
     follower_dirty: bool,
@@ -103,9 +116,7 @@ impl Worker {
             controller: None,
             degraded: DegradedTracker::default(),
             partitions: None,
-            stopping: None,
-            releasing: false,
-            stopped: false,
+            life: Life::Running,
             last_now: now,
             pause_suspected: false,
             follower_dirty: false,
@@ -213,7 +224,12 @@ impl Worker {
 
     /// Whether the worker has stopped for good.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.life == Life::Stopped
+    }
+
+    /// Whether a stop was requested (or the worker stopped).
+    fn is_stopping(&self) -> bool {
+        self.life != Life::Running
     }
 
     // ----- driving -----
@@ -225,47 +241,30 @@ impl Worker {
 
     /// When [`Worker::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.stopped {
-            return None;
-        }
-        let mut next = self.membership.poll_timeout(&self.config);
-        next = min_opt(
-            next,
-            self.election
-                .poll_timeout(&self.config, self.membership.id().is_some()),
-        );
-        next = min_opt(next, self.degraded.poll_timeout(&self.config));
-        if let Some(c) = &self.controller {
-            next = min_opt(
-                next,
-                c.poll_timeout(&self.config, &self.roster, self.last_now),
-            );
-        }
-        if self.follower.held_count() > 0 {
-            next = min_opt(next, self.membership.ownership_deadline(&self.config));
-        }
         // Everything due up to the last call was handled then; a deadline that
         // is still in the past is blocked on an event, not on time.
-        match next {
-            Some(t) if t <= self.last_now => self.soonest_after(self.last_now),
-            other => other,
-        }
+        self.deadlines().filter(|t| *t > self.last_now).min()
     }
 
-    fn soonest_after(&self, now: Instant) -> Option<Instant> {
-        let mut candidates = vec![
-            self.membership.poll_timeout(&self.config),
-            self.election
-                .poll_timeout(&self.config, self.membership.id().is_some()),
-            self.degraded.poll_timeout(&self.config),
-            self.controller
-                .as_ref()
-                .and_then(|c| c.poll_timeout(&self.config, &self.roster, now)),
-        ];
-        if self.follower.held_count() > 0 {
-            candidates.push(self.membership.ownership_deadline(&self.config));
-        }
-        candidates.into_iter().flatten().filter(|t| *t > now).min()
+    /// Every pending deadline of every machine (some may be in the past); none
+    /// once stopped.
+    fn deadlines(&self) -> impl Iterator<Item = Instant> {
+        let has_id = self.membership.id().is_some();
+        let holds = self.follower.held_count() > 0;
+        let pending = (!self.is_stopped()).then(|| {
+            [
+                self.membership.poll_timeout(&self.config),
+                self.election.poll_timeout(&self.config, has_id),
+                self.degraded.poll_timeout(&self.config),
+                self.controller
+                    .as_ref()
+                    .and_then(|c| c.poll_timeout(&self.config, &self.roster, self.last_now)),
+                holds
+                    .then(|| self.membership.ownership_deadline(&self.config))
+                    .flatten(),
+            ]
+        });
+        pending.into_iter().flatten().flatten()
     }
 
     /// Time passed.
@@ -277,7 +276,7 @@ impl Worker {
     /// Something happened.
     pub fn handle(&mut self, event: Event, now: Instant) {
         self.observe_time(now);
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         match event {
@@ -454,7 +453,7 @@ impl Worker {
                 self.begin_snapshot();
                 self.out.push(Command::Watch { worker: id.clone() });
                 self.out.notify(Notification::IdChanged { id });
-                if self.stopping.is_none() {
+                if !self.is_stopping() {
                     self.transition(State::Election);
                 }
             }
@@ -464,7 +463,7 @@ impl Worker {
                 let sig = self.election.reset();
                 self.on_election(sig, now);
                 self.out.notify(Notification::IdChanged { id: None });
-                if self.stopping.is_some() {
+                if self.is_stopping() {
                     self.finish_stop();
                 } else {
                     self.transition(State::ClaimingId);
@@ -515,10 +514,10 @@ impl Worker {
     }
 
     fn begin_stop(&mut self, mode: StopMode, now: Instant) {
-        if self.stopping.is_some() {
+        if self.is_stopping() {
             return;
         }
-        self.stopping = Some(mode);
+        self.life = Life::Stopping;
         if self.state == State::Init {
             self.finish_stop();
             return;
@@ -539,12 +538,12 @@ impl Worker {
     }
 
     fn finish_stop(&mut self) {
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         self.controller = None;
         self.transition(State::Shutdown);
-        self.stopped = true;
+        self.life = Life::Stopped;
         self.out.notify(Notification::Stopped);
     }
 
@@ -560,7 +559,7 @@ impl Worker {
 
     /// How much of its assignment this worker may hold now.
     fn hold(&self, now: Instant) -> Hold {
-        if self.stopping.is_some() || self.membership.id().is_none() {
+        if self.is_stopping() || self.membership.id().is_none() {
             return Hold::Nothing;
         }
         if self.planted.has(PlantedBug::IgnoreLease) {
@@ -585,7 +584,7 @@ impl Worker {
 
     /// Runs every machine after an input.
     fn step(&mut self, now: Instant) {
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         // Membership: renewals, reservation expiry, claim retries.
@@ -593,12 +592,12 @@ impl Worker {
             .membership
             .on_timeout(&self.config, &self.roster, &mut self.out, now);
         self.on_membership(sig, now);
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         // Election.
         let me = self.membership.id().cloned();
-        let can_campaign = self.stopping.is_none() && self.roster.caught_up();
+        let can_campaign = !self.is_stopping() && self.roster.caught_up();
         let sig = self.election.on_timeout(
             &self.config,
             me.as_ref().map(|w| (w, self.membership.instance())),
@@ -635,7 +634,7 @@ impl Worker {
                         self.follower.applied_version()
                     };
                     self.report(diff, version);
-                    if self.stopping.is_none() {
+                    if !self.is_stopping() {
                         self.membership.set_applied(
                             self.follower.applied_record(),
                             self.follower.held_count() as u32,
@@ -655,8 +654,8 @@ impl Worker {
         // Acknowledge quickly.
         self.membership.flush(&mut self.out, now);
         // Stop progress: once the "stopping" record is written, release the ID.
-        if self.stopping.is_some() && !self.releasing && self.membership.is_flushed() {
-            self.releasing = true;
+        if self.life == Life::Stopping && self.membership.is_flushed() {
+            self.life = Life::Releasing;
             let sig = self.membership.release(&mut self.out);
             self.on_membership(sig, now);
         }
@@ -666,7 +665,7 @@ impl Worker {
     }
 
     fn derived_state(&self, now: Instant) -> State {
-        if self.stopped {
+        if self.is_stopped() {
             return State::Shutdown;
         }
         if self.state == State::Init {
@@ -698,7 +697,7 @@ impl Worker {
     }
 
     fn update_state(&mut self, now: Instant) {
-        if self.stopping.is_some() {
+        if self.is_stopping() {
             return;
         }
         let to = self.derived_state(now);
