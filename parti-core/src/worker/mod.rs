@@ -1,6 +1,7 @@
 //! The worker: one per process. It composes the membership, election, follower,
-//! controller and degraded machines, decides the state a user sees, and queues
-//! commands for its driver.
+//! controller and degraded machines, routes every input to them, and queues
+//! commands for its driver. How it stops is in `stop`, the state a user sees in
+//! `user_state`, the test-only planted bugs in `planted`.
 //!
 //! ```
 //! use parti_core::{Config, Event, Instant, InstanceId, Worker};
@@ -29,20 +30,22 @@ mod election;
 mod follower;
 mod membership;
 mod planted;
+mod stop;
+mod user_state;
 
 use crate::backend::{Change, WatchEvent};
 use crate::command::{Command, Notification};
 use crate::config::{Config, DegradedPolicy};
-use crate::event::{Event, StopMode};
+use crate::event::Event;
 use crate::ids::{InstanceId, WorkerId};
 use crate::outbox::Outbox;
 use crate::partition::Partition;
-use crate::records::{MemberStatus, OwnedPartition};
+use crate::records::OwnedPartition;
 use crate::roster::Roster;
 use crate::state::State;
 use crate::strategy::AssignmentStrategy;
 use crate::time::Instant;
-use controller::{Activity, Controller};
+use controller::Controller;
 use degraded::DegradedTracker;
 use election::Election;
 use follower::{Diff, Follower, Hold};
@@ -50,21 +53,7 @@ use membership::Membership;
 pub use planted::PlantedBug;
 use planted::PlantedBugs;
 use std::sync::Arc;
-
-/// How far a worker is in stopping (one way: `Running → Stopping → Releasing →
-/// Stopped`, or straight to `Stopped` when there is nothing to release).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Life {
-    /// Working.
-    Running,
-    /// A stop was requested: leadership and partitions are given up and the
-    /// member record that announces the departure is being written.
-    Stopping,
-    /// The departure is written: the member key is being deleted.
-    Releasing,
-    /// Stopped for good.
-    Stopped,
-}
+use stop::Life;
 
 /// The protocol state machine of one worker process. See the crate docs.
 #[derive(Debug)]
@@ -225,11 +214,6 @@ impl Worker {
     /// Whether the worker has stopped for good.
     pub fn is_stopped(&self) -> bool {
         self.life == Life::Stopped
-    }
-
-    /// Whether a stop was requested (or the worker stopped).
-    fn is_stopping(&self) -> bool {
-        self.life != Life::Running
     }
 
     // ----- driving -----
@@ -513,40 +497,6 @@ impl Worker {
         }
     }
 
-    fn begin_stop(&mut self, mode: StopMode, now: Instant) {
-        if self.is_stopping() {
-            return;
-        }
-        self.life = Life::Stopping;
-        if self.state == State::Init {
-            self.finish_stop();
-            return;
-        }
-        let sig = self.election.resign(&mut self.out);
-        self.on_election(sig, now);
-        let diff = self.follower.drop_all();
-        self.report(diff, 0);
-        if self.membership.id().is_some() {
-            self.membership.set_status(match mode {
-                StopMode::Graceful => MemberStatus::Stopping,
-                StopMode::Leave => MemberStatus::Leaving,
-            });
-            self.membership.flush(&mut self.out, now);
-        } else {
-            self.finish_stop();
-        }
-    }
-
-    fn finish_stop(&mut self) {
-        if self.is_stopped() {
-            return;
-        }
-        self.controller = None;
-        self.transition(State::Shutdown);
-        self.life = Life::Stopped;
-        self.out.notify(Notification::Stopped);
-    }
-
     fn report(&mut self, diff: Diff, version: u64) {
         if !diff.is_empty() {
             self.out.notify(Notification::AssignmentChanged {
@@ -653,68 +603,9 @@ impl Worker {
         }
         // Acknowledge quickly.
         self.membership.flush(&mut self.out, now);
-        // Stop progress: once the "stopping" record is written, release the ID.
-        if self.life == Life::Stopping && self.membership.is_flushed() {
-            self.life = Life::Releasing;
-            let sig = self.membership.release(&mut self.out);
-            self.on_membership(sig, now);
-        }
+        self.advance_stop(now);
         self.roster
             .prune_departures(now - self.config.planned_scale_window * 4);
         self.update_state(now);
-    }
-
-    fn derived_state(&self, now: Instant) -> State {
-        if self.is_stopped() {
-            return State::Shutdown;
-        }
-        if self.state == State::Init {
-            return State::Init;
-        }
-        if self.membership.id().is_none() {
-            return State::ClaimingId;
-        }
-        if self.degraded.is_degraded() {
-            return State::Degraded;
-        }
-        let applied = self.follower.ever_applied();
-        if let Some(c) = &self.controller {
-            return match c.activity(now) {
-                Activity::Starting | Activity::Scaling => State::Scaling,
-                Activity::Rebalancing => State::Rebalancing,
-                Activity::Emergency => State::Emergency,
-                Activity::Idle if applied => State::Stable,
-                Activity::Idle => State::WaitingAssignment,
-            };
-        }
-        if applied {
-            State::Stable
-        } else if self.election.leader_known() {
-            State::WaitingAssignment
-        } else {
-            State::Election
-        }
-    }
-
-    fn update_state(&mut self, now: Instant) {
-        if self.is_stopping() {
-            return;
-        }
-        let to = self.derived_state(now);
-        if to != self.state {
-            self.transition(to);
-        }
-    }
-
-    fn transition(&mut self, to: State) {
-        let from = self.state;
-        if from == to {
-            return;
-        }
-        if !from.can_go_to(to) {
-            self.invalid_transitions.push((from, to));
-        }
-        self.state = to;
-        self.out.notify(Notification::StateChanged { from, to });
     }
 }
