@@ -42,8 +42,7 @@ enum Phase {
     Claiming {
         queue: Vec<u32>,
         current: u32,
-        op: Option<(OpId, Instant)>,
-        retry_at: Option<Instant>,
+        attempt: Attempt,
     },
     /// Reconciling a claim whose outcome was unknown.
     ReconcilingClaim {
@@ -56,6 +55,17 @@ enum Phase {
     Held(Lease),
     /// Releasing the ID (stop): the key is being deleted.
     Releasing { lease: Lease, op: OpId },
+}
+
+/// Where the claim of one ID stands.
+#[derive(Debug)]
+enum Attempt {
+    /// To be sent at the next step.
+    Due,
+    /// Sent at `sent`; its outcome is awaited.
+    Sent { op: OpId, sent: Instant },
+    /// The store could not be reached: send it again at this instant.
+    RetryAt(Instant),
 }
 
 /// A held ID and the renewals of its member record.
@@ -264,8 +274,7 @@ impl Membership {
                 self.phase = Phase::Claiming {
                     queue,
                     current,
-                    op: None,
-                    retry_at: None,
+                    attempt: Attempt::Due,
                 };
                 self.send_claim(config, roster, out, now);
                 Signal::None
@@ -284,18 +293,16 @@ impl Membership {
 
     fn send_claim(&mut self, config: &Config, roster: &Roster, out: &mut Outbox, now: Instant) {
         let Phase::Claiming {
-            current,
-            op,
-            retry_at,
-            ..
+            current, attempt, ..
         } = &mut self.phase
         else {
             return;
         };
-        if op.is_some() || retry_at.is_some_and(|t| now < t) {
-            return;
+        match attempt {
+            Attempt::Sent { .. } => return,
+            Attempt::RetryAt(t) if now < *t => return,
+            Attempt::Due | Attempt::RetryAt(_) => {}
         }
-        *retry_at = None;
         let id = WorkerId::new(&config.worker_id_prefix, *current);
         let takeover = match roster.get(&id) {
             Some(v)
@@ -307,7 +314,10 @@ impl Membership {
             _ => None,
         };
         let new_op = out.op();
-        *op = Some((new_op, now));
+        *attempt = Attempt::Sent {
+            op: new_op,
+            sent: now,
+        };
         out.push(Command::ClaimId {
             op: new_op,
             id,
@@ -365,7 +375,7 @@ impl Membership {
         // Claim results.
         if let Phase::Claiming {
             current,
-            op: Some((claim_op, sent)),
+            attempt: Attempt::Sent { op: claim_op, sent },
             ..
         } = &self.phase
             && *claim_op == op
@@ -396,9 +406,8 @@ impl Membership {
                     Signal::Unreachable
                 }
                 _ => {
-                    if let Phase::Claiming { op, retry_at, .. } = &mut self.phase {
-                        *op = None;
-                        *retry_at = Some(now + config.heartbeat_interval / 2);
+                    if let Phase::Claiming { attempt, .. } = &mut self.phase {
+                        *attempt = Attempt::RetryAt(now + config.heartbeat_interval / 2);
                     }
                     Signal::Unreachable
                 }
@@ -428,8 +437,7 @@ impl Membership {
                     self.phase = Phase::Claiming {
                         queue,
                         current,
-                        op: None,
-                        retry_at: Some(now + config.heartbeat_interval / 2),
+                        attempt: Attempt::RetryAt(now + config.heartbeat_interval / 2),
                     };
                     Signal::Unreachable
                 }
@@ -627,8 +635,9 @@ impl Membership {
     pub(crate) fn poll_timeout(&self, config: &Config) -> Option<Instant> {
         match &self.phase {
             Phase::Claiming {
-                retry_at, op: None, ..
-            } => *retry_at,
+                attempt: Attempt::RetryAt(t),
+                ..
+            } => Some(*t),
             Phase::Held(lease) => {
                 let reservation = lease.last_ok_start + config.id_reservation();
                 Some(if lease.busy() {
