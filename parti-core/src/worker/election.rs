@@ -3,6 +3,7 @@
 //! only while its leadership lease (measured from the start of its last
 //! successful renewal, shortened for clock drift) is valid.
 
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::command::Command;
 use crate::config::Config;
 use crate::event::{OpId, Outcome};
@@ -47,15 +48,21 @@ pub(crate) struct Election {
     resign: Option<OpId>,
     /// The claim instance this worker campaigned with.
     my_instance: Option<InstanceId>,
-    /// Test-only planted bug: keep acting as leader after the lease expired.
-    pub(crate) ignore_lease: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    pub(crate) planted: PlantedBugs,
 }
 
 impl Election {
+    /// Planted bug `IgnoreTerms`: keep acting as leader after the lease
+    /// expired, a conflict or a higher term.
+    fn ignores_lease(&self) -> bool {
+        self.planted.has(PlantedBug::IgnoreTerms)
+    }
+
     /// Whether this worker is the leader and its lease is valid at `now`.
     pub(crate) fn leads(&self, config: &Config, now: Instant) -> bool {
         self.my_term.is_some()
-            && (self.ignore_lease
+            && (self.ignores_lease()
                 || self
                     .last_ok_start
                     .is_some_and(|t| now < t + config.leadership_lease()))
@@ -78,7 +85,7 @@ impl Election {
         *self = Election {
             known,
             seen_any: self.seen_any,
-            ignore_lease: self.ignore_lease,
+            planted: self.planted,
             ..Election::default()
         };
         if was { Signal::Deposed } else { Signal::None }
@@ -132,7 +139,7 @@ impl Election {
                         {
                             self.my_revision = Some(revision);
                         }
-                    } else if self.my_term.is_some() && !self.ignore_lease {
+                    } else if self.my_term.is_some() && !self.ignores_lease() {
                         // Someone else holds the key: we are not leader any more.
                         return self.step_down();
                     }
@@ -202,7 +209,7 @@ impl Election {
                     self.next_renew = Some(sent + config.election_ttl / 3);
                     Signal::None
                 }
-                Outcome::Conflict | Outcome::AlreadyExists if !self.ignore_lease => {
+                Outcome::Conflict | Outcome::AlreadyExists if !self.ignores_lease() => {
                     // A conflict with our own earlier write (whose outcome was
                     // unknown) is not a lost leadership: retry from the revision
                     // the watch showed. Anyone else's record means we lost it.
@@ -327,7 +334,7 @@ fn retry(config: &Config) -> Duration {
 impl Election {
     /// Steps down without touching the key (a higher term was seen).
     pub(crate) fn abdicate(&mut self) -> Signal {
-        if self.ignore_lease {
+        if self.ignores_lease() {
             return Signal::None;
         }
         self.step_down()

@@ -11,6 +11,7 @@
 //! - partitions are held only while the ownership lease allows (see
 //!   [`crate::DegradedPolicy`]); revocations always apply at once.
 
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::ids::{InstanceId, WorkerId};
 use crate::partition::PartitionId;
 use crate::records::{AssignmentMeta, OwnedPartition, WorkerAssignment};
@@ -60,8 +61,8 @@ pub(crate) struct Follower {
     held: BTreeMap<PartitionId, OwnedPartition>,
     applied: Option<Target>,
     ever_applied: bool,
-    /// Test-only planted bug: accept commit records of older terms.
-    pub(crate) ignore_terms: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    pub(crate) planted: PlantedBugs,
 }
 
 impl Follower {
@@ -118,7 +119,9 @@ impl Follower {
     pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) {
         let newer = match &self.meta {
             None => true,
-            Some(m) if self.ignore_terms => meta.version > m.version || meta.term != m.term,
+            Some(m) if self.planted.has(PlantedBug::IgnoreTerms) => {
+                meta.version > m.version || meta.term != m.term
+            }
             Some(m) => meta.term >= m.term && (meta.version > m.version || meta.term > m.term),
         };
         if newer {
@@ -184,7 +187,7 @@ impl Follower {
         let target = self.target(me, instance)?;
         if let Some(applied) = &self.applied
             && target.meta_version < applied.meta_version
-            && !self.ignore_terms
+            && !self.planted.has(PlantedBug::IgnoreTerms)
         {
             return None;
         }

@@ -2,6 +2,7 @@
 //! the ownership lease and the ID reservation in one compare-and-set write), and
 //! noticing when the ID is lost.
 
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::command::{Command, FatalError};
 use crate::config::Config;
 use crate::event::{OpId, Outcome};
@@ -41,8 +42,7 @@ enum Phase {
     Claiming {
         queue: Vec<u32>,
         current: u32,
-        op: Option<(OpId, Instant)>,
-        retry_at: Option<Instant>,
+        attempt: Attempt,
     },
     /// Reconciling a claim whose outcome was unknown.
     ReconcilingClaim {
@@ -52,9 +52,52 @@ enum Phase {
         sent: Instant,
     },
     /// ID held.
-    Held,
-    /// Releasing the ID (stop).
-    Releasing,
+    Held(Lease),
+    /// Releasing the ID (stop): the key is being deleted.
+    Releasing { lease: Lease, op: OpId },
+}
+
+/// Where the claim of one ID stands.
+#[derive(Debug)]
+enum Attempt {
+    /// To be sent at the next step.
+    Due,
+    /// Sent at `sent`; its outcome is awaited.
+    Sent { op: OpId, sent: Instant },
+    /// The store could not be reached: send it again at this instant.
+    RetryAt(Instant),
+}
+
+/// A held ID and the renewals of its member record.
+#[derive(Debug)]
+struct Lease {
+    id: WorkerId,
+    /// Revision of the member record as last written (the renewal's
+    /// compare-and-set expects it).
+    revision: Revision,
+    /// Start of the last successful renewal (or of the claim), on this
+    /// worker's clock: the ownership lease and the ID reservation count from it.
+    last_ok_start: Instant,
+    /// When the next renewal is due.
+    next_renew: Instant,
+    /// The renewal in flight, with the instant it was sent.
+    renew: Option<(OpId, Instant)>,
+    /// The read-back after a renewal with an unknown outcome or a conflict.
+    reconcile: Option<OpId>,
+    /// The record changed and must be written as soon as possible.
+    dirty: bool,
+}
+
+impl Lease {
+    /// Whether a write or its read-back is in flight.
+    fn busy(&self) -> bool {
+        self.renew.is_some() || self.reconcile.is_some()
+    }
+
+    /// Whether the ID reservation is still certainly ours at `now`.
+    fn reserved_at(&self, config: &Config, now: Instant) -> bool {
+        now < self.last_ok_start + config.id_reservation()
+    }
 }
 
 /// The membership machine.
@@ -68,19 +111,13 @@ pub(crate) struct Membership {
     instance: InstanceId,
     past: Vec<InstanceId>,
     phase: Phase,
-    id: Option<WorkerId>,
-    revision: Option<Revision>,
+    /// The member record as this worker wants it written.
     record: MemberRecord,
-    renew: Option<(OpId, Instant)>,
-    reconcile: Option<OpId>,
-    last_ok_start: Option<Instant>,
-    next_renew: Option<Instant>,
-    /// The record changed and must be written as soon as possible.
-    dirty: bool,
-    release_op: Option<OpId>,
+    /// The store said "unavailable": no eager write before this instant (it
+    /// outlives the claim it was set under).
     backoff_until: Option<Instant>,
-    /// Test-only planted bug: claim IDs by overwriting whatever is there.
-    pub(crate) blind_claim: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    pub(crate) planted: PlantedBugs,
 }
 
 impl Membership {
@@ -91,17 +128,9 @@ impl Membership {
             past: Vec::new(),
             instance,
             phase: Phase::Idle,
-            id: None,
-            revision: None,
             record: MemberRecord::fresh(instance, capacity),
-            renew: None,
-            reconcile: None,
-            last_ok_start: None,
-            next_renew: None,
-            dirty: false,
-            release_op: None,
             backoff_until: None,
-            blind_claim: false,
+            planted: PlantedBugs::empty(),
         }
     }
 
@@ -114,45 +143,36 @@ impl Membership {
         mine(self.instance, &self.past, instance)
     }
 
+    /// The lease of the held ID (also while releasing it).
+    fn lease(&self) -> Option<&Lease> {
+        match &self.phase {
+            Phase::Held(lease) | Phase::Releasing { lease, .. } => Some(lease),
+            _ => None,
+        }
+    }
+
     /// The held ID.
     pub(crate) fn id(&self) -> Option<&WorkerId> {
-        self.id.as_ref()
+        self.lease().map(|l| &l.id)
     }
 
     /// Start of the last successful renewal (or claim), on this worker's clock.
     pub(crate) fn last_ok_start(&self) -> Option<Instant> {
-        self.last_ok_start
+        self.lease().map(|l| l.last_ok_start)
     }
 
     /// Whether the ownership lease is valid at `now`.
     pub(crate) fn ownership_valid(&self, config: &Config, now: Instant) -> bool {
-        self.id.is_some()
-            && self
-                .last_ok_start
-                .is_some_and(|t| now < t + config.ownership_lease())
+        self.ownership_deadline(config).is_some_and(|end| now < end)
     }
 
     /// When the ownership lease ends, if an ID is held.
     pub(crate) fn ownership_deadline(&self, config: &Config) -> Option<Instant> {
-        self.id.as_ref()?;
-        self.last_ok_start.map(|t| t + config.ownership_lease())
-    }
-
-    /// Whether the ID reservation is still certainly ours at `now`.
-    fn reservation_valid(&self, config: &Config, now: Instant) -> bool {
-        self.last_ok_start
-            .is_some_and(|t| now < t + config.id_reservation())
+        self.last_ok_start().map(|t| t + config.ownership_lease())
     }
 
     /// Begins claiming (at start, or again after a loss).
     pub(crate) fn start_claiming(&mut self) {
-        self.id = None;
-        self.revision = None;
-        self.renew = None;
-        self.reconcile = None;
-        self.last_ok_start = None;
-        self.next_renew = None;
-        self.dirty = false;
         self.claims += 1;
         if self.claims > 1 {
             self.past.push(self.instance);
@@ -168,7 +188,7 @@ impl Membership {
         if self.record.applied != applied || self.record.held != held {
             self.record.applied = applied;
             self.record.held = held;
-            self.dirty = true;
+            self.mark_dirty();
         }
     }
 
@@ -178,13 +198,24 @@ impl Membership {
             self.record.status = status;
             self.record.applied = None;
             self.record.held = 0;
-            self.dirty = true;
+            self.mark_dirty();
+        }
+    }
+
+    /// The record changed: write it as soon as possible (only a held ID has a
+    /// record to write).
+    fn mark_dirty(&mut self) {
+        if let Phase::Held(lease) = &mut self.phase {
+            lease.dirty = true;
         }
     }
 
     /// Whether the last written record is what the record says now.
     pub(crate) fn is_flushed(&self) -> bool {
-        !self.dirty && self.renew.is_none() && self.reconcile.is_none()
+        match &self.phase {
+            Phase::Held(lease) => !lease.dirty && !lease.busy(),
+            _ => true,
+        }
     }
 
     /// Chooses candidates once the roster has caught up.
@@ -204,7 +235,7 @@ impl Membership {
         for n in config.worker_id_min..=config.worker_id_max {
             let id = WorkerId::new(&config.worker_id_prefix, n);
             match roster.get(&id) {
-                _ if self.blind_claim => free.push(n),
+                _ if self.planted.has(PlantedBug::BlindClaim) => free.push(n),
                 None => free.push(n),
                 Some(v) if self.is_mine(v.record.instance) => own_evicted.push(n),
                 Some(_) => held.push(n),
@@ -243,8 +274,7 @@ impl Membership {
                 self.phase = Phase::Claiming {
                     queue,
                     current,
-                    op: None,
-                    retry_at: None,
+                    attempt: Attempt::Due,
                 };
                 self.send_claim(config, roster, out, now);
                 Signal::None
@@ -263,27 +293,31 @@ impl Membership {
 
     fn send_claim(&mut self, config: &Config, roster: &Roster, out: &mut Outbox, now: Instant) {
         let Phase::Claiming {
-            current,
-            op,
-            retry_at,
-            ..
+            current, attempt, ..
         } = &mut self.phase
         else {
             return;
         };
-        if op.is_some() || retry_at.is_some_and(|t| now < t) {
-            return;
+        match attempt {
+            Attempt::Sent { .. } => return,
+            Attempt::RetryAt(t) if now < *t => return,
+            Attempt::Due | Attempt::RetryAt(_) => {}
         }
-        *retry_at = None;
         let id = WorkerId::new(&config.worker_id_prefix, *current);
         let takeover = match roster.get(&id) {
-            Some(v) if mine(self.instance, &self.past, v.record.instance) || self.blind_claim => {
+            Some(v)
+                if mine(self.instance, &self.past, v.record.instance)
+                    || self.planted.has(PlantedBug::BlindClaim) =>
+            {
                 Some(v.revision)
             }
             _ => None,
         };
         let new_op = out.op();
-        *op = Some((new_op, now));
+        *attempt = Attempt::Sent {
+            op: new_op,
+            sent: now,
+        };
         out.push(Command::ClaimId {
             op: new_op,
             id,
@@ -298,14 +332,16 @@ impl Membership {
         n: u32,
         revision: Revision,
         sent: Instant,
-        now: Instant,
     ) -> Signal {
-        self.id = Some(WorkerId::new(&config.worker_id_prefix, n));
-        self.revision = Some(revision);
-        self.last_ok_start = Some(sent);
-        self.next_renew = Some(sent + config.heartbeat_interval);
-        self.phase = Phase::Held;
-        let _ = now;
+        self.phase = Phase::Held(Lease {
+            id: WorkerId::new(&config.worker_id_prefix, n),
+            revision,
+            last_ok_start: sent,
+            next_renew: sent + config.heartbeat_interval,
+            renew: None,
+            reconcile: None,
+            dirty: false,
+        });
         Signal::Claimed
     }
 
@@ -339,14 +375,14 @@ impl Membership {
         // Claim results.
         if let Phase::Claiming {
             current,
-            op: Some((claim_op, sent)),
+            attempt: Attempt::Sent { op: claim_op, sent },
             ..
         } = &self.phase
             && *claim_op == op
         {
             let (n, sent) = (*current, *sent);
             return Some(match outcome {
-                Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent, now),
+                Outcome::Written(rev) => self.claim_succeeded(config, n, *rev, sent),
                 Outcome::AlreadyExists | Outcome::Conflict | Outcome::Failed(_) => {
                     self.claim_failed_try_next(config, roster, out, now)
                 }
@@ -370,9 +406,8 @@ impl Membership {
                     Signal::Unreachable
                 }
                 _ => {
-                    if let Phase::Claiming { op, retry_at, .. } = &mut self.phase {
-                        *op = None;
-                        *retry_at = Some(now + config.heartbeat_interval / 2);
+                    if let Phase::Claiming { attempt, .. } = &mut self.phase {
+                        *attempt = Attempt::RetryAt(now + config.heartbeat_interval / 2);
                     }
                     Signal::Unreachable
                 }
@@ -389,7 +424,7 @@ impl Membership {
             let (n, sent) = (*current, *sent);
             return Some(match outcome {
                 Outcome::Member(Some((rec, rev))) if rec.instance == self.instance => {
-                    self.claim_succeeded(config, n, *rev, sent, now)
+                    self.claim_succeeded(config, n, *rev, sent)
                 }
                 Outcome::Member(_) => self.claim_failed_try_next(config, roster, out, now),
                 _ => {
@@ -402,83 +437,103 @@ impl Membership {
                     self.phase = Phase::Claiming {
                         queue,
                         current,
-                        op: None,
-                        retry_at: Some(now + config.heartbeat_interval / 2),
+                        attempt: Attempt::RetryAt(now + config.heartbeat_interval / 2),
                     };
                     Signal::Unreachable
                 }
             });
         }
-        // Renewal results.
-        if let Some((renew_op, sent)) = self.renew
-            && renew_op == op
-        {
-            self.renew = None;
-            return Some(match outcome {
-                Outcome::Written(rev) => {
-                    self.revision = Some(*rev);
-                    self.last_ok_start = Some(sent);
-                    self.next_renew = Some(sent + config.heartbeat_interval);
-                    Signal::Reachable
+        match &self.phase {
+            Phase::Held(lease) => {
+                if lease.renew.is_some_and(|(renew_op, _)| renew_op == op) {
+                    return Some(self.renewed(config, outcome, out, now));
                 }
-                Outcome::Unavailable => {
-                    self.dirty = true;
-                    self.backoff_until = Some(now + retry_delay(config));
-                    self.next_renew = self.backoff_until;
+                if lease.reconcile == Some(op) {
+                    return Some(self.reconciled(config, outcome, now));
+                }
+                None
+            }
+            Phase::Releasing { op: release_op, .. } if *release_op == op => {
+                self.phase = Phase::Idle;
+                Some(Signal::Released)
+            }
+            _ => None,
+        }
+    }
+
+    /// The result of a renewal.
+    fn renewed(
+        &mut self,
+        config: &Config,
+        outcome: &Outcome,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Signal {
+        let Phase::Held(lease) = &mut self.phase else {
+            return Signal::None;
+        };
+        let Some((_, sent)) = lease.renew.take() else {
+            return Signal::None;
+        };
+        match outcome {
+            Outcome::Written(rev) => {
+                lease.revision = *rev;
+                lease.last_ok_start = sent;
+                lease.next_renew = sent + config.heartbeat_interval;
+                Signal::Reachable
+            }
+            Outcome::Unavailable => {
+                lease.dirty = true;
+                let until = now + retry_delay(config);
+                self.backoff_until = Some(until);
+                lease.next_renew = until;
+                Signal::Unreachable
+            }
+            _ => {
+                // Conflict or unknown: read back to learn whether our write
+                // landed or someone else wrote.
+                lease.dirty = true;
+                let read = out.op();
+                out.push(Command::ReadMember {
+                    op: read,
+                    id: lease.id.clone(),
+                });
+                lease.reconcile = Some(read);
+                if matches!(outcome, Outcome::Unknown) {
                     Signal::Unreachable
+                } else {
+                    Signal::None
                 }
-                _ => {
-                    // Conflict or unknown: read back to learn whether our write
-                    // landed or someone else wrote.
-                    self.dirty = true;
-                    let read = out.op();
-                    if let Some(id) = self.id.clone() {
-                        out.push(Command::ReadMember { op: read, id });
-                        self.reconcile = Some(read);
-                    }
-                    if matches!(outcome, Outcome::Unknown) {
-                        Signal::Unreachable
-                    } else {
-                        Signal::None
-                    }
-                }
-            });
+            }
         }
-        if self.release_op == Some(op) {
-            self.release_op = None;
-            self.phase = Phase::Idle;
-            self.id = None;
-            self.revision = None;
-            return Some(Signal::Released);
+    }
+
+    /// The read-back after a renewal whose outcome was unknown or a conflict.
+    fn reconciled(&mut self, config: &Config, outcome: &Outcome, now: Instant) -> Signal {
+        let instance = self.instance;
+        let Phase::Held(lease) = &mut self.phase else {
+            return Signal::None;
+        };
+        lease.reconcile = None;
+        match outcome {
+            Outcome::Member(Some((rec, rev)))
+                if rec.instance == instance && rec.status != MemberStatus::Evicted =>
+            {
+                // Our own write landed (or nothing changed): adopt the revision;
+                // the lease is extended only by the next confirmed renewal.
+                lease.revision = *rev;
+                lease.next_renew = now;
+                Signal::Reachable
+            }
+            Outcome::Member(_) => self.lose(),
+            _ => {
+                lease.next_renew = now + retry_delay(config);
+                Signal::Unreachable
+            }
         }
-        if self.reconcile == Some(op) {
-            self.reconcile = None;
-            return Some(match outcome {
-                Outcome::Member(Some((rec, rev)))
-                    if rec.instance == self.instance && rec.status != MemberStatus::Evicted =>
-                {
-                    // Our own write landed (or nothing changed): adopt the revision;
-                    // the lease is extended only by the next confirmed renewal.
-                    self.revision = Some(*rev);
-                    self.next_renew = Some(now);
-                    Signal::Reachable
-                }
-                Outcome::Member(_) => self.lose(),
-                _ => {
-                    self.next_renew = Some(now + retry_delay(config));
-                    Signal::Unreachable
-                }
-            });
-        }
-        None
     }
 
     fn lose(&mut self) -> Signal {
-        self.id = None;
-        self.revision = None;
-        self.last_ok_start = None;
-        self.renew = None;
-        self.reconcile = None;
         self.phase = Phase::Idle;
         Signal::Lost
     }
@@ -491,15 +546,15 @@ impl Membership {
         out: &mut Outbox,
         now: Instant,
     ) -> Signal {
-        match self.phase {
+        let lease = match &self.phase {
             Phase::Claiming { .. } => {
                 self.send_claim(config, roster, out, now);
                 return Signal::None;
             }
-            Phase::Held => {}
+            Phase::Held(lease) => lease,
             _ => return Signal::None,
-        }
-        if !self.reservation_valid(config, now) && !self.blind_claim {
+        };
+        if !lease.reserved_at(config, now) && !self.planted.has(PlantedBug::BlindClaim) {
             return self.lose();
         }
         self.maybe_renew(out, now);
@@ -507,30 +562,30 @@ impl Membership {
     }
 
     fn maybe_renew(&mut self, out: &mut Outbox, now: Instant) {
-        if self.renew.is_some() || self.reconcile.is_some() {
-            return;
-        }
         let backing_off = self.backoff_until.is_some_and(|t| now < t);
-        let due = (self.dirty && !backing_off) || self.next_renew.is_some_and(|t| now >= t);
-        let (Some(id), Some(expected)) = (self.id.clone(), self.revision) else {
+        let Phase::Held(lease) = &mut self.phase else {
             return;
         };
+        if lease.busy() {
+            return;
+        }
+        let due = (lease.dirty && !backing_off) || now >= lease.next_renew;
         if due {
             let op = out.op();
-            self.renew = Some((op, now));
-            self.dirty = false;
+            lease.renew = Some((op, now));
+            lease.dirty = false;
             out.push(Command::RenewLease {
                 op,
-                id,
+                id: lease.id.clone(),
                 record: self.record.clone(),
-                expected,
+                expected: lease.revision,
             });
         }
     }
 
     /// Writes the record now if it changed (acknowledgements travel fast).
     pub(crate) fn flush(&mut self, out: &mut Outbox, now: Instant) {
-        if matches!(self.phase, Phase::Held) && self.dirty {
+        if matches!(&self.phase, Phase::Held(lease) if lease.dirty) {
             self.maybe_renew(out, now);
         }
     }
@@ -542,7 +597,10 @@ impl Membership {
         id: &WorkerId,
         record: Option<&MemberRecord>,
     ) -> Signal {
-        if self.id.as_ref() != Some(id) || !matches!(self.phase, Phase::Held) {
+        let Phase::Held(lease) = &self.phase else {
+            return Signal::None;
+        };
+        if &lease.id != id {
             return Signal::None;
         }
         match record {
@@ -550,7 +608,7 @@ impl Membership {
                 Signal::None
             }
             // Our key was evicted, taken, or deleted under us.
-            _ if self.renew.is_some() => Signal::None, // let the renewal's result decide
+            _ if lease.renew.is_some() => Signal::None, // let the renewal's result decide
             _ => self.lose(),
         }
     }
@@ -558,22 +616,18 @@ impl Membership {
     /// Deletes the member key (end of a stop). Returns `Released` at once if no
     /// ID is held.
     pub(crate) fn release(&mut self, out: &mut Outbox) -> Signal {
-        match (&self.id, self.revision, &self.phase) {
-            (Some(id), Some(expected), Phase::Held) => {
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Held(lease) => {
                 let op = out.op();
                 out.push(Command::ReleaseId {
                     op,
-                    id: id.clone(),
-                    expected,
+                    id: lease.id.clone(),
+                    expected: lease.revision,
                 });
-                self.phase = Phase::Releasing;
-                self.release_op = Some(op);
+                self.phase = Phase::Releasing { lease, op };
                 Signal::None
             }
-            _ => {
-                self.phase = Phase::Idle;
-                Signal::Released
-            }
+            _ => Signal::Released,
         }
     }
 
@@ -581,16 +635,16 @@ impl Membership {
     pub(crate) fn poll_timeout(&self, config: &Config) -> Option<Instant> {
         match &self.phase {
             Phase::Claiming {
-                retry_at, op: None, ..
-            } => *retry_at,
-            Phase::Held => {
-                let renew = if self.renew.is_some() || self.reconcile.is_some() {
-                    None
+                attempt: Attempt::RetryAt(t),
+                ..
+            } => Some(*t),
+            Phase::Held(lease) => {
+                let reservation = lease.last_ok_start + config.id_reservation();
+                Some(if lease.busy() {
+                    reservation
                 } else {
-                    self.next_renew
-                };
-                let reservation = self.last_ok_start.map(|t| t + config.id_reservation());
-                min_opt(renew, reservation)
+                    lease.next_renew.min(reservation)
+                })
             }
             _ => None,
         }

@@ -1,6 +1,7 @@
 //! The worker: one per process. It composes the membership, election, follower,
-//! controller and degraded machines, decides the state a user sees, and queues
-//! commands for its driver.
+//! controller and degraded machines, routes every input to them, and queues
+//! commands for its driver. How it stops is in `stop`, the state a user sees in
+//! `user_state`, the test-only planted bugs in `planted`.
 //!
 //! ```
 //! use parti_core::{Config, Event, Instant, InstanceId, Worker};
@@ -28,78 +29,31 @@ mod degraded;
 mod election;
 mod follower;
 mod membership;
+mod planted;
+mod stop;
+mod user_state;
 
 use crate::backend::{Change, WatchEvent};
 use crate::command::{Command, Notification};
 use crate::config::{Config, DegradedPolicy};
-use crate::event::{Event, StopMode};
+use crate::event::Event;
 use crate::ids::{InstanceId, WorkerId};
 use crate::outbox::Outbox;
 use crate::partition::Partition;
-use crate::records::{MemberStatus, OwnedPartition};
+use crate::records::OwnedPartition;
 use crate::roster::Roster;
 use crate::state::State;
 use crate::strategy::AssignmentStrategy;
 use crate::time::Instant;
-use controller::{Activity, Controller, ControllerBugs};
+use controller::Controller;
 use degraded::DegradedTracker;
 use election::Election;
 use follower::{Diff, Follower, Hold};
-use membership::{Membership, min_opt};
+use membership::Membership;
+pub use planted::PlantedBug;
+use planted::PlantedBugs;
 use std::sync::Arc;
-
-/// Deliberate protocol faults, for proving that the simulator's invariant
-/// checkers catch them. Never enable outside tests.
-#[cfg(feature = "planted-bugs")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PlantedBug {
-    /// S1: claim IDs by overwriting whatever record is there.
-    BlindClaim,
-    /// S2: a leader ignores its lease, conflicts and higher terms.
-    IgnoreTerms,
-    /// S3: grant a moving partition without revoking it first.
-    GrantWithoutRevoke,
-    /// S3: keep partitions after the ownership lease expired, even after a pause.
-    IgnoreLease,
-    /// S4: forget vanished workers without reassigning their partitions.
-    IgnoreEmergencies,
-    /// S5: reassign a gracefully stopped worker's partitions at once.
-    NoStickyRestart,
-    /// S6: a new leader restarts versions from 1.
-    VersionReset,
-}
-
-#[cfg(feature = "planted-bugs")]
-impl PlantedBug {
-    /// Every planted bug.
-    pub const ALL: [PlantedBug; 7] = [
-        PlantedBug::BlindClaim,
-        PlantedBug::IgnoreTerms,
-        PlantedBug::GrantWithoutRevoke,
-        PlantedBug::IgnoreLease,
-        PlantedBug::IgnoreEmergencies,
-        PlantedBug::NoStickyRestart,
-        PlantedBug::VersionReset,
-    ];
-
-    /// Kebab-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::BlindClaim => "blind-claim",
-            PlantedBug::IgnoreTerms => "ignore-terms",
-            PlantedBug::GrantWithoutRevoke => "grant-without-revoke",
-            PlantedBug::IgnoreLease => "ignore-lease",
-            PlantedBug::IgnoreEmergencies => "ignore-emergencies",
-            PlantedBug::NoStickyRestart => "no-sticky-restart",
-            PlantedBug::VersionReset => "version-reset",
-        }
-    }
-
-    /// Parses a kebab-case name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
+use stop::Life;
 
 /// The protocol state machine of one worker process. See the crate docs.
 #[derive(Debug)]
@@ -114,17 +68,15 @@ pub struct Worker {
     election: Election,
     follower: Follower,
     controller: Option<Controller>,
-    controller_bugs: ControllerBugs,
     degraded: DegradedTracker,
     partitions: Option<Vec<Partition>>,
-    stopping: Option<StopMode>,
-    releasing: bool,
-    stopped: bool,
+    life: Life,
     last_now: Instant,
     pause_suspected: bool,
     follower_dirty: bool,
     last_hold: Hold,
-    ignore_lease: bool,
+    /// Planted bugs (simulator self-tests; always empty in production).
+    planted: PlantedBugs,
     skipped_values: u64,
     snapshot_saw_leader: bool,
     invalid_transitions: Vec<(State, State)>,
@@ -151,17 +103,14 @@ impl Worker {
             election: Election::default(),
             follower: Follower::default(),
             controller: None,
-            controller_bugs: ControllerBugs::default(),
             degraded: DegradedTracker::default(),
             partitions: None,
-            stopping: None,
-            releasing: false,
-            stopped: false,
+            life: Life::Running,
             last_now: now,
             pause_suspected: false,
             follower_dirty: false,
             last_hold: Hold::Nothing,
-            ignore_lease: false,
+            planted: PlantedBugs::empty(),
             skipped_values: 0,
             snapshot_saw_leader: false,
             invalid_transitions: Vec::new(),
@@ -171,18 +120,12 @@ impl Worker {
     /// Switches on a planted bug (simulator self-tests only).
     #[cfg(feature = "planted-bugs")]
     pub fn plant(&mut self, bug: PlantedBug) {
-        match bug {
-            PlantedBug::BlindClaim => self.membership.blind_claim = true,
-            PlantedBug::IgnoreTerms => {
-                self.election.ignore_lease = true;
-                self.follower.ignore_terms = true;
-                self.controller_bugs.ignore_terms = true;
-            }
-            PlantedBug::GrantWithoutRevoke => self.controller_bugs.grant_without_revoke = true,
-            PlantedBug::IgnoreLease => self.ignore_lease = true,
-            PlantedBug::IgnoreEmergencies => self.controller_bugs.ignore_emergencies = true,
-            PlantedBug::NoStickyRestart => self.controller_bugs.no_sticky_restart = true,
-            PlantedBug::VersionReset => self.controller_bugs.version_reset = true,
+        self.planted.insert(bug);
+        self.membership.planted = self.planted;
+        self.election.planted = self.planted;
+        self.follower.planted = self.planted;
+        if let Some(c) = &mut self.controller {
+            c.planted = self.planted;
         }
     }
 
@@ -270,7 +213,7 @@ impl Worker {
 
     /// Whether the worker has stopped for good.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.life == Life::Stopped
     }
 
     // ----- driving -----
@@ -282,47 +225,30 @@ impl Worker {
 
     /// When [`Worker::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.stopped {
-            return None;
-        }
-        let mut next = self.membership.poll_timeout(&self.config);
-        next = min_opt(
-            next,
-            self.election
-                .poll_timeout(&self.config, self.membership.id().is_some()),
-        );
-        next = min_opt(next, self.degraded.poll_timeout(&self.config));
-        if let Some(c) = &self.controller {
-            next = min_opt(
-                next,
-                c.poll_timeout(&self.config, &self.roster, self.last_now),
-            );
-        }
-        if self.follower.held_count() > 0 {
-            next = min_opt(next, self.membership.ownership_deadline(&self.config));
-        }
         // Everything due up to the last call was handled then; a deadline that
         // is still in the past is blocked on an event, not on time.
-        match next {
-            Some(t) if t <= self.last_now => self.soonest_after(self.last_now),
-            other => other,
-        }
+        self.deadlines().filter(|t| *t > self.last_now).min()
     }
 
-    fn soonest_after(&self, now: Instant) -> Option<Instant> {
-        let mut candidates = vec![
-            self.membership.poll_timeout(&self.config),
-            self.election
-                .poll_timeout(&self.config, self.membership.id().is_some()),
-            self.degraded.poll_timeout(&self.config),
-            self.controller
-                .as_ref()
-                .and_then(|c| c.poll_timeout(&self.config, &self.roster, now)),
-        ];
-        if self.follower.held_count() > 0 {
-            candidates.push(self.membership.ownership_deadline(&self.config));
-        }
-        candidates.into_iter().flatten().filter(|t| *t > now).min()
+    /// Every pending deadline of every machine (some may be in the past); none
+    /// once stopped.
+    fn deadlines(&self) -> impl Iterator<Item = Instant> {
+        let has_id = self.membership.id().is_some();
+        let holds = self.follower.held_count() > 0;
+        let pending = (!self.is_stopped()).then(|| {
+            [
+                self.membership.poll_timeout(&self.config),
+                self.election.poll_timeout(&self.config, has_id),
+                self.degraded.poll_timeout(&self.config),
+                self.controller
+                    .as_ref()
+                    .and_then(|c| c.poll_timeout(&self.config, &self.roster, self.last_now)),
+                holds
+                    .then(|| self.membership.ownership_deadline(&self.config))
+                    .flatten(),
+            ]
+        });
+        pending.into_iter().flatten().flatten()
     }
 
     /// Time passed.
@@ -334,7 +260,7 @@ impl Worker {
     /// Something happened.
     pub fn handle(&mut self, event: Event, now: Instant) {
         self.observe_time(now);
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         match event {
@@ -511,7 +437,7 @@ impl Worker {
                 self.begin_snapshot();
                 self.out.push(Command::Watch { worker: id.clone() });
                 self.out.notify(Notification::IdChanged { id });
-                if self.stopping.is_none() {
+                if !self.is_stopping() {
                     self.transition(State::Election);
                 }
             }
@@ -521,7 +447,7 @@ impl Worker {
                 let sig = self.election.reset();
                 self.on_election(sig, now);
                 self.out.notify(Notification::IdChanged { id: None });
-                if self.stopping.is_some() {
+                if self.is_stopping() {
                     self.finish_stop();
                 } else {
                     self.transition(State::ClaimingId);
@@ -551,7 +477,7 @@ impl Worker {
                         me,
                         term,
                         self.strategy.clone(),
-                        self.controller_bugs,
+                        self.planted,
                         self.partitions.clone(),
                         &mut self.out,
                         now,
@@ -571,40 +497,6 @@ impl Worker {
         }
     }
 
-    fn begin_stop(&mut self, mode: StopMode, now: Instant) {
-        if self.stopping.is_some() {
-            return;
-        }
-        self.stopping = Some(mode);
-        if self.state == State::Init {
-            self.finish_stop();
-            return;
-        }
-        let sig = self.election.resign(&mut self.out);
-        self.on_election(sig, now);
-        let diff = self.follower.drop_all();
-        self.report(diff, 0);
-        if self.membership.id().is_some() {
-            self.membership.set_status(match mode {
-                StopMode::Graceful => MemberStatus::Stopping,
-                StopMode::Leave => MemberStatus::Leaving,
-            });
-            self.membership.flush(&mut self.out, now);
-        } else {
-            self.finish_stop();
-        }
-    }
-
-    fn finish_stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.controller = None;
-        self.transition(State::Shutdown);
-        self.stopped = true;
-        self.out.notify(Notification::Stopped);
-    }
-
     fn report(&mut self, diff: Diff, version: u64) {
         if !diff.is_empty() {
             self.out.notify(Notification::AssignmentChanged {
@@ -617,10 +509,10 @@ impl Worker {
 
     /// How much of its assignment this worker may hold now.
     fn hold(&self, now: Instant) -> Hold {
-        if self.stopping.is_some() || self.membership.id().is_none() {
+        if self.is_stopping() || self.membership.id().is_none() {
             return Hold::Nothing;
         }
-        if self.ignore_lease {
+        if self.planted.has(PlantedBug::IgnoreLease) {
             return Hold::All;
         }
         if self.membership.ownership_valid(&self.config, now) && !self.pause_suspected {
@@ -642,7 +534,7 @@ impl Worker {
 
     /// Runs every machine after an input.
     fn step(&mut self, now: Instant) {
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         // Membership: renewals, reservation expiry, claim retries.
@@ -650,12 +542,12 @@ impl Worker {
             .membership
             .on_timeout(&self.config, &self.roster, &mut self.out, now);
         self.on_membership(sig, now);
-        if self.stopped {
+        if self.is_stopped() {
             return;
         }
         // Election.
         let me = self.membership.id().cloned();
-        let can_campaign = self.stopping.is_none() && self.roster.caught_up();
+        let can_campaign = !self.is_stopping() && self.roster.caught_up();
         let sig = self.election.on_timeout(
             &self.config,
             me.as_ref().map(|w| (w, self.membership.instance())),
@@ -670,7 +562,7 @@ impl Worker {
             degraded::Signal::Exited => {
                 self.roster.refresh_all(now);
                 if let Some(c) = &mut self.controller {
-                    c.on_recovered(&self.config, true, now);
+                    c.on_recovered(&self.config, now);
                 }
             }
             degraded::Signal::Alert(level, elapsed) => {
@@ -692,7 +584,7 @@ impl Worker {
                         self.follower.applied_version()
                     };
                     self.report(diff, version);
-                    if self.stopping.is_none() {
+                    if !self.is_stopping() {
                         self.membership.set_applied(
                             self.follower.applied_record(),
                             self.follower.held_count() as u32,
@@ -711,68 +603,9 @@ impl Worker {
         }
         // Acknowledge quickly.
         self.membership.flush(&mut self.out, now);
-        // Stop progress: once the "stopping" record is written, release the ID.
-        if self.stopping.is_some() && !self.releasing && self.membership.is_flushed() {
-            self.releasing = true;
-            let sig = self.membership.release(&mut self.out);
-            self.on_membership(sig, now);
-        }
+        self.advance_stop(now);
         self.roster
             .prune_departures(now - self.config.planned_scale_window * 4);
         self.update_state(now);
-    }
-
-    fn derived_state(&self, now: Instant) -> State {
-        if self.stopped {
-            return State::Shutdown;
-        }
-        if self.state == State::Init {
-            return State::Init;
-        }
-        if self.membership.id().is_none() {
-            return State::ClaimingId;
-        }
-        if self.degraded.is_degraded() {
-            return State::Degraded;
-        }
-        let applied = self.follower.ever_applied();
-        if let Some(c) = &self.controller {
-            return match c.activity(now) {
-                Activity::Starting | Activity::Scaling => State::Scaling,
-                Activity::Rebalancing => State::Rebalancing,
-                Activity::Emergency => State::Emergency,
-                Activity::Idle if applied => State::Stable,
-                Activity::Idle => State::WaitingAssignment,
-            };
-        }
-        if applied {
-            State::Stable
-        } else if self.election.leader_known() {
-            State::WaitingAssignment
-        } else {
-            State::Election
-        }
-    }
-
-    fn update_state(&mut self, now: Instant) {
-        if self.stopping.is_some() {
-            return;
-        }
-        let to = self.derived_state(now);
-        if to != self.state {
-            self.transition(to);
-        }
-    }
-
-    fn transition(&mut self, to: State) {
-        let from = self.state;
-        if from == to {
-            return;
-        }
-        if !from.can_go_to(to) {
-            self.invalid_transitions.push((from, to));
-        }
-        self.state = to;
-        self.out.notify(Notification::StateChanged { from, to });
     }
 }

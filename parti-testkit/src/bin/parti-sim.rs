@@ -7,8 +7,13 @@
 //!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay]
 //!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]
 //! ```
+//!
+//! `--plant` and `--list-plants` need the `planted-bugs` feature:
+//! `cargo run --release -p parti-testkit --features planted-bugs --bin parti-sim -- --plant BUG`.
 
-use parti_core::{DegradedPolicy, PlantedBug};
+use parti_core::DegradedPolicy;
+#[cfg(feature = "planted-bugs")]
+use parti_core::PlantedBug;
 use parti_testkit::sim::{FaultSet, SimConfig, Simulator, run_seeds};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ struct Args {
     minutes: f64,
     faults: FaultSet,
     policy: DegradedPolicy,
+    #[cfg(feature = "planted-bugs")]
     plant: Option<PlantedBug>,
     timeline: bool,
     threads: usize,
@@ -29,8 +35,14 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
-     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]"
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]\n\
+     (--plant and --list-plants need a build with `--features planted-bugs`)"
 }
+
+/// What `--plant` says in a build without planted bugs.
+#[cfg(not(feature = "planted-bugs"))]
+const NO_PLANTS: &str = "this parti-sim was built without planted bugs; rebuild it with \
+     `cargo run --release -p parti-testkit --features planted-bugs --bin parti-sim -- --plant BUG`";
 
 fn parse() -> Result<Option<Args>, String> {
     let mut args = Args {
@@ -41,6 +53,7 @@ fn parse() -> Result<Option<Args>, String> {
         minutes: 5.0,
         faults: FaultSet::all(),
         policy: DegradedPolicy::StopWhenLeaseExpires,
+        #[cfg(feature = "planted-bugs")]
         plant: None,
         timeline: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -87,6 +100,7 @@ fn parse() -> Result<Option<Args>, String> {
                     other => return Err(format!("--policy: expected keep or stop, got {other}")),
                 }
             }
+            #[cfg(feature = "planted-bugs")]
             "--plant" => {
                 let name = value("--plant")?;
                 args.plant =
@@ -94,12 +108,15 @@ fn parse() -> Result<Option<Args>, String> {
                         format!("unknown planted bug {name:?} (see --list-plants)")
                     })?);
             }
+            #[cfg(feature = "planted-bugs")]
             "--list-plants" => {
                 for bug in PlantedBug::ALL {
                     println!("{}", bug.name());
                 }
                 return Ok(None);
             }
+            #[cfg(not(feature = "planted-bugs"))]
+            "--plant" | "--list-plants" => return Err(NO_PLANTS.into()),
             "--timeline" => args.timeline = true,
             "--help" | "-h" => {
                 println!("{}", usage());
@@ -132,7 +149,10 @@ fn main() -> ExitCode {
         .min(base.duration_ms);
     base.faults = args.faults;
     base.config.degraded.policy = args.policy;
-    base.plant = args.plant;
+    #[cfg(feature = "planted-bugs")]
+    {
+        base.plant = args.plant;
+    }
     let strategy = Arc::new(parti_strategies::default_strategy());
     if args.timeline {
         base.timeline = true;
@@ -157,7 +177,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let started = Instant::now();
+    #[cfg(feature = "planted-bugs")]
     let stop_at_first = args.plant.is_some();
+    #[cfg(not(feature = "planted-bugs"))]
+    let stop_at_first = false;
     let summary = run_seeds(
         &base,
         args.first_seed,

@@ -7,6 +7,7 @@
 use super::holdings::Holdings;
 use crate::ids::WorkerId;
 use crate::partition::PartitionId;
+use crate::worker::planted::{PlantedBug, PlantedBugs};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Owner and epoch of every owned partition.
@@ -22,15 +23,15 @@ pub(crate) struct Step {
     pub(crate) waiting: usize,
 }
 
-/// Computes the next step. `grant_without_revoke` is a planted bug for the
-/// simulator's self-test.
+/// Computes the next step (`planted` may hold `GrantWithoutRevoke`, a planted
+/// bug for the simulator's self-test).
 pub(crate) fn next_step(
     committed: &Owners,
     target: &BTreeMap<PartitionId, WorkerId>,
     holdings: &Holdings,
     live: &BTreeSet<WorkerId>,
     version: u64,
-    grant_without_revoke: bool,
+    planted: PlantedBugs,
 ) -> Step {
     let mut step = Step::default();
     let keys: BTreeSet<&PartitionId> = committed.keys().chain(target.keys()).collect();
@@ -43,7 +44,7 @@ pub(crate) fn next_step(
             }
             continue;
         }
-        if grant_without_revoke {
+        if planted.has(PlantedBug::GrantWithoutRevoke) {
             if let Some(b) = wanted {
                 step.owners.insert(*p, (b.clone(), version));
                 step.granted += 1;

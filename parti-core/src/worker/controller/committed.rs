@@ -1,0 +1,232 @@
+//! The committed assignment as the leader learns it. Rule: what is committed is
+//! only what the store confirmed: a loaded snapshot (whose commit record of a
+//! higher term supersedes this leader), or a publication that was written or,
+//! after a conflict or an unknown outcome, read back as landed.
+
+use super::{Committed, Controller, Publishing, Signal};
+use crate::backend::AssignmentSnapshot;
+use crate::command::{Command, Notification};
+use crate::config::Config;
+use crate::event::{OpId, Outcome};
+use crate::ids::WorkerId;
+use crate::outbox::Outbox;
+use crate::partition::PartitionId;
+use crate::records::{MemberStatus, WorkerAssignment};
+use crate::roster::Roster;
+use crate::time::Instant;
+use crate::worker::planted::PlantedBug;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Controller {
+    /// Result of a controller command; `None` if `op` is not ours.
+    pub(crate) fn on_completed(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        op: OpId,
+        outcome: Outcome,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Option<Signal> {
+        self.changed = true;
+        if self.load_op == Some(op) || self.reconcile_op == Some(op) {
+            let reconciling = self.reconcile_op == Some(op);
+            self.load_op = None;
+            self.reconcile_op = None;
+            return Some(match outcome {
+                Outcome::Loaded(snapshot) => self.on_loaded(snapshot, reconciling, roster),
+                _ => {
+                    // Try again shortly.
+                    let retry = out.op();
+                    out.push(Command::LoadAssignments { op: retry });
+                    if reconciling {
+                        self.reconcile_op = Some(retry)
+                    } else {
+                        self.load_op = Some(retry)
+                    }
+                    Signal::None
+                }
+            });
+        }
+        if self.list_op == Some(op) {
+            self.list_op = None;
+            match outcome {
+                Outcome::Partitions(list) => self.set_partitions(list, out),
+                Outcome::Failed(e) => {
+                    out.notify(Notification::Error(format!("partition source failed: {e}")));
+                    self.list_retry_at = Some(now + config.heartbeat_interval);
+                }
+                _ => self.list_retry_at = Some(now + config.heartbeat_interval),
+            }
+            return Some(Signal::None);
+        }
+        if let Some(w) = self
+            .evicting
+            .iter()
+            .find(|(_, o)| **o == op)
+            .map(|(w, _)| w.clone())
+        {
+            self.evicting.remove(&w);
+            self.dirty = true;
+            return Some(Signal::None);
+        }
+        if self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.op == op && !p.reconciling)
+        {
+            let Some(mut publishing) = self.publishing.take() else {
+                return Some(Signal::None);
+            };
+            match outcome {
+                Outcome::Written(revision) => {
+                    publishing.next.revision = revision;
+                    self.commit_done(publishing, out, now);
+                }
+                Outcome::Unavailable | Outcome::Failed(_) => {
+                    self.retry_at =
+                        Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+                    self.dirty = true;
+                }
+                _ => {
+                    // Conflict or unknown outcome: read back and reconcile.
+                    let read = out.op();
+                    out.push(Command::LoadAssignments { op: read });
+                    publishing.op = read;
+                    publishing.reconciling = true;
+                    self.publishing = Some(publishing);
+                }
+            }
+            return Some(Signal::None);
+        }
+        if self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.op == op && p.reconciling)
+        {
+            let Some(publishing) = self.publishing.take() else {
+                return Some(Signal::None);
+            };
+            return Some(match outcome {
+                Outcome::Loaded(snapshot) => {
+                    let landed = snapshot.meta.as_ref().is_some_and(|(m, _)| {
+                        m.term == publishing.next.meta.term
+                            && m.version == publishing.next.meta.version
+                    });
+                    if landed {
+                        let mut publishing = publishing;
+                        if let Some((_, rev)) = &snapshot.meta {
+                            publishing.next.revision = *rev;
+                        }
+                        self.commit_done(publishing, out, now);
+                        Signal::None
+                    } else {
+                        self.on_loaded(snapshot, true, roster)
+                    }
+                }
+                _ => {
+                    let read = out.op();
+                    out.push(Command::LoadAssignments { op: read });
+                    self.publishing = Some(Publishing {
+                        op: read,
+                        ..publishing
+                    });
+                    Signal::None
+                }
+            });
+        }
+        None
+    }
+
+    fn on_loaded(
+        &mut self,
+        snapshot: AssignmentSnapshot,
+        reconciling: bool,
+        roster: &Roster,
+    ) -> Signal {
+        self.dirty = true;
+        let Some((meta, revision)) = snapshot.meta else {
+            self.loaded = true;
+            self.committed = None;
+            return Signal::None;
+        };
+        if meta.term > self.term && !self.planted.has(PlantedBug::IgnoreTerms) {
+            return Signal::Superseded;
+        }
+        let records: BTreeMap<WorkerId, WorkerAssignment> = snapshot
+            .records
+            .into_iter()
+            .filter(|r| r.term == meta.term && meta.records.get(&r.worker) == Some(&r.version))
+            .map(|r| (r.worker.clone(), r))
+            .collect();
+        // A worker named in meta whose record is missing owns nothing we can
+        // see; it is treated like one whose record is empty.
+        for (w, rec) in &records {
+            let set: BTreeSet<PartitionId> =
+                rec.partitions.iter().map(|p| p.partition.id()).collect();
+            self.known
+                .insert(w, rec.version, rec.instance, Arc::new(set));
+        }
+        let mut committed = Committed::from_parts(meta, revision, records);
+        if self.planted.has(PlantedBug::VersionReset) && !reconciling {
+            committed.meta.version = 0;
+        }
+        self.takeover_pending = committed.meta.term != self.term;
+        if !reconciling {
+            // Restart detection: of the workers the last assignment names, far
+            // fewer than `restart_detection_ratio` are still the same running
+            // incarnation (a full restart brings new claims, or new IDs).
+            let before = committed.meta.records.len();
+            let alive = committed
+                .records
+                .iter()
+                .filter(|(w, rec)| {
+                    roster.get(w).is_some_and(|v| {
+                        v.record.status == MemberStatus::Active && v.record.instance == rec.instance
+                    })
+                })
+                .count();
+            self.restart_detected =
+                before > 0 && (alive as f64) < self.restart_ratio * before as f64;
+        }
+        self.committed = Some(committed);
+        self.loaded = true;
+        Signal::None
+    }
+
+    fn commit_done(&mut self, publishing: Publishing, out: &mut Outbox, now: Instant) {
+        let next = publishing.next;
+        for (w, rec) in &next.records {
+            let set: BTreeSet<PartitionId> =
+                rec.partitions.iter().map(|p| p.partition.id()).collect();
+            self.known
+                .insert(w, rec.version, rec.instance, Arc::new(set));
+        }
+        let version = next.meta.version;
+        if self.takeover_pending {
+            self.takeover_pending = false;
+            out.push(Command::CleanupAssignments {
+                keep_term: self.term,
+            });
+        }
+        self.committed = Some(next);
+        self.pending_handoff = self.compute_handoff_pending();
+        self.awaiting = publishing.awaiting;
+        self.hold_until = if publishing.revoked > 0 {
+            Some(now + self.handoff_hold)
+        } else {
+            None
+        };
+        self.dirty = true;
+        if !self.pending_handoff {
+            self.emergency = false;
+        }
+        out.notify(Notification::Published {
+            version,
+            granted: publishing.granted,
+            revoked: publishing.revoked,
+        });
+    }
+}

@@ -1,0 +1,347 @@
+//! When to compute a new target, and computing it. Rule: vanished members are
+//! evicted after the heartbeat TTL plus the emergency grace; the target covers
+//! the live members (the basis) while gracefully stopped ones (ghosts) keep
+//! their partitions for the planned-scale window; a crash is an emergency
+//! (no window), a mass outage is a cluster restart (cold-start window), joins
+//! wait for the planned-scale window and the cooldown, and a partition-list
+//! refresh keeps the placement while the imbalance stays within the threshold.
+
+use super::{Controller, balance};
+use crate::command::{Command, Notification};
+use crate::config::Config;
+use crate::ids::WorkerId;
+use crate::outbox::Outbox;
+use crate::partition::{Partition, PartitionId};
+use crate::records::{Lifecycle, MemberRecord, MemberStatus, Revision};
+use crate::roster::Roster;
+use crate::strategy::{AssignmentInput, WorkerSpec};
+use crate::time::Instant;
+use crate::worker::planted::PlantedBug;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Controller {
+    /// Members whose record has not changed for the heartbeat TTL plus the
+    /// emergency grace (and at least the time after which their ownership lease
+    /// has certainly expired) are evicted with compare-and-set.
+    pub(super) fn evict_vanished(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        if self.planted.has(PlantedBug::IgnoreEmergencies)
+            || self.recovery_until.is_some_and(|t| now < t)
+        {
+            return;
+        }
+        let wait = (config.heartbeat_ttl + config.effective_emergency_grace())
+            .max(config.lease_expiry_wait());
+        let vanished: Vec<(WorkerId, MemberRecord, Revision)> = roster
+            .members()
+            .filter(|(w, v)| {
+                **w != self.me
+                    && v.record.status == MemberStatus::Active
+                    && now >= v.last_change + wait
+                    && !self.evicting.contains_key(*w)
+            })
+            .map(|(w, v)| (w.clone(), v.record.clone(), v.revision))
+            .collect();
+        for (worker, mut record, expected) in vanished {
+            record.status = MemberStatus::Evicted;
+            let op = out.op();
+            self.evicting.insert(worker.clone(), op);
+            self.emergency = true;
+            out.push(Command::Evict {
+                op,
+                id: worker,
+                record,
+                expected,
+            });
+        }
+    }
+
+    /// The workers a target is computed for: active members seen within the
+    /// heartbeat TTL plus the emergency grace.
+    pub(super) fn basis(&self, config: &Config, roster: &Roster, now: Instant) -> Vec<WorkerSpec> {
+        let ttl = config.heartbeat_ttl + config.effective_emergency_grace();
+        roster
+            .members()
+            .filter(|(w, v)| {
+                v.record.status == MemberStatus::Active
+                    && (now.saturating_since(v.last_change) < ttl || **w == self.me)
+                    && !self.evicting.contains_key(*w)
+            })
+            .map(|(w, v)| WorkerSpec {
+                id: w.clone(),
+                capacity: v.record.capacity.max(1),
+            })
+            .collect()
+    }
+
+    /// Workers that left gracefully (or whose departure reason is unknown) and
+    /// whose partitions are kept for them during the planned-scale window.
+    fn ghosts(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        basis: &BTreeSet<WorkerId>,
+        now: Instant,
+    ) -> BTreeSet<WorkerId> {
+        let mut ghosts = BTreeSet::new();
+        let candidates: BTreeSet<WorkerId> = self
+            .target_workers
+            .iter()
+            .chain(self.committed.iter().flat_map(|c| c.records.keys()))
+            .filter(|w| !basis.contains(*w))
+            .cloned()
+            .collect();
+        for w in candidates {
+            // Only a member deletes its own key, and only when it stops; an
+            // expired key belongs to a member evicted long before. So a key that
+            // disappeared while `Active` is a graceful stop whose `Stopping`
+            // write the watch skipped (the bucket keeps one entry per key).
+            let graceful = match roster.get(&w) {
+                Some(v) => v.record.status == MemberStatus::Stopping,
+                None => roster.departure(&w).is_none_or(|d| {
+                    matches!(d.last.status, MemberStatus::Stopping | MemberStatus::Active)
+                }),
+            };
+            if !graceful || self.planted.has(PlantedBug::NoStickyRestart) {
+                self.ghost_since.remove(&w);
+                continue;
+            }
+            let since = *self.ghost_since.entry(w.clone()).or_insert(now);
+            if now < since + config.planned_scale_window {
+                ghosts.insert(w);
+            }
+        }
+        self.ghost_since.retain(|w, _| !basis.contains(w));
+        ghosts
+    }
+
+    /// Decides whether to compute a new target now.
+    pub(super) fn decide(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let specs = self.basis(config, roster, now);
+        let basis: BTreeSet<WorkerId> = specs.iter().map(|w| w.id.clone()).collect();
+        let ghosts = self.ghosts(config, roster, &basis, now);
+        if self.target.is_none() {
+            let cold = self.committed.is_none() || self.restart_detected;
+            if cold {
+                let until = *self
+                    .cold_until
+                    .get_or_insert(self.since + config.cold_start_window);
+                if now >= until {
+                    self.rebalance(Lifecycle::ColdStart, &specs, &ghosts, out, now);
+                }
+            } else if let Some(c) = &self.committed {
+                self.target = Some(c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect());
+                self.target_workers = c.records.keys().cloned().collect();
+                self.lifecycle = Lifecycle::Takeover;
+                self.dirty = true;
+                // The list may have changed while no one led: reconcile it.
+                let listed = self
+                    .partitions
+                    .as_ref()
+                    .map(|m| m.keys().copied().collect::<BTreeSet<_>>());
+                let owned: BTreeSet<PartitionId> = c.owners.keys().copied().collect();
+                if listed.is_some_and(|l| l != owned) {
+                    self.partitions_dirty = true;
+                }
+            }
+            return;
+        }
+        let gone: Vec<&WorkerId> = self
+            .target_workers
+            .iter()
+            .filter(|w| !basis.contains(*w) && !ghosts.contains(*w))
+            .collect();
+        let joined = basis.iter().any(|w| !self.target_workers.contains(w));
+        let cooled = self
+            .last_rebalance
+            .is_none_or(|t| now >= t + config.rebalance_cooldown);
+        if !gone.is_empty() && self.planted.has(PlantedBug::IgnoreEmergencies) {
+            // Planted bug: forget vanished workers without reassigning their
+            // partitions (the Go original's "lastWorkers updated first").
+            let gone: Vec<WorkerId> = gone.into_iter().cloned().collect();
+            self.target_workers.retain(|w| !gone.contains(w));
+        } else if !gone.is_empty() {
+            let crashed = gone.iter().any(|w| match roster.get(w) {
+                Some(v) => {
+                    v.record.status == MemberStatus::Active
+                        || v.record.status == MemberStatus::Evicted
+                }
+                None => false,
+            });
+            let left = gone.iter().any(|w| {
+                roster.get(w).map(|v| v.record.status) == Some(MemberStatus::Leaving)
+                    || roster
+                        .departure(w)
+                        .is_some_and(|d| d.last.status == MemberStatus::Leaving)
+            });
+            let survivors = self
+                .target_workers
+                .iter()
+                .filter(|w| basis.contains(*w))
+                .count();
+            let total = self.target_workers.len();
+            let mass_outage = total > 1 && (survivors as f64) < self.restart_ratio * total as f64;
+            if crashed && mass_outage {
+                // Most of the assignment's workers vanished at once: a cluster
+                // restart. Wait for the cold-start window for them to come back
+                // rather than piling everything on the survivors.
+                self.target = None;
+                self.restart_detected = true;
+                self.cold_until = Some(now + config.cold_start_window);
+                self.dirty = true;
+            } else if crashed {
+                self.emergency = true;
+                self.rebalance(Lifecycle::Emergency, &specs, &ghosts, out, now);
+            } else if left || cooled {
+                self.rebalance(Lifecycle::PlannedScale, &specs, &ghosts, out, now);
+            }
+        } else if self.partitions_dirty {
+            self.refresh(config, &specs, &ghosts, out, now);
+        } else if joined {
+            let since = *self.planned_since.get_or_insert(now);
+            if now >= since + config.planned_scale_window && cooled {
+                self.rebalance(Lifecycle::PlannedScale, &specs, &ghosts, out, now);
+            }
+        } else {
+            self.planned_since = None;
+        }
+    }
+
+    fn pinned(&self, ghosts: &BTreeSet<WorkerId>) -> BTreeMap<PartitionId, WorkerId> {
+        let mut pinned = BTreeMap::new();
+        if let Some(target) = &self.target {
+            for (p, w) in target {
+                if ghosts.contains(w) {
+                    pinned.insert(*p, w.clone());
+                }
+            }
+        }
+        pinned
+    }
+
+    /// A partition-list change: keep the current placement if the imbalance stays
+    /// within the threshold, otherwise rebalance.
+    fn refresh(
+        &mut self,
+        config: &Config,
+        specs: &[WorkerSpec],
+        ghosts: &BTreeSet<WorkerId>,
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        self.partitions_dirty = false;
+        let (Some(partitions), Some(target)) = (&self.partitions, &self.target) else {
+            return;
+        };
+        let pinned = self.pinned(ghosts);
+        let free: BTreeMap<PartitionId, Partition> = partitions
+            .iter()
+            .filter(|(p, _)| !pinned.contains_key(*p))
+            .map(|(p, v)| (*p, v.clone()))
+            .collect();
+        if let Some(mut minimal) = balance::minimal_placement(specs, &free, target)
+            && balance::imbalance(specs, &free, &minimal) <= config.imbalance_threshold
+        {
+            minimal.extend(pinned);
+            self.target = Some(minimal);
+            self.lifecycle = Lifecycle::Refresh;
+            self.dirty = true;
+            return;
+        }
+        self.rebalance(Lifecycle::Refresh, specs, ghosts, out, now);
+    }
+
+    /// Asks the strategy for a new target over `specs`; ghosts keep their
+    /// partitions.
+    fn rebalance(
+        &mut self,
+        lifecycle: Lifecycle,
+        specs: &[WorkerSpec],
+        ghosts: &BTreeSet<WorkerId>,
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        let Some(partitions) = &self.partitions else {
+            return;
+        };
+        let pinned = self.pinned(ghosts);
+        let list: Vec<Partition> = partitions
+            .iter()
+            .filter(|(p, _)| !pinned.contains_key(*p))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let index: BTreeMap<&WorkerId, u32> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (&w.id, i as u32))
+            .collect();
+        let current: Option<BTreeMap<PartitionId, WorkerId>> = self.target.clone().or_else(|| {
+            self.committed
+                .as_ref()
+                .map(|c| c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect())
+        });
+        let previous: Vec<Option<u32>> = match &current {
+            Some(cur) => list
+                .iter()
+                .map(|p| cur.get(&p.id()).and_then(|w| index.get(w).copied()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut target: BTreeMap<PartitionId, WorkerId> = pinned;
+        if !specs.is_empty() {
+            let input = AssignmentInput {
+                workers: specs,
+                partitions: &list,
+                previous: &previous,
+            };
+            match self.strategy.assign(&input) {
+                Ok(placement) if placement.owners.len() == list.len() => {
+                    for (p, owner) in list.iter().zip(placement.owners) {
+                        if let Some(w) = specs.get(owner as usize) {
+                            target.insert(p.id(), w.id.clone());
+                        }
+                    }
+                }
+                Ok(_) => {
+                    out.notify(Notification::Error(format!(
+                        "strategy {} returned a wrong number of owners",
+                        self.strategy.name()
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    out.notify(Notification::Error(format!(
+                        "strategy {} failed: {e}",
+                        self.strategy.name()
+                    )));
+                    return;
+                }
+            }
+        }
+        self.target = Some(target);
+        self.target_workers = specs
+            .iter()
+            .map(|w| w.id.clone())
+            .chain(ghosts.iter().cloned())
+            .collect();
+        self.lifecycle = lifecycle;
+        self.last_rebalance = Some(now);
+        self.planned_since = None;
+        self.cold_until = None;
+        self.restart_detected = false;
+        self.partitions_dirty = false;
+        self.hold_until = None;
+        self.dirty = true;
+    }
+}

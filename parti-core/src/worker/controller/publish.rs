@@ -1,0 +1,211 @@
+//! Publishing one step towards the target. Rule: every publication stages the
+//! changed per-worker records and the commit record in one fenced write (the
+//! expected revision of the last commit, under this leader's term); a step
+//! never grants a partition that another worker may still hold (see
+//! [`super::handoff`]), and after revocations the grants wait briefly for the
+//! old owners' acknowledgements so that they go out in one version.
+
+use super::handoff::{self, Owners};
+use super::holdings::Holdings;
+use super::{Committed, Controller, Publishing};
+use crate::command::Command;
+use crate::config::Config;
+use crate::ids::WorkerId;
+use crate::outbox::Outbox;
+use crate::partition::{Partition, PartitionId};
+use crate::records::{
+    AssignmentMeta, Lifecycle, MemberStatus, OwnedPartition, WIRE_VERSION, WorkerAssignment,
+};
+use crate::roster::Roster;
+use crate::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Controller {
+    /// Publishes the next step towards the target if it differs from what is
+    /// committed (or if a takeover must re-stage everything under our term).
+    pub(super) fn publish_step(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        if !self.dirty {
+            return;
+        }
+        let Some(target) = &self.target else { return };
+        // After revocations, give the old owners a moment to confirm so that the
+        // grants go out in one version rather than one per acknowledgement.
+        if let Some(hold) = self.hold_until {
+            let pending = self.awaiting.iter().any(|w| {
+                roster.get(w).is_some_and(|v| {
+                    v.record.status == MemberStatus::Active
+                        && v.record.applied
+                            != self
+                                .committed
+                                .as_ref()
+                                .and_then(|c| c.meta.records.get(w).copied())
+                })
+            });
+            if pending && now < hold {
+                return;
+            }
+            self.hold_until = None;
+        }
+        let empty = Owners::new();
+        let committed_owners = self.committed.as_ref().map_or(&empty, |c| &c.owners);
+        let current_records: BTreeMap<WorkerId, u64> = self
+            .committed
+            .as_ref()
+            .map(|c| c.meta.records.clone())
+            .unwrap_or_default();
+        self.known.prune(roster, &current_records);
+        let holdings = Holdings::build(roster, &self.known, &current_records);
+        let base_version = self.committed.as_ref().map_or(0, |c| c.meta.version);
+        let version = base_version + 1;
+        let live: BTreeSet<WorkerId> = self
+            .basis(config, roster, now)
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        let step = handoff::next_step(
+            committed_owners,
+            target,
+            &holdings,
+            &live,
+            version,
+            self.planted,
+        );
+        self.dirty = false;
+        // Group by worker.
+        let partitions = self.partitions.as_ref();
+        let mut shares: BTreeMap<WorkerId, Vec<OwnedPartition>> = BTreeMap::new();
+        for (p, (w, epoch)) in &step.owners {
+            let partition = partitions.and_then(|m| m.get(p).cloned()).or_else(|| {
+                self.committed
+                    .as_ref()
+                    .and_then(|c| find_partition(c, w, p))
+            });
+            if let Some(partition) = partition {
+                shares.entry(w.clone()).or_default().push(OwnedPartition {
+                    partition,
+                    epoch: *epoch,
+                });
+            }
+        }
+        // Live members that had a record keep one (possibly empty) so that they
+        // can acknowledge; members that hold nothing any more are dropped.
+        if let Some(c) = &self.committed {
+            for w in c.records.keys() {
+                let active = roster
+                    .get(w)
+                    .is_some_and(|v| v.record.status == MemberStatus::Active);
+                if active {
+                    shares.entry(w.clone()).or_default();
+                }
+            }
+        }
+        let mut records_meta = BTreeMap::new();
+        let mut staged = Vec::new();
+        let mut next_records = BTreeMap::new();
+        let mut awaiting = BTreeSet::new();
+        for (w, mut parts) in shares {
+            parts.sort_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
+            let previous = self.committed.as_ref().and_then(|c| c.records.get(&w));
+            // Address the record to the member's current claim; a member that is
+            // away keeps the record of its last claim.
+            let Some(instance) = roster
+                .get(&w)
+                .map(|v| v.record.instance)
+                .or(previous.map(|r| r.instance))
+            else {
+                continue;
+            };
+            // A record re-addressed to a new claim of the ID is a grant to another
+            // process: it gets fresh epochs, so downstream can fence the old one.
+            if previous.is_some_and(|r| r.instance != instance) {
+                for p in &mut parts {
+                    p.epoch = version;
+                }
+            }
+            let same = !self.takeover_pending
+                && previous.is_some_and(|r| r.partitions == parts && r.instance == instance);
+            let record = match previous {
+                Some(r) if same => r.clone(),
+                _ => {
+                    let r = WorkerAssignment {
+                        v: WIRE_VERSION,
+                        worker: w.clone(),
+                        instance,
+                        version,
+                        term: self.term,
+                        partitions: parts,
+                    };
+                    staged.push(r.clone());
+                    awaiting.insert(w.clone());
+                    r
+                }
+            };
+            records_meta.insert(w.clone(), record.version);
+            next_records.insert(w, record);
+        }
+        let unchanged = staged.is_empty()
+            && self
+                .committed
+                .as_ref()
+                .is_some_and(|c| c.meta.records == records_meta);
+        if unchanged && !self.takeover_pending {
+            if !self.compute_handoff_pending() {
+                self.emergency = false;
+            }
+            return;
+        }
+        let lifecycle = if self.takeover_pending {
+            Lifecycle::Takeover
+        } else if step.revoked == 0 && step.granted > 0 && self.lifecycle_done() {
+            Lifecycle::Handoff
+        } else {
+            self.lifecycle
+        };
+        let meta = AssignmentMeta {
+            v: WIRE_VERSION,
+            version,
+            term: self.term,
+            lifecycle,
+            records: records_meta,
+            partitions: self.partitions.as_ref().map_or(0, |m| m.len() as u32),
+        };
+        let expected = self.committed.as_ref().map(|c| c.revision);
+        let next = Committed::from_parts(meta.clone(), 0, next_records);
+        let op = out.op();
+        out.push(Command::Publish {
+            op,
+            records: staged,
+            meta,
+            expected,
+        });
+        self.publishing = Some(Publishing {
+            op,
+            next,
+            granted: step.granted,
+            revoked: step.revoked,
+            awaiting,
+            reconciling: false,
+        });
+    }
+
+    fn lifecycle_done(&self) -> bool {
+        self.committed.as_ref().is_some_and(|c| {
+            c.meta.lifecycle == self.lifecycle || c.meta.lifecycle == Lifecycle::Handoff
+        })
+    }
+}
+
+fn find_partition(c: &Committed, w: &WorkerId, p: &PartitionId) -> Option<Partition> {
+    c.records
+        .get(w)?
+        .partitions
+        .iter()
+        .find(|o| o.partition.id() == *p)
+        .map(|o| o.partition.clone())
+}
