@@ -2,7 +2,7 @@
 
 use futures_util::StreamExt;
 use parti::Config;
-use parti::backend::{Backend, Change, WatchEvent};
+use parti::backend::{Backend, BackendExt, Change, WatchEvent};
 use parti::nats::NatsBackend;
 use std::time::Duration;
 

@@ -2,8 +2,9 @@
 //! protocol on it (NATS JetStream KV in `parti-nats`, in-memory in
 //! `parti-testkit`; etcd, Redis or SQL are possible).
 //!
-//! The operations are those of the protocol, each with the consistency it needs:
-//! every write that guards safety is conditional on a revision. A write whose
+//! A backend performs the primitive operations of the protocol ([`StoreOp`]),
+//! each with the consistency it needs: every write that guards safety is
+//! conditional on a revision. A write whose
 //! outcome is unknown (timeout) must be reported as [`BackendError::Timeout`]; the
 //! driver then reconciles by reading or watching.
 //!
@@ -117,9 +118,15 @@ pub struct AssignmentSnapshot {
     pub records: Vec<WorkerAssignment>,
 }
 
-/// The storage operations of the protocol. All methods are cancel-safe in the
-/// sense that dropping a call leaves the store consistent (a write either
-/// happened or not).
+/// The storage side of the protocol. A backend performs the primitive
+/// [`StoreOp`]s (each with the consistency it states) and offers a watch;
+/// which operations a protocol command needs, and what their results mean, is
+/// decided once for every backend by [`crate::exec`]. All methods are
+/// cancel-safe in the sense that dropping a call leaves the store consistent
+/// (a write either happened or not).
+///
+/// The typed helpers of [`BackendExt`] (`create_member`, `get_member`, …)
+/// call [`perform`](Backend::perform) for tools and tests.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Prepares the storage (creates buckets if needed, checks their
@@ -134,62 +141,9 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// Creates the member key `id` if it is absent (or deleted/expired).
-    /// [`BackendError::AlreadyExists`] when another value is there.
-    async fn create_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-    ) -> Result<Revision, BackendError>;
-
-    /// Writes the member key if its current revision is `expected`.
-    async fn update_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError>;
-
-    /// Deletes the member key if its current revision is `expected`.
-    async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError>;
-
-    /// Reads a member key (used to reconcile an unknown outcome).
-    async fn get_member(
-        &self,
-        id: &WorkerId,
-    ) -> Result<Option<(MemberRecord, Revision)>, BackendError>;
-
-    /// Creates the leader key if it is absent; the returned revision is the term.
-    async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError>;
-
-    /// Renews the leader key if its current revision is `expected`.
-    async fn update_leader(
-        &self,
-        record: &LeaderRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError>;
-
-    /// Deletes the leader key if its current revision is `expected`.
-    async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError>;
-
-    /// Writes (stages) a per-worker assignment record at
-    /// `w.<record.term>.<record.worker>`, unconditionally.
-    async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError>;
-
-    /// Writes the commit record if its current revision is `expected` (`None`:
-    /// only if absent).
-    async fn commit_meta(
-        &self,
-        meta: &AssignmentMeta,
-        expected: Option<Revision>,
-    ) -> Result<Revision, BackendError>;
-
-    /// Reads the commit record and the records it names.
-    async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError>;
-
-    /// Removes per-worker records staged under terms other than `keep_term`
-    /// (housekeeping after a takeover; failures are harmless).
-    async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError>;
+    /// Performs one store operation. A write whose outcome is unknown
+    /// (timeout) must fail with [`BackendError::Timeout`].
+    async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError>;
 
     /// Watches the members bucket, the leader key, the commit record and the
     /// per-worker records of `worker`: first the current value of every key, then
@@ -210,71 +164,220 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         (**self).is_connected()
     }
 
+    async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        (**self).perform(op).await
+    }
+
+    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+        (**self).watch(worker).await
+    }
+}
+
+/// One primitive operation on the group's store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Create the member key if it is absent (or deleted/expired):
+    /// [`BackendError::AlreadyExists`] when another value is there.
+    CreateMember {
+        /// The ID.
+        id: WorkerId,
+        /// The record.
+        record: MemberRecord,
+    },
+    /// Write the member key if its revision is `expected`.
+    UpdateMember {
+        /// The ID.
+        id: WorkerId,
+        /// The record.
+        record: MemberRecord,
+        /// Expected current revision.
+        expected: Revision,
+    },
+    /// Delete the member key if its revision is `expected`.
+    DeleteMember {
+        /// The ID.
+        id: WorkerId,
+        /// Expected current revision.
+        expected: Revision,
+    },
+    /// Read the member key (to reconcile an unknown outcome). A value that
+    /// cannot be decoded reads as absent.
+    GetMember {
+        /// The ID.
+        id: WorkerId,
+    },
+    /// Create the leader key if it is absent; the revision is the term.
+    CreateLeader {
+        /// The record.
+        record: LeaderRecord,
+    },
+    /// Write the leader key if its revision is `expected`.
+    UpdateLeader {
+        /// The record.
+        record: LeaderRecord,
+        /// Expected current revision.
+        expected: Revision,
+    },
+    /// Delete the leader key if its revision is `expected`.
+    DeleteLeader {
+        /// Expected current revision.
+        expected: Revision,
+    },
+    /// Write every record at `w.<term>.<worker>`, unconditionally (the
+    /// backend may write them concurrently). Succeeds only if every write
+    /// did; the reply is the revision of the last one.
+    Stage {
+        /// The records.
+        records: Vec<WorkerAssignment>,
+    },
+    /// Write the commit record if its revision is `expected` (`None`: only if
+    /// absent).
+    CommitMeta {
+        /// The commit record.
+        meta: AssignmentMeta,
+        /// Expected current revision.
+        expected: Option<Revision>,
+    },
+    /// Read the commit record and the records it names (see
+    /// [`AssignmentMeta::names`]).
+    LoadAssignments,
+    /// Remove the per-worker records of every term but `keep_term`
+    /// (housekeeping after a takeover; failures are harmless).
+    RemoveStaleAssignments {
+        /// The term whose records stay.
+        keep_term: u64,
+    },
+}
+
+/// The successful result of a [`StoreOp`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreReply {
+    /// A write was applied at this revision.
+    Written(Revision),
+    /// A delete, an empty staging or a removal was applied.
+    Done,
+    /// The member key's record and revision, if present.
+    Member(Option<(MemberRecord, Revision)>),
+    /// The commit record and the records it names.
+    Loaded(AssignmentSnapshot),
+}
+
+/// Typed calls of each [`StoreOp`] on any [`Backend`], for tools and tests.
+#[async_trait]
+pub trait BackendExt: Backend {
+    /// [`StoreOp::CreateMember`].
     async fn create_member(
         &self,
         id: &WorkerId,
         record: &MemberRecord,
     ) -> Result<Revision, BackendError> {
-        (**self).create_member(id, record).await
+        let (id, record) = (id.clone(), record.clone());
+        revision(self.perform(StoreOp::CreateMember { id, record }).await?)
     }
 
+    /// [`StoreOp::UpdateMember`].
     async fn update_member(
         &self,
         id: &WorkerId,
         record: &MemberRecord,
         expected: Revision,
     ) -> Result<Revision, BackendError> {
-        (**self).update_member(id, record, expected).await
+        let (id, record) = (id.clone(), record.clone());
+        let op = StoreOp::UpdateMember {
+            id,
+            record,
+            expected,
+        };
+        revision(self.perform(op).await?)
     }
 
+    /// [`StoreOp::DeleteMember`].
     async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError> {
-        (**self).delete_member(id, expected).await
+        let id = id.clone();
+        self.perform(StoreOp::DeleteMember { id, expected })
+            .await
+            .map(drop)
     }
 
+    /// [`StoreOp::GetMember`].
     async fn get_member(
         &self,
         id: &WorkerId,
     ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
-        (**self).get_member(id).await
+        match self.perform(StoreOp::GetMember { id: id.clone() }).await? {
+            StoreReply::Member(found) => Ok(found),
+            other => Err(unexpected(&other)),
+        }
     }
 
+    /// [`StoreOp::CreateLeader`].
     async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError> {
-        (**self).create_leader(record).await
+        let record = record.clone();
+        revision(self.perform(StoreOp::CreateLeader { record }).await?)
     }
 
+    /// [`StoreOp::UpdateLeader`].
     async fn update_leader(
         &self,
         record: &LeaderRecord,
         expected: Revision,
     ) -> Result<Revision, BackendError> {
-        (**self).update_leader(record, expected).await
+        let record = record.clone();
+        revision(
+            self.perform(StoreOp::UpdateLeader { record, expected })
+                .await?,
+        )
     }
 
+    /// [`StoreOp::DeleteLeader`].
     async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError> {
-        (**self).delete_leader(expected).await
+        self.perform(StoreOp::DeleteLeader { expected })
+            .await
+            .map(drop)
     }
 
+    /// [`StoreOp::Stage`] of one record.
     async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError> {
-        (**self).put_assignment(record).await
+        let records = vec![record.clone()];
+        revision(self.perform(StoreOp::Stage { records }).await?)
     }
 
+    /// [`StoreOp::CommitMeta`].
     async fn commit_meta(
         &self,
         meta: &AssignmentMeta,
         expected: Option<Revision>,
     ) -> Result<Revision, BackendError> {
-        (**self).commit_meta(meta, expected).await
+        let meta = meta.clone();
+        revision(self.perform(StoreOp::CommitMeta { meta, expected }).await?)
     }
 
+    /// [`StoreOp::LoadAssignments`].
     async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError> {
-        (**self).load_assignments().await
+        match self.perform(StoreOp::LoadAssignments).await? {
+            StoreReply::Loaded(snapshot) => Ok(snapshot),
+            other => Err(unexpected(&other)),
+        }
     }
 
+    /// [`StoreOp::RemoveStaleAssignments`].
     async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError> {
-        (**self).remove_stale_assignments(keep_term).await
+        self.perform(StoreOp::RemoveStaleAssignments { keep_term })
+            .await
+            .map(drop)
     }
+}
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
-        (**self).watch(worker).await
+impl<B: Backend + ?Sized> BackendExt for B {}
+
+/// The revision of a write's reply.
+fn revision(reply: StoreReply) -> Result<Revision, BackendError> {
+    match reply {
+        StoreReply::Written(revision) => Ok(revision),
+        other => Err(unexpected(&other)),
     }
+}
+
+fn unexpected(reply: &StoreReply) -> BackendError {
+    BackendError::Other(format!("unexpected reply from the backend: {reply:?}"))
 }

@@ -19,7 +19,8 @@
 //! - housekeeping ([`Command::CleanupAssignments`]) has no outcome.
 //!
 //! ```
-//! use parti_core::exec::{Execution, Plan, StoreReply};
+//! use parti_core::backend::StoreReply;
+//! use parti_core::exec::Plan;
 //! use parti_core::{Command, OpId, Outcome};
 //!
 //! let command = Command::Resign { op: OpId(3), expected: 17 };
@@ -31,95 +32,10 @@
 //! assert_eq!(execution.finish(), Some((OpId(3), Outcome::Written(0))));
 //! ```
 
-use crate::backend::{AssignmentSnapshot, BackendError};
+use crate::backend::{BackendError, StoreOp, StoreReply};
 use crate::command::{Command, Notification};
 use crate::event::{OpId, Outcome};
 use crate::ids::WorkerId;
-use crate::records::{AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment};
-
-/// One primitive operation on the group's store, as the
-/// [`Backend`](crate::backend::Backend) trait offers them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreOp {
-    /// Create the member key if it is absent.
-    CreateMember {
-        /// The ID.
-        id: WorkerId,
-        /// The record.
-        record: MemberRecord,
-    },
-    /// Write the member key if its revision is `expected`.
-    UpdateMember {
-        /// The ID.
-        id: WorkerId,
-        /// The record.
-        record: MemberRecord,
-        /// Expected current revision.
-        expected: Revision,
-    },
-    /// Delete the member key if its revision is `expected`.
-    DeleteMember {
-        /// The ID.
-        id: WorkerId,
-        /// Expected current revision.
-        expected: Revision,
-    },
-    /// Read the member key.
-    GetMember {
-        /// The ID.
-        id: WorkerId,
-    },
-    /// Create the leader key if it is absent.
-    CreateLeader {
-        /// The record.
-        record: LeaderRecord,
-    },
-    /// Write the leader key if its revision is `expected`.
-    UpdateLeader {
-        /// The record.
-        record: LeaderRecord,
-        /// Expected current revision.
-        expected: Revision,
-    },
-    /// Delete the leader key if its revision is `expected`.
-    DeleteLeader {
-        /// Expected current revision.
-        expected: Revision,
-    },
-    /// Write every record at `w.<term>.<worker>`, unconditionally (the
-    /// executor may write them concurrently). Succeeds only if every write did.
-    Stage {
-        /// The records.
-        records: Vec<WorkerAssignment>,
-    },
-    /// Write the commit record if its revision is `expected` (`None`: create).
-    CommitMeta {
-        /// The commit record.
-        meta: AssignmentMeta,
-        /// Expected current revision.
-        expected: Option<Revision>,
-    },
-    /// Read the commit record and the records it names.
-    LoadAssignments,
-    /// Remove the per-worker records of every term but `keep_term`.
-    RemoveStaleAssignments {
-        /// The term whose records stay.
-        keep_term: u64,
-    },
-}
-
-/// The successful result of a [`StoreOp`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreReply {
-    /// A write was applied at this revision.
-    Written(Revision),
-    /// A delete, a staging or a removal was applied.
-    Done,
-    /// The member key's record and revision, if present.
-    Member(Option<(MemberRecord, Revision)>),
-    /// The commit record and the records it names.
-    Loaded(AssignmentSnapshot),
-}
 
 /// What an executor does with a command.
 #[derive(Debug)]
@@ -307,7 +223,7 @@ pub fn outcome_of_error(error: &BackendError) -> Outcome {
 mod tests {
     use super::*;
     use crate::InstanceId;
-    use crate::records::Lifecycle;
+    use crate::records::{AssignmentMeta, Lifecycle, MemberRecord, WorkerAssignment};
     use std::collections::BTreeMap;
 
     fn meta() -> AssignmentMeta {

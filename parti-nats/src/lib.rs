@@ -18,7 +18,7 @@
 //!   [`BackendError::Unavailable`].
 //! - Values that cannot be decoded are skipped with a warning and counted
 //!   ([`NatsBackend::skipped_values`]).
-//! - Reads (`get_member`, `load_assignments`, the tombstone check of a create)
+//! - Reads (`GetMember`, `LoadAssignments`, the tombstone check of a create)
 //!   use JetStream direct gets, which any replica of an R3 bucket may answer, so
 //!   they can lag behind the latest write by a moment. Nothing relies on them for
 //!   safety: every guarded write is a compare-and-set that the stream leader
@@ -42,30 +42,22 @@ mod buckets;
 mod codec;
 mod consumer;
 mod errors;
+mod ops;
 mod watch;
 
 use crate::buckets::BucketSpec;
-use crate::codec::{Decoder, Source, decode_assignment};
+use crate::codec::{Decoder, Source};
 use crate::consumer::ResumableConsumer;
-use crate::errors::classify;
 use crate::watch::{MergedWatch, SubWatch};
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv::{self};
 use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::{self, ContextBuilder};
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::TryStreamExt;
 use parti_core::Config;
-use parti_core::backend::{AssignmentSnapshot, Backend, BackendError, WatchStream};
+use parti_core::backend::{Backend, BackendError, StoreOp, StoreReply, WatchStream};
 use parti_core::config::Storage;
 use parti_core::ids::WorkerId;
-use parti_core::layout::{
-    BucketNames, LEADER_KEY, META_KEY, parse_worker_assignment_key, worker_assignment_key,
-};
-use parti_core::records::{
-    AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode, encode,
-};
-use std::collections::BTreeSet;
+use parti_core::layout::{BucketNames, LEADER_KEY, META_KEY};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -76,10 +68,6 @@ pub use crate::buckets::MIN_MAX_AGE;
 /// Default lifetime of the marker the server writes when a key expires: a
 /// watcher that reconnects within it still sees the removal.
 pub const DEFAULT_LIMIT_MARKER_TTL: Duration = Duration::from_secs(30);
-
-/// How many times a create retries when the tombstone it wants to replace
-/// changes under it.
-const CREATE_ATTEMPTS: usize = 3;
 
 /// The opened buckets.
 #[derive(Clone, Debug)]
@@ -219,57 +207,6 @@ impl NatsBackend {
     }
 }
 
-/// What the op is about, for error messages.
-fn what(op: &str, store: &kv::Store, key: &str) -> String {
-    format!("{op} {}/{key}", store.name)
-}
-
-/// Compare-and-set write: succeeds only if the key's last revision is
-/// `expected` (0: the key has no entry at all).
-async fn cas(
-    store: &kv::Store,
-    key: &str,
-    value: Bytes,
-    expected: Revision,
-) -> Result<Revision, BackendError> {
-    store
-        .update(key, value, expected)
-        .await
-        .map_err(|e| classify(&what("updating", store, key), &e))
-}
-
-/// Create-if-absent: on a key with no entry, or whose last entry is a delete,
-/// purge or expiry tombstone (replaced with a CAS on the tombstone's revision).
-async fn create(store: &kv::Store, key: &str, value: Bytes) -> Result<Revision, BackendError> {
-    let mut expected = 0;
-    for _ in 0..CREATE_ATTEMPTS {
-        match cas(store, key, value.clone(), expected).await {
-            Err(BackendError::Conflict) => {}
-            other => return other,
-        }
-        let entry = store
-            .entry(key)
-            .await
-            .map_err(|e| classify(&what("reading", store, key), &e))?;
-        expected = match entry {
-            // The tombstone was removed meanwhile (marker expiry): no entry left.
-            None => 0,
-            Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => e.revision,
-            Some(_) => return Err(BackendError::AlreadyExists),
-        };
-    }
-    // The key kept changing under us; someone else is writing it.
-    Err(BackendError::AlreadyExists)
-}
-
-/// Delete marker, only if the key's last revision is `expected`.
-async fn delete(store: &kv::Store, key: &str, expected: Revision) -> Result<(), BackendError> {
-    store
-        .delete_expect_revision(key, Some(expected))
-        .await
-        .map_err(|e| classify(&what("deleting", store, key), &e))
-}
-
 #[async_trait]
 impl Backend for NatsBackend {
     fn is_connected(&self) -> Option<bool> {
@@ -283,185 +220,38 @@ impl Backend for NatsBackend {
         self.stores().await.map(|_| ())
     }
 
-    async fn create_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-    ) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        create(&stores.members, id.as_str(), encode(record).into()).await
-    }
-
-    async fn update_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        cas(
-            &stores.members,
-            id.as_str(),
-            encode(record).into(),
-            expected,
-        )
-        .await
-    }
-
-    async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError> {
-        let stores = self.stores().await?;
-        delete(&stores.members, id.as_str(), expected).await
-    }
-
-    /// A tombstone reads as `None`; so does an undecodable value (counted and
-    /// logged): the key then holds nothing this process wrote.
-    async fn get_member(
-        &self,
-        id: &WorkerId,
-    ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
-        let stores = self.stores().await?;
-        let store = &stores.members;
-        let entry = store
-            .entry(id.as_str())
-            .await
-            .map_err(|e| classify(&what("reading", store, id.as_str()), &e))?;
-        match entry {
-            Some(e) if e.operation == Operation::Put => match decode::<MemberRecord>(&e.value) {
-                Ok(record) => Ok(Some((record, e.revision))),
-                Err(err) => {
-                    self.note_skipped(&store.name, id.as_str(), &err);
-                    Ok(None)
-                }
-            },
-            _ => Ok(None),
-        }
-    }
-
-    async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        create(&stores.leader, LEADER_KEY, encode(record).into()).await
-    }
-
-    async fn update_leader(
-        &self,
-        record: &LeaderRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        cas(&stores.leader, LEADER_KEY, encode(record).into(), expected).await
-    }
-
-    async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError> {
-        let stores = self.stores().await?;
-        delete(&stores.leader, LEADER_KEY, expected).await
-    }
-
-    async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        let store = &stores.assignments;
-        let key = worker_assignment_key(record.term, &record.worker);
-        store
-            .put(&key, encode(record).into())
-            .await
-            .map_err(|e| classify(&what("writing", store, &key), &e))
-    }
-
-    /// `expected == None` is a create: [`BackendError::AlreadyExists`] if a meta
-    /// record is there.
-    async fn commit_meta(
-        &self,
-        meta: &AssignmentMeta,
-        expected: Option<Revision>,
-    ) -> Result<Revision, BackendError> {
-        let stores = self.stores().await?;
-        let value: Bytes = encode(meta).into();
-        match expected {
-            None => create(&stores.assignments, META_KEY, value).await,
-            Some(rev) => cas(&stores.assignments, META_KEY, value, rev).await,
-        }
-    }
-
-    /// Records that are missing, undecodable, or of another version than the
-    /// meta names are left out (with a warning). An undecodable `meta` is an
-    /// error: treating it as absent would let a new leader start from nothing
-    /// over a record it cannot read (e.g. a newer wire version).
-    async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError> {
-        let stores = self.stores().await?;
-        let store = &stores.assignments;
-        let entry = store
-            .entry(META_KEY)
-            .await
-            .map_err(|e| classify(&what("reading", store, META_KEY), &e))?;
-        let (meta, meta_rev) = match entry {
-            Some(e) if e.operation == Operation::Put => match decode::<AssignmentMeta>(&e.value) {
-                Ok(meta) => (meta, e.revision),
-                Err(err) => {
-                    self.note_skipped(&store.name, META_KEY, &err);
-                    return Err(BackendError::Other(format!(
-                        "assignment meta record in {} at revision {} cannot be decoded: {err}",
-                        store.name, e.revision
-                    )));
-                }
-            },
-            _ => return Ok(AssignmentSnapshot::default()),
-        };
-        let mut records = Vec::with_capacity(meta.records.len());
-        for (worker, version) in &meta.records {
-            let key = worker_assignment_key(meta.term, worker);
-            let entry = store
-                .entry(key.as_str())
+    async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        use StoreReply::{Done, Written};
+        match op {
+            StoreOp::CreateMember { id, record } => {
+                self.member_create(&id, &record).await.map(Written)
+            }
+            StoreOp::UpdateMember {
+                id,
+                record,
+                expected,
+            } => self
+                .member_update(&id, &record, expected)
                 .await
-                .map_err(|e| classify(&what("reading", store, &key), &e))?;
-            let Some(e) = entry.filter(|e| e.operation == Operation::Put) else {
-                tracing::warn!(bucket = %store.name, key, "record named by meta is missing");
-                continue;
-            };
-            match decode_assignment(&key, &e.value) {
-                Ok(record) if record.version == *version => records.push(record),
-                Ok(record) => tracing::warn!(
-                    bucket = %store.name, key, found = record.version, expected = version,
-                    "record version differs from the one meta names; left out"
-                ),
-                Err(err) => self.note_skipped(&store.name, &key, &err),
+                .map(Written),
+            StoreOp::DeleteMember { id, expected } => {
+                self.member_delete(&id, expected).await.map(|()| Done)
+            }
+            StoreOp::GetMember { id } => self.member_get(&id).await.map(StoreReply::Member),
+            StoreOp::CreateLeader { record } => self.leader_create(&record).await.map(Written),
+            StoreOp::UpdateLeader { record, expected } => {
+                self.leader_update(&record, expected).await.map(Written)
+            }
+            StoreOp::DeleteLeader { expected } => self.leader_delete(expected).await.map(|()| Done),
+            StoreOp::Stage { records } => self.stage(&records).await,
+            StoreOp::CommitMeta { meta, expected } => {
+                self.meta_commit(&meta, expected).await.map(Written)
+            }
+            StoreOp::LoadAssignments => self.assignments_load().await.map(StoreReply::Loaded),
+            StoreOp::RemoveStaleAssignments { keep_term } => {
+                self.assignments_prune(keep_term).await.map(|()| Done)
             }
         }
-        Ok(AssignmentSnapshot {
-            meta: Some((meta, meta_rev)),
-            records,
-        })
-    }
-
-    /// Purges (removes outright, without markers) every `w.<t>.*` record with
-    /// `t != keep_term`.
-    async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError> {
-        let stores = self.stores().await?;
-        let store = &stores.assignments;
-        let op = format!("listing records of {}", store.name);
-        let info = store
-            .stream
-            .info_with_subjects(format!("{}w.>", store.prefix))
-            .await
-            .map_err(|e| classify(&op, &e))?;
-        let subjects: Vec<(String, usize)> =
-            info.try_collect().await.map_err(|e| classify(&op, &e))?;
-        let stale: BTreeSet<u64> = subjects
-            .iter()
-            .filter_map(|(subject, _)| subject.strip_prefix(store.prefix.as_str()))
-            .filter_map(parse_worker_assignment_key)
-            .map(|(term, _)| term)
-            .filter(|term| *term != keep_term)
-            .collect();
-        for term in stale {
-            let filter = format!("{}w.{term}.>", store.prefix);
-            store
-                .stream
-                .purge()
-                .filter(filter)
-                .await
-                .map_err(|e| classify(&format!("purging term {term} in {}", store.name), &e))?;
-            tracing::debug!(bucket = %store.name, term, "purged stale assignment records");
-        }
-        Ok(())
     }
 
     async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {

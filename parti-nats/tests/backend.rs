@@ -8,7 +8,7 @@ mod common;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use common::*;
-use parti_core::backend::{Backend, BackendError};
+use parti_core::backend::{Backend, BackendError, BackendExt};
 use parti_core::config::Storage;
 use parti_core::ids::{InstanceId, WorkerId};
 use parti_core::layout::worker_assignment_key;

@@ -9,7 +9,7 @@ mod common;
 
 use common::retry::{answered, renew_until_ok};
 use common::*;
-use parti_core::backend::{Backend, BackendError, Change, WatchEvent};
+use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent};
 use parti_nats::NatsBackend;
 use parti_testkit::nats_server::{NatsCluster, require_nats_server};
 use std::time::Duration;

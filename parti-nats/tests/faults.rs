@@ -9,7 +9,7 @@ mod common;
 
 use common::retry::answered;
 use common::*;
-use parti_core::backend::{Backend, BackendError, Change, WatchEvent, WatchStream};
+use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent, WatchStream};
 use parti_core::records::Revision;
 use parti_nats::NatsBackend;
 use parti_testkit::fault_proxy::FaultProxy;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use parti_core::backend::{Backend, Change, WatchEvent};
+use parti_core::backend::{Backend, BackendExt, Change, WatchEvent};
 use parti_core::ids::InstanceId;
 use parti_core::layout::worker_assignment_key;
 use parti_core::records::{AssignmentMeta, LeaderRecord, Lifecycle, WorkerAssignment};

@@ -28,9 +28,8 @@ use crate::sim::{Key, SimStore, Value, watch_event, watched};
 use async_trait::async_trait;
 use parti_core::Config;
 use parti_core::WorkerId;
-use parti_core::backend::{AssignmentSnapshot, Backend, BackendError, WatchEvent, WatchStream};
-use parti_core::exec::{StoreOp, StoreReply};
-use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment};
+use parti_core::backend::{Backend, BackendError, StoreOp, StoreReply, WatchEvent, WatchStream};
+use parti_core::records::{LeaderRecord, MemberRecord, Revision};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -48,7 +47,7 @@ pub const DEFAULT_WATCH_CAPACITY: usize = 100_000;
 /// clones share the store and the connection switch.
 ///
 /// ```
-/// use parti_core::backend::{Backend, BackendError};
+/// use parti_core::backend::{BackendError, BackendExt};
 /// use parti_core::records::MemberRecord;
 /// use parti_core::{Config, InstanceId, WorkerId};
 /// use parti_testkit::MemoryBackend;
@@ -210,24 +209,6 @@ impl MemoryBackend {
         self.shared.ensure_sweeper();
         Ok(())
     }
-
-    /// Performs one store operation through this handle.
-    fn apply(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
-        self.begin()?;
-        self.shared.locked(|store, now| store.apply(op, now.write))
-    }
-}
-
-/// The revision of a write's reply.
-fn revision(reply: StoreReply) -> Result<Revision, BackendError> {
-    match reply {
-        StoreReply::Written(revision) => Ok(revision),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn unexpected(reply: &StoreReply) -> BackendError {
-    BackendError::Other(format!("memory backend: unexpected reply {reply:?}"))
 }
 
 impl fmt::Debug for MemoryBackend {
@@ -388,102 +369,11 @@ impl Backend for MemoryBackend {
         self.begin()
     }
 
-    async fn create_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-    ) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::CreateMember {
-            id: id.clone(),
-            record: record.clone(),
-        })
-        .and_then(revision)
-    }
-
-    async fn update_member(
-        &self,
-        id: &WorkerId,
-        record: &MemberRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::UpdateMember {
-            id: id.clone(),
-            record: record.clone(),
-            expected,
-        })
-        .and_then(revision)
-    }
-
-    async fn delete_member(&self, id: &WorkerId, expected: Revision) -> Result<(), BackendError> {
-        self.apply(StoreOp::DeleteMember {
-            id: id.clone(),
-            expected,
-        })
-        .map(drop)
-    }
-
-    async fn get_member(
-        &self,
-        id: &WorkerId,
-    ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
-        match self.apply(StoreOp::GetMember { id: id.clone() })? {
-            StoreReply::Member(found) => Ok(found),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    async fn create_leader(&self, record: &LeaderRecord) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::CreateLeader {
-            record: record.clone(),
-        })
-        .and_then(revision)
-    }
-
-    async fn update_leader(
-        &self,
-        record: &LeaderRecord,
-        expected: Revision,
-    ) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::UpdateLeader {
-            record: record.clone(),
-            expected,
-        })
-        .and_then(revision)
-    }
-
-    async fn delete_leader(&self, expected: Revision) -> Result<(), BackendError> {
-        self.apply(StoreOp::DeleteLeader { expected }).map(drop)
-    }
-
-    async fn put_assignment(&self, record: &WorkerAssignment) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::Stage {
-            records: vec![record.clone()],
-        })
-        .and_then(revision)
-    }
-
-    async fn commit_meta(
-        &self,
-        meta: &AssignmentMeta,
-        expected: Option<Revision>,
-    ) -> Result<Revision, BackendError> {
-        self.apply(StoreOp::CommitMeta {
-            meta: meta.clone(),
-            expected,
-        })
-        .and_then(revision)
-    }
-
-    async fn load_assignments(&self) -> Result<AssignmentSnapshot, BackendError> {
-        match self.apply(StoreOp::LoadAssignments)? {
-            StoreReply::Loaded(snapshot) => Ok(snapshot),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    async fn remove_stale_assignments(&self, keep_term: u64) -> Result<(), BackendError> {
-        self.apply(StoreOp::RemoveStaleAssignments { keep_term })
-            .map(drop)
+    async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        self.begin()?;
+        Ok(self
+            .shared
+            .locked(|store, now| store.apply(op, now.write))?)
     }
 
     async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {

@@ -5,7 +5,7 @@
 // Test code: unwrap, expect and panic are how it asserts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use parti_core::backend::{Backend, BackendError, Change, WatchEvent, WatchStream};
+use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent, WatchStream};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, Lifecycle, MemberRecord, MemberStatus, WIRE_VERSION,
     WorkerAssignment,

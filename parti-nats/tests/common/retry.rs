@@ -2,7 +2,7 @@
 //! way the driver must: after a `Timeout` (or a `Conflict` caused by our own
 //! timed-out write landing late) read the key back.
 
-use parti_core::backend::{Backend, BackendError};
+use parti_core::backend::{BackendError, BackendExt};
 use parti_core::ids::WorkerId;
 use parti_core::records::{MemberRecord, Revision};
 use parti_nats::NatsBackend;

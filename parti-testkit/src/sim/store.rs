@@ -4,8 +4,9 @@
 //! of each key, and a log of changes that the simulator fans out to watchers.
 
 use parti_core::WorkerId;
-use parti_core::backend::{AssignmentSnapshot, BackendError, Change, WatchEvent};
-use parti_core::exec::{StoreOp, StoreReply};
+use parti_core::backend::{
+    AssignmentSnapshot, BackendError, Change, StoreOp, StoreReply, WatchEvent,
+};
 use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, WorkerAssignment};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -231,9 +232,9 @@ impl SimStore {
 }
 
 impl SimStore {
-    /// Performs one store operation of the protocol at time `now` (the one
-    /// translation of [`parti_core::exec`] hands them out). Used by the
-    /// simulator and by the in-memory backend alike.
+    /// Performs one store operation of the protocol at time `now`. The
+    /// simulator and the in-memory backend both execute commands through
+    /// this, after [`parti_core::exec`] translated them.
     pub fn apply(&mut self, op: StoreOp, now: u64) -> Result<StoreReply, BackendError> {
         let written = |r: Result<u64, WriteError>| r.map(StoreReply::Written).map_err(Into::into);
         let deleted = |r: Result<(), WriteError>| r.map(|()| StoreReply::Done).map_err(Into::into);

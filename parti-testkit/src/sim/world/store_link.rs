@@ -10,8 +10,8 @@ use super::process::Ev;
 use super::process::Proc;
 use crate::sim::faults::FaultKind;
 use crate::sim::store::{Key, StoreChange, watch_event, watched};
-use parti_core::backend::{BackendError, WatchEvent};
-use parti_core::exec::{self, Plan, StoreOp, StoreReply};
+use parti_core::backend::{BackendError, StoreOp, StoreReply, WatchEvent};
+use parti_core::exec::{self, Plan};
 use parti_core::{Command, Event, OpId, Outcome};
 
 impl Simulator {

@@ -1,0 +1,286 @@
+//! The store operations on the group's buckets: create-if-absent over
+//! tombstones, compare-and-set writes and deletes, the concurrent staging of
+//! per-worker records, and the reads the protocol needs.
+
+use crate::NatsBackend;
+use crate::codec::decode_assignment;
+use crate::errors::classify;
+use async_nats::jetstream::kv::{self, Operation};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use parti_core::backend::{AssignmentSnapshot, BackendError, StoreReply};
+use parti_core::ids::WorkerId;
+use parti_core::layout::{
+    LEADER_KEY, META_KEY, parse_worker_assignment_key, worker_assignment_key,
+};
+use parti_core::records::{
+    AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode, encode,
+};
+use std::collections::BTreeSet;
+
+/// How many per-worker records are staged concurrently.
+const STAGING_CONCURRENCY: usize = 32;
+
+/// How many times a create retries when the tombstone it wants to replace
+/// changes under it.
+const CREATE_ATTEMPTS: usize = 3;
+
+impl NatsBackend {
+    pub(crate) async fn member_create(
+        &self,
+        id: &WorkerId,
+        record: &MemberRecord,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        create(&stores.members, id.as_str(), encode(record).into()).await
+    }
+
+    pub(crate) async fn member_update(
+        &self,
+        id: &WorkerId,
+        record: &MemberRecord,
+        expected: Revision,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        cas(
+            &stores.members,
+            id.as_str(),
+            encode(record).into(),
+            expected,
+        )
+        .await
+    }
+
+    pub(crate) async fn member_delete(
+        &self,
+        id: &WorkerId,
+        expected: Revision,
+    ) -> Result<(), BackendError> {
+        let stores = self.stores().await?;
+        delete(&stores.members, id.as_str(), expected).await
+    }
+
+    /// A tombstone reads as `None`; so does an undecodable value (counted and
+    /// logged): the key then holds nothing this process wrote.
+    pub(crate) async fn member_get(
+        &self,
+        id: &WorkerId,
+    ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
+        let stores = self.stores().await?;
+        let store = &stores.members;
+        let entry = store
+            .entry(id.as_str())
+            .await
+            .map_err(|e| classify(&what("reading", store, id.as_str()), &e))?;
+        match entry {
+            Some(e) if e.operation == Operation::Put => match decode::<MemberRecord>(&e.value) {
+                Ok(record) => Ok(Some((record, e.revision))),
+                Err(err) => {
+                    self.note_skipped(&store.name, id.as_str(), &err);
+                    Ok(None)
+                }
+            },
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) async fn leader_create(
+        &self,
+        record: &LeaderRecord,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        create(&stores.leader, LEADER_KEY, encode(record).into()).await
+    }
+
+    pub(crate) async fn leader_update(
+        &self,
+        record: &LeaderRecord,
+        expected: Revision,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        cas(&stores.leader, LEADER_KEY, encode(record).into(), expected).await
+    }
+
+    pub(crate) async fn leader_delete(&self, expected: Revision) -> Result<(), BackendError> {
+        let stores = self.stores().await?;
+        delete(&stores.leader, LEADER_KEY, expected).await
+    }
+
+    pub(crate) async fn assignment_put(
+        &self,
+        record: &WorkerAssignment,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        let store = &stores.assignments;
+        let key = worker_assignment_key(record.term, &record.worker);
+        store
+            .put(&key, encode(record).into())
+            .await
+            .map_err(|e| classify(&what("writing", store, &key), &e))
+    }
+
+    /// `expected == None` is a create: [`BackendError::AlreadyExists`] if a meta
+    /// record is there.
+    pub(crate) async fn meta_commit(
+        &self,
+        meta: &AssignmentMeta,
+        expected: Option<Revision>,
+    ) -> Result<Revision, BackendError> {
+        let stores = self.stores().await?;
+        let value: Bytes = encode(meta).into();
+        match expected {
+            None => create(&stores.assignments, META_KEY, value).await,
+            Some(rev) => cas(&stores.assignments, META_KEY, value, rev).await,
+        }
+    }
+
+    /// Records that are missing, undecodable, or of another version than the
+    /// meta names are left out (with a warning). An undecodable `meta` is an
+    /// error: treating it as absent would let a new leader start from nothing
+    /// over a record it cannot read (e.g. a newer wire version).
+    pub(crate) async fn assignments_load(&self) -> Result<AssignmentSnapshot, BackendError> {
+        let stores = self.stores().await?;
+        let store = &stores.assignments;
+        let entry = store
+            .entry(META_KEY)
+            .await
+            .map_err(|e| classify(&what("reading", store, META_KEY), &e))?;
+        let (meta, meta_rev) = match entry {
+            Some(e) if e.operation == Operation::Put => match decode::<AssignmentMeta>(&e.value) {
+                Ok(meta) => (meta, e.revision),
+                Err(err) => {
+                    self.note_skipped(&store.name, META_KEY, &err);
+                    return Err(BackendError::Other(format!(
+                        "assignment meta record in {} at revision {} cannot be decoded: {err}",
+                        store.name, e.revision
+                    )));
+                }
+            },
+            _ => return Ok(AssignmentSnapshot::default()),
+        };
+        let mut records = Vec::with_capacity(meta.records.len());
+        for (worker, version) in &meta.records {
+            let key = worker_assignment_key(meta.term, worker);
+            let entry = store
+                .entry(key.as_str())
+                .await
+                .map_err(|e| classify(&what("reading", store, &key), &e))?;
+            let Some(e) = entry.filter(|e| e.operation == Operation::Put) else {
+                tracing::warn!(bucket = %store.name, key, "record named by meta is missing");
+                continue;
+            };
+            match decode_assignment(&key, &e.value) {
+                Ok(record) if record.version == *version => records.push(record),
+                Ok(record) => tracing::warn!(
+                    bucket = %store.name, key, found = record.version, expected = version,
+                    "record version differs from the one meta names; left out"
+                ),
+                Err(err) => self.note_skipped(&store.name, &key, &err),
+            }
+        }
+        Ok(AssignmentSnapshot {
+            meta: Some((meta, meta_rev)),
+            records,
+        })
+    }
+
+    /// Purges (removes outright, without markers) every `w.<t>.*` record with
+    /// `t != keep_term`.
+    pub(crate) async fn assignments_prune(&self, keep_term: u64) -> Result<(), BackendError> {
+        let stores = self.stores().await?;
+        let store = &stores.assignments;
+        let op = format!("listing records of {}", store.name);
+        let info = store
+            .stream
+            .info_with_subjects(format!("{}w.>", store.prefix))
+            .await
+            .map_err(|e| classify(&op, &e))?;
+        let subjects: Vec<(String, usize)> =
+            info.try_collect().await.map_err(|e| classify(&op, &e))?;
+        let stale: BTreeSet<u64> = subjects
+            .iter()
+            .filter_map(|(subject, _)| subject.strip_prefix(store.prefix.as_str()))
+            .filter_map(parse_worker_assignment_key)
+            .map(|(term, _)| term)
+            .filter(|term| *term != keep_term)
+            .collect();
+        for term in stale {
+            let filter = format!("{}w.{term}.>", store.prefix);
+            store
+                .stream
+                .purge()
+                .filter(filter)
+                .await
+                .map_err(|e| classify(&format!("purging term {term} in {}", store.name), &e))?;
+            tracing::debug!(bucket = %store.name, term, "purged stale assignment records");
+        }
+        Ok(())
+    }
+
+    /// Writes every record (a few at a time); fails with the first failure.
+    pub(crate) async fn stage(
+        &self,
+        records: &[WorkerAssignment],
+    ) -> Result<StoreReply, BackendError> {
+        let mut last = None;
+        for chunk in records.chunks(STAGING_CONCURRENCY) {
+            let staged =
+                futures_util::future::join_all(chunk.iter().map(|r| self.assignment_put(r))).await;
+            for result in staged {
+                last = Some(result?);
+            }
+        }
+        Ok(last.map_or(StoreReply::Done, StoreReply::Written))
+    }
+}
+
+/// What the op is about, for error messages.
+fn what(op: &str, store: &kv::Store, key: &str) -> String {
+    format!("{op} {}/{key}", store.name)
+}
+
+/// Compare-and-set write: succeeds only if the key's last revision is
+/// `expected` (0: the key has no entry at all).
+async fn cas(
+    store: &kv::Store,
+    key: &str,
+    value: Bytes,
+    expected: Revision,
+) -> Result<Revision, BackendError> {
+    store
+        .update(key, value, expected)
+        .await
+        .map_err(|e| classify(&what("updating", store, key), &e))
+}
+
+/// Create-if-absent: on a key with no entry, or whose last entry is a delete,
+/// purge or expiry tombstone (replaced with a CAS on the tombstone's revision).
+async fn create(store: &kv::Store, key: &str, value: Bytes) -> Result<Revision, BackendError> {
+    let mut expected = 0;
+    for _ in 0..CREATE_ATTEMPTS {
+        match cas(store, key, value.clone(), expected).await {
+            Err(BackendError::Conflict) => {}
+            other => return other,
+        }
+        let entry = store
+            .entry(key)
+            .await
+            .map_err(|e| classify(&what("reading", store, key), &e))?;
+        expected = match entry {
+            // The tombstone was removed meanwhile (marker expiry): no entry left.
+            None => 0,
+            Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => e.revision,
+            Some(_) => return Err(BackendError::AlreadyExists),
+        };
+    }
+    // The key kept changing under us; someone else is writing it.
+    Err(BackendError::AlreadyExists)
+}
+
+/// Delete marker, only if the key's last revision is `expected`.
+async fn delete(store: &kv::Store, key: &str, expected: Revision) -> Result<(), BackendError> {
+    store
+        .delete_expect_revision(key, Some(expected))
+        .await
+        .map_err(|e| classify(&what("deleting", store, key), &e))
+}
