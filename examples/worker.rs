@@ -16,6 +16,11 @@
 //!
 //! `ts_us` is Unix time in microseconds. SIGTERM or SIGINT stops the worker
 //! gracefully (`stop()`; with `--leave-on-signal`, `leave()`).
+//!
+//! The worker exits non-zero when the manager ends on a fatal error: e.g. its
+//! stdout is closed, so a hook's `println!` panics — the manager reports
+//! `Error::HookPanicked`, gives its partitions up and goes to `Shutdown`, and
+//! the process exits with the error instead of lingering as a zombie.
 
 use parti::nats::async_nats;
 use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, async_trait};
@@ -139,21 +144,33 @@ async fn run(args: Args) -> Result<(), String> {
     if let Ok(mut n) = name.lock() {
         n.clone_from(&id);
     }
-    println!(
-        "{}",
-        json!({"event": "started", "worker": id, "leader": manager.is_leader(), "ts_us": ts_us() as u64})
+    let started = emit(
+        &json!({"event": "started", "worker": id, "leader": manager.is_leader(), "ts_us": ts_us() as u64}),
     );
-    wait_for_signal().await;
+    if started.is_ok() {
+        // Until a signal, or until the manager ends by itself (a fatal error).
+        let mut state = manager.subscribe_state();
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = state.wait_for(|s| *s == State::Shutdown) => {}
+        }
+    }
     let result = if args.leave {
         manager.leave().await
     } else {
         manager.stop().await
     };
-    println!(
-        "{}",
-        json!({"event": "stopped", "worker": id, "ts_us": ts_us() as u64})
-    );
-    result.map_err(|e| e.to_string())
+    let _ = emit(&json!({"event": "stopped", "worker": id, "ts_us": ts_us() as u64}));
+    result.map_err(|e| e.to_string())?;
+    started.map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+/// Writes one line to stdout without panicking (stdout may be closed).
+fn emit(line: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
 }
 
 async fn wait_for_signal() {

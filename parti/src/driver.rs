@@ -2,6 +2,25 @@
 //! executes its commands on the backend, feeds results, watch items and timer
 //! expiries back, and turns notifications into hooks, channels, metrics and
 //! tracing.
+//!
+//! Application code never runs on the driver task: every hook call and every
+//! partition listing runs on a task of its own, so renewals, watches and timers
+//! never wait on it. Two lanes keep the calls in order:
+//!
+//! - the *assignment lane* runs `on_assignment_changed`, one call at a time,
+//!   each bounded by `hook_budget`. While it is busy, a renewal that would
+//!   change the member record (the acknowledgement that confirms a release)
+//!   is *held*: the store gets heartbeat-only writes of the last record sent
+//!   instead, and the held renewal is written (and its result reported to the
+//!   core worker) only once the lane is idle. A call that overruns its budget
+//!   is fatal and nothing more is written: the lease runs out;
+//! - the *slow lane* runs `on_state_changed` and `on_error`, in order, and
+//!   may be slow.
+//!
+//! A panic in any of them is caught and is fatal: the error is handed to
+//! `on_error` on the assignment lane (awaited within the budget, so the
+//! application learns it lost everything before the release is confirmed),
+//! then the worker stops gracefully (partitions and ID given up).
 
 use crate::Error;
 use crate::hooks::Hooks;
@@ -11,9 +30,13 @@ use crate::source::{PartitionSource, SourceError};
 use crate::view::Assignment;
 use parti_core::backend::Backend;
 use parti_core::exec::{self, Plan};
+use parti_core::records::{MemberRecord, OwnedPartition, Revision};
 use parti_core::{
-    Command, Event, Instant as CoreInstant, Notification, State, StopMode, Worker, WorkerId,
+    Command, Event, Instant as CoreInstant, Notification, OpId, Outcome, Partition, State,
+    StopMode, Worker, WorkerId,
 };
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,10 +75,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn take_fatal(&self) -> Option<Error> {
+    pub(crate) fn fatal(&self) -> Option<Error> {
         match self.fatal.lock() {
-            Ok(mut f) => f.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+            Ok(f) => f.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 }
@@ -79,6 +102,61 @@ enum HookCall {
     Error(Error),
 }
 
+/// Results of work the driver handed to other tasks.
+enum Internal {
+    /// A heartbeat-only write made for a held renewal finished.
+    Heartbeat(Outcome),
+    /// The partition source answered the core's `ListPartitions`.
+    Listed {
+        op: OpId,
+        answer: Result<Vec<Partition>, SourceError>,
+    },
+    /// The partition source answered a refresh.
+    Refreshed {
+        answer: Result<Vec<Partition>, SourceError>,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
+    },
+    /// Application code panicked (a slow hook or the partition source).
+    Panicked { hook: &'static str, message: String },
+}
+
+/// A call waiting on the assignment lane.
+enum LaneCall {
+    Assignment {
+        added: Vec<OwnedPartition>,
+        removed: Vec<OwnedPartition>,
+        version: u64,
+    },
+    /// `on_error` with the fatal error, before the worker gives up.
+    Fatal(Error),
+}
+
+/// The call running on the assignment lane.
+struct LaneTask {
+    hook: &'static str,
+    handle: JoinHandle<()>,
+    deadline: Instant,
+    /// Whether it is the fatal `on_error` call.
+    fatal: bool,
+}
+
+/// A renewal held back while the assignment lane is busy.
+struct Held {
+    op: OpId,
+    id: WorkerId,
+    record: MemberRecord,
+    expected: Revision,
+}
+
+/// How a fatal application failure ends the worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The failing code is no longer running: report, then stop gracefully.
+    Stop,
+    /// It may still be running: confirm nothing, write nothing, end now.
+    Abandon,
+}
+
 /// Everything the driver task needs.
 pub(crate) struct Driver {
     pub(crate) worker: Worker,
@@ -97,13 +175,35 @@ struct Running {
     hooks: Arc<dyn Hooks>,
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
+    internal: mpsc::UnboundedSender<Internal>,
     hook_calls: mpsc::UnboundedSender<HookCall>,
     watch_task: Option<JoinHandle<()>>,
     epoch: Instant,
     op_timeout: Duration,
+    heartbeat_interval: Duration,
     hook_budget: Duration,
     stop_waiters: Vec<oneshot::Sender<()>>,
     group: String,
+    /// Calls waiting on the assignment lane, and the one running.
+    lane: VecDeque<LaneCall>,
+    lane_task: Option<LaneTask>,
+    /// The renewal held until the lane is idle.
+    held: Option<Held>,
+    /// The member record last sent to the store (every part of it is
+    /// confirmed by the hooks): what heartbeat-only writes repeat.
+    last_sent: Option<MemberRecord>,
+    /// When a member-record write was last started.
+    last_write: Instant,
+    heartbeat_in_flight: bool,
+    /// A refresh listing is running.
+    refreshing: bool,
+    /// The typed error behind the next "partition source failed" notification.
+    source_error: Option<SourceError>,
+    /// A fatal application failure happened: no more application calls
+    /// (except the fatal `on_error`).
+    failed: bool,
+    /// End now, writing nothing more.
+    abandoned: bool,
 }
 
 impl Driver {
@@ -130,8 +230,9 @@ impl Driver {
             refresh_every,
         } = self;
         let (events, mut events_rx) = mpsc::unbounded_channel();
+        let (internal, mut internal_rx) = mpsc::unbounded_channel();
         let (hook_calls, hook_rx) = mpsc::unbounded_channel();
-        let hook_task = tokio::spawn(run_slow_hooks(hooks.clone(), hook_rx));
+        let mut hook_task = tokio::spawn(run_slow_hooks(hooks.clone(), hook_rx, internal.clone()));
         let config = worker.config().clone();
         let mut r = Running {
             worker,
@@ -140,13 +241,25 @@ impl Driver {
             hooks,
             shared,
             events,
+            internal,
             hook_calls,
             watch_task: None,
             epoch: Instant::now(),
             op_timeout: config.operation_timeout,
-            hook_budget: config.heartbeat_interval,
+            heartbeat_interval: config.heartbeat_interval,
+            hook_budget: config.effective_hook_budget(),
             stop_waiters: Vec::new(),
             group: config.group.clone(),
+            lane: VecDeque::new(),
+            lane_task: None,
+            held: None,
+            last_sent: None,
+            last_write: Instant::now(),
+            heartbeat_in_flight: false,
+            refreshing: false,
+            source_error: None,
+            failed: false,
+            abandoned: false,
         };
         let now = r.now();
         r.worker.handle(Event::Start, now);
@@ -159,30 +272,36 @@ impl Driver {
             interval
         });
         loop {
-            while let Some(command) = r.worker.poll_command() {
+            while !r.abandoned
+                && let Some(command) = r.worker.poll_command()
+            {
                 r.execute(command).await;
             }
-            if r.worker.is_stopped() {
+            if r.worker.is_stopped() || r.abandoned {
                 break;
             }
             let deadline = r
                 .worker
                 .poll_timeout()
                 .map(|t| r.epoch + Duration::from_millis(t.as_millis()));
+            let heartbeat = r.heartbeat_due();
+            let hook_deadline = r.lane_task.as_ref().map(|t| t.deadline);
             tokio::select! {
                 biased;
                 Some(ctl) = control.recv() => r.on_control(ctl).await,
+                joined = lane_join(r.lane_task.as_mut()) => r.on_lane_done(joined),
+                _ = sleep_until(hook_deadline) => r.on_lane_overrun(),
                 Some(event) = events_rx.recv() => {
                     let now = r.now();
                     r.worker.handle(event, now);
                 }
+                Some(msg) = internal_rx.recv() => r.on_internal(msg),
+                _ = sleep_until(heartbeat) => r.heartbeat(),
                 _ = sleep_until(deadline) => {
                     let now = r.now();
                     r.worker.handle_timeout(now);
                 }
-                _ = tick(refresh.as_mut()) => {
-                    let _ = r.refresh_if_leader().await;
-                }
+                _ = tick(refresh.as_mut()) => r.refresh(None),
                 _ = connection.tick() => {
                     if let Some(now_connected) = r.backend.is_connected()
                         && now_connected != connected
@@ -199,11 +318,30 @@ impl Driver {
         if let Some(task) = r.watch_task.take() {
             task.abort();
         }
+        if let Some(task) = r.lane_task.take() {
+            task.handle.abort();
+        }
+        if r.abandoned {
+            // No `Stopped` notification comes from the worker: end the views here.
+            let from = r.shared.state.send_replace(State::Shutdown);
+            r.shared.assignment.send_replace(Assignment::default());
+            r.shared.leader.send_replace(false);
+            if from != State::Shutdown {
+                m::state_changed(&r.group, from, State::Shutdown);
+                let _ = r.hook_calls.send(HookCall::State(from, State::Shutdown));
+            }
+        }
         for waiter in r.stop_waiters.drain(..) {
             let _ = waiter.send(());
         }
         drop(r.hook_calls);
-        let _ = hook_task.await;
+        // Let the slow lane deliver what is queued, within the shutdown bound.
+        if tokio::time::timeout(config.shutdown_timeout, &mut hook_task)
+            .await
+            .is_err()
+        {
+            hook_task.abort();
+        }
     }
 }
 
@@ -223,11 +361,69 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
     }
 }
 
-async fn run_slow_hooks(hooks: Arc<dyn Hooks>, mut calls: mpsc::UnboundedReceiver<HookCall>) {
+/// Waits for the running lane call (never, if none runs); `Err` carries a
+/// panic message.
+async fn lane_join(task: Option<&mut LaneTask>) -> Result<(), String> {
+    match task {
+        Some(t) => match (&mut t.handle).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(join_error_message(e)),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn join_error_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "the task was cancelled".into();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".into()
+    }
+}
+
+/// Runs application code on a task of its own; `Err` carries a panic message.
+async fn guarded<T: Send + 'static>(
+    future: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    tokio::spawn(future).await.map_err(join_error_message)
+}
+
+async fn run_slow_hooks(
+    hooks: Arc<dyn Hooks>,
+    mut calls: mpsc::UnboundedReceiver<HookCall>,
+    internal: mpsc::UnboundedSender<Internal>,
+) {
+    let mut state_broken = false;
+    let mut error_broken = false;
     while let Some(call) = calls.recv().await {
-        match call {
-            HookCall::State(from, to) => hooks.on_state_changed(from, to).await,
-            HookCall::Error(e) => hooks.on_error(&e).await,
+        let hooks = hooks.clone();
+        let (hook, result) = match call {
+            HookCall::State(_, _) if state_broken => continue,
+            HookCall::Error(_) if error_broken => continue,
+            HookCall::State(from, to) => (
+                "on_state_changed",
+                guarded(async move { hooks.on_state_changed(from, to).await }).await,
+            ),
+            HookCall::Error(e) => (
+                "on_error",
+                guarded(async move { hooks.on_error(&e).await }).await,
+            ),
+        };
+        if let Err(message) = result {
+            // A hook that panicked is not called again (on_error in
+            // particular is not called about its own panic).
+            if hook == "on_state_changed" {
+                state_broken = true;
+            } else {
+                error_broken = true;
+            }
+            let _ = internal.send(Internal::Panicked { hook, message });
         }
     }
 }
@@ -244,52 +440,129 @@ impl Running {
                 let now = self.now();
                 self.worker.handle(Event::Stop(mode), now);
             }
-            Control::Refresh { done } => {
-                let result = self.refresh_if_leader().await;
-                let _ = done.send(result);
-            }
+            Control::Refresh { done } => self.refresh(Some(done)),
         }
     }
 
-    async fn refresh_if_leader(&mut self) -> Result<(), Error> {
-        if !self.worker.is_leader() {
-            return Ok(());
+    /// Re-reads the partition list on a task of its own (leader only); the
+    /// answer comes back as [`Internal::Refreshed`].
+    fn refresh(&mut self, done: Option<oneshot::Sender<Result<(), Error>>>) {
+        if !self.worker.is_leader() || self.failed {
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            return;
         }
-        let listed = tokio::time::timeout(self.op_timeout, self.source.list()).await;
-        match listed {
-            Ok(Ok(list)) => {
+        if self.refreshing && done.is_none() {
+            return; // a periodic refresh while one runs: skip it
+        }
+        self.refreshing = true;
+        let source = self.source.clone();
+        let internal = self.internal.clone();
+        let timeout = self.op_timeout;
+        tokio::spawn(async move {
+            match list_bounded(source, timeout).await {
+                Ok(answer) => {
+                    let _ = internal.send(Internal::Refreshed { answer, done });
+                }
+                Err(message) => {
+                    let _ = internal.send(Internal::Panicked {
+                        hook: "PartitionSource::list",
+                        message,
+                    });
+                    if let Some(done) = done {
+                        let _ =
+                            done.send(Err(Error::Protocol("the partition source panicked".into())));
+                    }
+                }
+            }
+        });
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Heartbeat(outcome) => self.heartbeat_done(outcome),
+            Internal::Listed { op, answer } => {
+                let outcome = match answer {
+                    Ok(list) => exec::listed::<SourceError>(Ok(list)),
+                    Err(e) => {
+                        self.source_error = Some(e.clone());
+                        exec::listed::<SourceError>(Err(e))
+                    }
+                };
                 let now = self.now();
-                self.worker.handle(Event::PartitionsChanged(list), now);
-                Ok(())
+                self.worker.handle(Event::Completed { op, outcome }, now);
             }
-            Ok(Err(e)) => {
-                let error = Error::Source(e);
-                let _ = self.hook_calls.send(HookCall::Error(error.clone()));
-                Err(error)
+            Internal::Refreshed { answer, done } => {
+                self.refreshing = false;
+                let result = match answer {
+                    Ok(list) => {
+                        if self.worker.is_leader() {
+                            let now = self.now();
+                            self.worker.handle(Event::PartitionsChanged(list), now);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let error = Error::Source(e);
+                        let _ = self.hook_calls.send(HookCall::Error(error.clone()));
+                        Err(error)
+                    }
+                };
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
             }
-            Err(_) => {
-                let error = Error::Source(SourceError::Timeout);
-                let _ = self.hook_calls.send(HookCall::Error(error.clone()));
-                Err(error)
+            Internal::Panicked { hook, message } => {
+                self.refreshing = false;
+                self.fail(Error::HookPanicked { hook, message }, Ending::Stop);
             }
         }
     }
 
     async fn execute(&mut self, command: Command) {
         let kind = command_kind(&command);
+        if let Command::RenewLease {
+            op,
+            id,
+            record,
+            expected,
+        } = &command
+        {
+            if self.lane_busy() && self.last_sent.as_ref() != Some(record) {
+                // It may confirm a release the application has not finished:
+                // hold it until the lane is idle (heartbeats go on meanwhile).
+                self.held = Some(Held {
+                    op: *op,
+                    id: id.clone(),
+                    record: record.clone(),
+                    expected: *expected,
+                });
+                return;
+            }
+            self.last_sent = Some(record.clone());
+            self.last_write = Instant::now();
+        }
+        if let Command::ClaimId { record, .. } = &command {
+            self.last_sent = Some(record.clone());
+            self.last_write = Instant::now();
+        }
         match Plan::of(command) {
             Plan::Notify(n) => self.notify(n).await,
             Plan::Watch { worker } => self.start_watch(worker),
             Plan::ListPartitions { op } => {
                 let source = self.source.clone();
-                let events = self.events.clone();
+                let internal = self.internal.clone();
                 let timeout = self.op_timeout;
                 tokio::spawn(async move {
-                    let outcome = match tokio::time::timeout(timeout, source.list()).await {
-                        Ok(answer) => exec::listed(answer),
-                        Err(_) => exec::listed(Err(SourceError::Timeout)),
+                    let msg = match list_bounded(source, timeout).await {
+                        Ok(answer) => Internal::Listed { op, answer },
+                        Err(message) => Internal::Panicked {
+                            hook: "PartitionSource::list",
+                            message,
+                        },
                     };
-                    let _ = events.send(Event::Completed { op, outcome });
+                    let _ = internal.send(msg);
                 });
             }
             Plan::Store(execution) => {
@@ -305,6 +578,240 @@ impl Running {
                     }
                     let _ = events.send(Event::Completed { op, outcome });
                 });
+            }
+        }
+    }
+
+    /// Whether an assignment-hook call runs or waits.
+    fn lane_busy(&self) -> bool {
+        self.lane_task.is_some() || !self.lane.is_empty()
+    }
+
+    /// Starts the next lane call if none runs.
+    fn start_lane(&mut self) {
+        if self.lane_task.is_some() {
+            return;
+        }
+        let Some(call) = self.lane.pop_front() else {
+            return;
+        };
+        let hooks = self.hooks.clone();
+        let deadline = Instant::now() + self.hook_budget;
+        self.lane_task = Some(match call {
+            LaneCall::Assignment {
+                added,
+                removed,
+                version,
+            } => LaneTask {
+                hook: "on_assignment_changed",
+                handle: tokio::spawn(async move {
+                    hooks.on_assignment_changed(&added, &removed, version).await
+                }),
+                deadline,
+                fatal: false,
+            },
+            LaneCall::Fatal(error) => LaneTask {
+                hook: "on_error",
+                handle: tokio::spawn(async move { hooks.on_error(&error).await }),
+                deadline,
+                fatal: true,
+            },
+        });
+    }
+
+    /// The running lane call returned (`Err`: it panicked).
+    fn on_lane_done(&mut self, joined: Result<(), String>) {
+        let Some(task) = self.lane_task.take() else {
+            return;
+        };
+        match joined {
+            Ok(()) if task.fatal => self.give_up(),
+            Ok(()) => {
+                self.start_lane();
+                self.release_held();
+            }
+            Err(message) if task.fatal => {
+                tracing::error!(%message, "on_error panicked while reporting a fatal error");
+                self.give_up();
+            }
+            Err(message) => self.fail(
+                Error::HookPanicked {
+                    hook: task.hook,
+                    message,
+                },
+                Ending::Stop,
+            ),
+        }
+    }
+
+    /// The running lane call overran its budget.
+    fn on_lane_overrun(&mut self) {
+        let Some(task) = self.lane_task.take() else {
+            return;
+        };
+        // Cancels an async hook at its next await; one blocking its thread
+        // runs on, which is why nothing is confirmed from here on.
+        task.handle.abort();
+        let error = Error::HookTimedOut {
+            hook: task.hook,
+            budget: self.hook_budget,
+        };
+        if task.fatal {
+            tracing::error!(error = %error, "on_error overran its budget while reporting a fatal error");
+            self.abandoned = true;
+            self.held = None;
+            return;
+        }
+        self.fail(error, Ending::Abandon);
+    }
+
+    /// A fatal application failure: report it and end the worker.
+    fn fail(&mut self, error: Error, ending: Ending) {
+        if self.failed {
+            tracing::error!(error = %error, "application failure after a fatal one");
+            if ending == Ending::Abandon {
+                self.abandoned = true;
+                self.held = None;
+            }
+            return;
+        }
+        tracing::error!(error = %error, "application code failed; the worker gives up");
+        self.failed = true;
+        self.shared.set_fatal(error.clone());
+        self.lane.clear();
+        if let Some(task) = self.lane_task.take() {
+            task.handle.abort();
+        }
+        match ending {
+            Ending::Abandon => {
+                let _ = self.hook_calls.send(HookCall::Error(error));
+                self.abandoned = true;
+                self.held = None;
+            }
+            Ending::Stop => {
+                if matches!(
+                    &error,
+                    Error::HookPanicked {
+                        hook: "on_error",
+                        ..
+                    }
+                ) {
+                    self.give_up();
+                } else {
+                    // The application learns it lost everything before the
+                    // worker confirms anything.
+                    self.lane.push_back(LaneCall::Fatal(error));
+                    self.start_lane();
+                }
+            }
+        }
+    }
+
+    /// After a fatal failure was reported: stop gracefully (partitions and ID
+    /// given up, as `stop()` does).
+    fn give_up(&mut self) {
+        let now = self.now();
+        self.worker.handle(Event::Stop(StopMode::Graceful), now);
+        self.release_held();
+    }
+
+    /// Writes the held renewal once the lane is idle.
+    fn release_held(&mut self) {
+        if self.lane_busy() || self.heartbeat_in_flight || self.abandoned {
+            return;
+        }
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        self.last_sent = Some(held.record.clone());
+        self.last_write = Instant::now();
+        self.spawn_store(Command::RenewLease {
+            op: held.op,
+            id: held.id,
+            record: held.record,
+            expected: held.expected,
+        });
+    }
+
+    fn spawn_store(&self, command: Command) {
+        let kind = command_kind(&command);
+        if let Plan::Store(execution) = Plan::of(command) {
+            let backend = self.backend.clone();
+            let events = self.events.clone();
+            let timeout = self.op_timeout;
+            tokio::spawn(async move {
+                let Some((op, outcome)) = ops::run(backend, execution, timeout).await else {
+                    return;
+                };
+                if outcome.is_unreachable() {
+                    m::backend_error(kind);
+                }
+                let _ = events.send(Event::Completed { op, outcome });
+            });
+        }
+    }
+
+    /// When the next heartbeat-only write is due (a renewal is held).
+    fn heartbeat_due(&self) -> Option<Instant> {
+        if self.held.is_none() || self.heartbeat_in_flight || self.abandoned {
+            return None;
+        }
+        Some(self.last_write + self.heartbeat_interval)
+    }
+
+    /// Renews the lease with the last record sent while a renewal is held.
+    fn heartbeat(&mut self) {
+        let (Some(held), Some(record)) = (&self.held, &self.last_sent) else {
+            return;
+        };
+        let command = Command::RenewLease {
+            op: held.op,
+            id: held.id.clone(),
+            record: record.clone(),
+            expected: held.expected,
+        };
+        self.heartbeat_in_flight = true;
+        self.last_write = Instant::now();
+        let Plan::Store(execution) = Plan::of(command) else {
+            return;
+        };
+        let backend = self.backend.clone();
+        let internal = self.internal.clone();
+        let timeout = self.op_timeout;
+        tokio::spawn(async move {
+            let outcome = ops::run(backend, execution, timeout)
+                .await
+                .map_or(Outcome::Unknown, |(_, outcome)| outcome);
+            let _ = internal.send(Internal::Heartbeat(outcome));
+        });
+    }
+
+    fn heartbeat_done(&mut self, outcome: Outcome) {
+        self.heartbeat_in_flight = false;
+        if outcome.is_unreachable() {
+            m::backend_error("renew_lease");
+        }
+        match outcome {
+            Outcome::Written(revision) => {
+                if let Some(held) = &mut self.held {
+                    held.expected = revision;
+                }
+                self.release_held();
+            }
+            other => {
+                // The core worker learns of the failure as the held renewal's
+                // result, and recovers as from any failed renewal (it re-reads
+                // the record or retries; the retry is held again if needed).
+                if let Some(held) = self.held.take() {
+                    let now = self.now();
+                    self.worker.handle(
+                        Event::Completed {
+                            op: held.op,
+                            outcome: other,
+                        },
+                        now,
+                    );
+                }
             }
         }
     }
@@ -388,14 +895,14 @@ impl Running {
                 };
                 m::assignment(&self.group, &view, added.len(), removed.len());
                 self.shared.assignment.send_replace(view);
-                // Awaited before the release is confirmed (see the hooks contract).
-                let call = self.hooks.on_assignment_changed(&added, &removed, version);
-                if tokio::time::timeout(self.hook_budget, call).await.is_err() {
-                    let error = Error::Protocol(format!(
-                        "on_assignment_changed took longer than {:?}; continuing",
-                        self.hook_budget
-                    ));
-                    let _ = self.hook_calls.send(HookCall::Error(error));
+                // On its own task; the renewal confirming it waits for it.
+                if !self.failed {
+                    self.lane.push_back(LaneCall::Assignment {
+                        added,
+                        removed,
+                        version,
+                    });
+                    self.start_lane();
                 }
             }
             Notification::LeadershipChanged { leader, term } => {
@@ -418,9 +925,13 @@ impl Running {
             }
             Notification::Error(message) => {
                 tracing::warn!(%message, "worker error");
-                let _ = self
-                    .hook_calls
-                    .send(HookCall::Error(Error::Protocol(message)));
+                let error = match self.source_error.take() {
+                    Some(e) if message == format!("partition source failed: {e}") => {
+                        Error::Source(e)
+                    }
+                    _ => Error::Protocol(message),
+                };
+                let _ = self.hook_calls.send(HookCall::Error(error));
             }
             Notification::Fatal(e) => {
                 tracing::error!(error = %e, "worker stopped on a fatal error");
@@ -434,6 +945,23 @@ impl Running {
             }
         }
         m::skipped_values(&self.group, self.worker.skipped_values());
+    }
+}
+
+/// Lists the partitions on a task of its own, bounded by `timeout`; `Err`
+/// carries a panic message.
+async fn list_bounded(
+    source: Arc<dyn PartitionSource>,
+    timeout: Duration,
+) -> Result<Result<Vec<Partition>, SourceError>, String> {
+    let mut listing = tokio::spawn(async move { source.list().await });
+    match tokio::time::timeout(timeout, &mut listing).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(join_error_message(e)),
+        Err(_) => {
+            listing.abort();
+            Ok(Err(SourceError::Timeout))
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::source::SourceError;
 use parti_core::{ConfigError, FatalError, State};
+use std::time::Duration;
 use thiserror::Error;
 
 /// What can go wrong when running a [`crate::Manager`].
@@ -40,4 +41,38 @@ pub enum Error {
     /// its input).
     #[error("{0}")]
     Protocol(String),
+    /// Application code panicked: a hook, or the partition source. Fatal: the
+    /// manager gives up its partitions and its ID and goes to `Shutdown`;
+    /// `stop()` / `leave()` return this error.
+    #[error("{hook} panicked: {message}")]
+    HookPanicked {
+        /// What panicked (`on_assignment_changed`, `on_state_changed`,
+        /// `on_error` or `PartitionSource::list`).
+        hook: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// A hook ran past its budget (`hook_budget`). Fatal: the worker could not
+    /// confirm that the application stopped work on its revoked partitions,
+    /// so it stops renewing its member record without confirming anything;
+    /// the leader reassigns its partitions once its ownership lease has
+    /// expired. `stop()` / `leave()` return this error.
+    #[error("{hook} still running after its budget of {budget:?}")]
+    HookTimedOut {
+        /// The hook (`on_assignment_changed`, or `on_error` called with a
+        /// fatal error).
+        hook: &'static str,
+        /// The budget it overran.
+        budget: Duration,
+    },
+}
+
+impl Error {
+    /// Whether this error ended the manager (it is then in `Shutdown`).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::IdRangeExhausted(_) | Error::HookPanicked { .. } | Error::HookTimedOut { .. }
+        )
+    }
 }

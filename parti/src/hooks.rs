@@ -1,17 +1,37 @@
 //! Callbacks for the application.
 //!
-//! Contract:
-//! - hooks are called one at a time, in the order the events happened;
-//! - [`Hooks::on_assignment_changed`] is awaited by the worker before it
-//!   confirms a release to the leader, so when it returns, the application
-//!   must have stopped work on `removed` (the leader grants those partitions to
-//!   someone else only after that confirmation). It must be quick: while it
-//!   runs the worker does not heartbeat. It is given at most one heartbeat
-//!   interval; past that the worker reports an error through
-//!   [`Hooks::on_error`] and carries on (so a hook that blocks cannot cost the
-//!   worker its lease). Start work on `added` asynchronously;
-//! - [`Hooks::on_state_changed`] and [`Hooks::on_error`] run on a separate task,
-//!   in order, and may be slow without delaying the protocol.
+//! Contract (application code never blocks the protocol):
+//! - every hook runs on a task of its own, never on the task that renews the
+//!   lease, follows the watch and runs the timers: a slow, blocked or
+//!   panicking hook cannot stall the protocol;
+//! - [`Hooks::on_assignment_changed`] calls run one at a time, in the order
+//!   the changes happened. The worker confirms a release to the leader (the
+//!   leader grants `removed` to someone else only after that confirmation)
+//!   only once the call returned, so when it returns the application must have
+//!   stopped work on `removed`. Start work on `added` asynchronously. Lease
+//!   renewals go on while it runs. Each call has a budget (`hook_budget` in
+//!   the config, by default one heartbeat interval, always short enough to fit
+//!   inside the ownership lease);
+//! - a call still running after its budget is **fatal**: the worker cannot
+//!   know the application stopped work on `removed`, so it confirms nothing
+//!   and stops renewing its member record; the leader reassigns its
+//!   partitions only once its ownership lease has expired. The manager goes
+//!   to `Shutdown` and reports [`Error::HookTimedOut`];
+//! - a hook that panics (any of them, or the partition source) is **fatal**:
+//!   the manager reports [`Error::HookPanicked`] through
+//!   [`Hooks::on_error`] (awaited within the budget, so the application learns
+//!   it lost every partition before anything is confirmed; not called if
+//!   `on_error` itself panicked), then gives up its partitions and its ID as
+//!   `stop()` does and goes to `Shutdown`. After a fatal error
+//!   `on_assignment_changed` is not called again: the application must stop
+//!   all partition work when it sees the fatal error (`on_error` with
+//!   [`Error::is_fatal`], `state()` = `Shutdown`, or the error `stop()` /
+//!   `leave()` return);
+//! - [`Hooks::on_state_changed`] and [`Hooks::on_error`] run in order on a
+//!   separate lane and may be slow without delaying the protocol;
+//! - a hook must not block its thread (use `spawn_blocking` for blocking
+//!   work): the budget is enforced by cancelling the hook at its next await,
+//!   and on a single-threaded runtime a thread-blocking hook blocks everything.
 
 use crate::Error;
 use async_trait::async_trait;
@@ -38,7 +58,8 @@ pub trait Hooks: Send + Sync + 'static {
         let _ = (from, to);
     }
 
-    /// Something went wrong that the worker survived.
+    /// Something went wrong: either the worker survived it, or it is fatal
+    /// ([`Error::is_fatal`]) and the manager is going to `Shutdown`.
     async fn on_error(&self, error: &Error) {
         let _ = error;
     }

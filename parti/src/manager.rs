@@ -132,7 +132,7 @@ impl ManagerBuilder {
                 match state {
                     State::Stable => return Ok(()),
                     State::Shutdown => {
-                        return Err(manager.shared.take_fatal().unwrap_or(Error::NotRunning));
+                        return Err(manager.shared.fatal().unwrap_or(Error::NotRunning));
                     }
                     _ => {}
                 }
@@ -203,6 +203,12 @@ impl Manager {
         ManagerBuilder::new(BackendChoice::Nats(client))
     }
 
+    /// The fatal error the manager ended on, if it did (the same error
+    /// `stop()` / `leave()` return).
+    pub fn fatal_error(&self) -> Option<Error> {
+        self.shared.fatal()
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
@@ -213,7 +219,7 @@ impl Manager {
         self.shared.worker_id.borrow().clone()
     }
 
-    /// The current state.
+    /// The current state (`Shutdown` once stopped, also after a fatal error).
     pub fn state(&self) -> State {
         *self.shared.state.borrow()
     }
@@ -258,39 +264,57 @@ impl Manager {
     /// Stops gracefully: gives up the partitions, resigns leadership, releases
     /// the ID. The leader keeps this worker's partitions for the planned-scale
     /// window, so a restart under the same ID (a rolling update) moves nothing.
+    ///
+    /// Returns within `shutdown_timeout` whatever the hooks do. If the manager
+    /// ended on a fatal error (a hook that panicked or overran its budget, no
+    /// free ID), that error is returned; `state()` is then `Shutdown`.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.shutdown(StopMode::Graceful).await
     }
 
     /// Leaves the group for good (scale-down): like [`Manager::stop`], but the
-    /// leader hands the partitions to the others at once.
+    /// leader hands the partitions to the others at once. Returns the fatal
+    /// error the manager ended on, if any, as `stop()` does.
     pub async fn leave(mut self) -> Result<(), Error> {
         self.shutdown(StopMode::Leave).await
     }
 
     async fn shutdown(&mut self, mode: StopMode) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_timeout;
         let (done, rx) = oneshot::channel();
-        if self
-            .control
-            .send(Control::Stop { mode, done })
-            .await
-            .is_err()
-        {
+        let sent =
+            tokio::time::timeout_at(deadline, self.control.send(Control::Stop { mode, done }))
+                .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            // The driver ended (a fatal error) or is unresponsive.
+            let state = self.state();
             self.abort();
-            return Ok(());
+            return match self.shared.fatal() {
+                Some(e) => Err(e),
+                None if sent.is_err() => Err(Error::ShutdownTimeout { state }),
+                None => Ok(()),
+            };
         }
-        let finished = tokio::time::timeout(self.config.shutdown_timeout, rx).await;
-        match finished {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(_) => {
-                if let Some(task) = self.task.take() {
-                    let _ = task.await;
+                if let Some(mut task) = self.task.take()
+                    && tokio::time::timeout_at(deadline, &mut task).await.is_err()
+                {
+                    // Only the slow hooks can still be running: leave them.
+                    task.abort();
                 }
-                Ok(())
+                match self.shared.fatal() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
             }
             Err(_) => {
                 let state = self.state();
                 self.abort();
-                Err(Error::ShutdownTimeout { state })
+                Err(self
+                    .shared
+                    .fatal()
+                    .unwrap_or(Error::ShutdownTimeout { state }))
             }
         }
     }

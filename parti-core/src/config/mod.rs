@@ -28,6 +28,7 @@
 //! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | degraded-duration alert levels |
 //! | `alerts.interval` | 1m | repeat interval of degraded alerts |
 //! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 60s, 10s, 10s | driver bounds (`startup_timeout` must exceed `cold_start_window`) |
+//! | `hook_budget` | min(heartbeat_interval, ownership lease − heartbeat_interval) | bound on one `on_assignment_changed` call; past it the worker gives up (`heartbeat_interval + hook_budget` must fit inside the ownership lease) |
 //! | `buckets.replicas` | 1 | 1 or 3 |
 //! | `buckets.storage` | `file` | `file` or `memory` |
 //! | `buckets.members`/`leader`/`assignments` | derived | bucket name overrides |
@@ -212,6 +213,17 @@ pub struct Config {
     /// Bound on `stop()` / `leave()`.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Bound on one call of the application's assignment hook (the call that
+    /// revokes partitions): the release is confirmed to the leader only when
+    /// the hook returned, and a hook still running after this long makes the
+    /// worker give up (it stops renewing, so the leader reassigns its
+    /// partitions only once its ownership lease has expired). `None`: the
+    /// smaller of `heartbeat_interval` and `ownership_lease() -
+    /// heartbeat_interval` (see [`Config::effective_hook_budget`]). Validation
+    /// requires `heartbeat_interval + hook_budget <= heartbeat_ttl -
+    /// lease_safety_margin`.
+    #[serde(with = "humantime_serde::option")]
+    pub hook_budget: Option<Duration>,
     /// Buckets.
     pub buckets: BucketConfig,
 }
@@ -242,6 +254,7 @@ impl Default for Config {
             startup_timeout: Duration::from_secs(60),
             operation_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            hook_budget: None,
             buckets: BucketConfig::default(),
         }
     }
@@ -330,6 +343,21 @@ impl Config {
     pub fn effective_emergency_grace(&self) -> Duration {
         self.emergency_grace
             .unwrap_or_else(|| self.heartbeat_interval.mul_f64(1.5))
+    }
+
+    /// The budget of one assignment-hook call with its default applied: the
+    /// configured `hook_budget`, or the smaller of `heartbeat_interval` and
+    /// `ownership_lease() - heartbeat_interval`. A hook that returns within it
+    /// cannot outlive the owner's ownership lease as counted from its last
+    /// renewal before the hook started (renewals go on while the hook runs, but
+    /// the release it confirms waits for the hook).
+    pub fn effective_hook_budget(&self) -> Duration {
+        self.hook_budget.unwrap_or_else(|| {
+            self.heartbeat_interval.min(
+                self.ownership_lease()
+                    .saturating_sub(self.heartbeat_interval),
+            )
+        })
     }
 
     /// The ownership lease, measured on the owner's clock from the start of its
@@ -437,6 +465,8 @@ impl ConfigBuilder {
         operation_timeout: Duration,
         /// Sets `shutdown_timeout`.
         shutdown_timeout: Duration,
+        /// Sets `hook_budget`.
+        hook_budget: Option<Duration>,
         /// Sets the bucket settings.
         buckets: BucketConfig,
     }

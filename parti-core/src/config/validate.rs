@@ -238,6 +238,23 @@ impl Config {
             "operation_timeout",
             || "must be > 0".into(),
         )?;
+        if let Some(budget) = self.hook_budget {
+            ensure(!budget.is_zero(), "hook_budget", || "must be > 0".into())?;
+        }
+        let budget = self.effective_hook_budget();
+        ensure(
+            self.heartbeat_interval + budget <= self.ownership_lease(),
+            "hook_budget",
+            || {
+                format!(
+                    "heartbeat_interval + hook_budget must fit inside the ownership lease heartbeat_ttl - lease_safety_margin, so that a revoke hook within its budget ends before the owner's lease can lapse ({} + {} > {} - {})",
+                    ms(self.heartbeat_interval),
+                    ms(budget),
+                    ms(self.heartbeat_ttl),
+                    ms(self.lease_safety_margin)
+                )
+            },
+        )?;
         ensure(
             self.startup_timeout > self.cold_start_window,
             "startup_timeout",
@@ -307,6 +324,43 @@ mod tests {
         assert_eq!(field_of(bad), "preferred_worker_id");
         let bad = Config::builder().group("a.b").build().unwrap_err();
         assert_eq!(field_of(bad), "group");
+        // The hook budget must fit inside the lease with one heartbeat interval.
+        let bad = Config::builder()
+            .hook_budget(Some(Duration::from_millis(3001)))
+            .build()
+            .unwrap_err();
+        assert_eq!(field_of(bad.clone()), "hook_budget");
+        assert!(bad.to_string().contains("ownership lease"), "{bad}");
+        let bad = Config::builder()
+            .hook_budget(Some(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert_eq!(field_of(bad), "hook_budget");
+        let ok = Config::builder()
+            .hook_budget(Some(Duration::from_secs(3)))
+            .build()
+            .unwrap();
+        assert_eq!(ok.effective_hook_budget(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn hook_budget_defaults_fit_the_lease() {
+        assert_eq!(
+            Config::default().effective_hook_budget(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Config::for_tests().effective_hook_budget(),
+            Duration::from_millis(200)
+        );
+        // A tight lease shrinks the derived budget instead of being refused.
+        let c = Config::builder()
+            .heartbeat_interval(Duration::from_secs(1))
+            .heartbeat_ttl(Duration::from_secs(2))
+            .lease_safety_margin(Duration::from_millis(700))
+            .build()
+            .unwrap();
+        assert_eq!(c.effective_hook_budget(), Duration::from_millis(300));
     }
 
     #[test]
@@ -377,6 +431,8 @@ mod tests {
             if c.validate().is_ok() {
                 prop_assert!(c.ownership_lease() > c.heartbeat_interval);
                 prop_assert!(c.heartbeat_ttl >= c.heartbeat_interval * 2);
+                prop_assert!(!c.effective_hook_budget().is_zero());
+                prop_assert!(c.heartbeat_interval + c.effective_hook_budget() <= c.ownership_lease());
                 // Lease seen by an observer drifting the other way still covers the owner's lease.
                 let owner_real = c.ownership_lease().as_secs_f64() / (1.0 - drift);
                 let observer_real = c.lease_expiry_wait().as_secs_f64() / (1.0 + drift);
