@@ -605,7 +605,7 @@ impl Worker {
         self.membership.flush(&mut self.out, now);
         self.advance_stop(now);
         self.roster
-            .prune_departures(now - self.config.planned_scale_window * 4);
+            .prune_departures(now - self.config.planned_scale_window.saturating_mul(4));
         self.update_state(now);
     }
 }
