@@ -2,6 +2,9 @@
 //! loaders: never a panic; either a config that validates, or a typed
 //! [`ConfigError`] naming the field.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::Config;
 use parti_core::config::ConfigError;
 use proptest::prelude::*;

@@ -3,6 +3,9 @@
 //! nesting, long strings and arrays) never panic, and oversized values are
 //! refused before parsing.
 
+// Test code: unwrap, expect and panic are how it asserts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use parti_core::records::{
     AssignmentMeta, DecodeError, LeaderRecord, MAX_VALUE_BYTES, MemberRecord, WorkerAssignment,
     decode, encode,
