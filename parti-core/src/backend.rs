@@ -42,6 +42,10 @@ pub enum BackendError {
     /// configuration).
     #[error("backend misconfigured: {0}")]
     Misconfigured(String),
+    /// The server refused the operation for lack of permission (e.g. the
+    /// credentials may not use a bucket's subjects). Retrying does not help.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Anything else.
     #[error("backend error: {0}")]
     Other(String),

@@ -216,6 +216,7 @@ pub fn outcome_of_error(error: &BackendError) -> Outcome {
         BackendError::Timeout | BackendError::Other(_) => Outcome::Unknown,
         BackendError::Unavailable(_) => Outcome::Unavailable,
         BackendError::Misconfigured(e) => Outcome::Failed(e.clone()),
+        BackendError::PermissionDenied(e) => Outcome::Failed(format!("permission denied: {e}")),
     }
 }
 

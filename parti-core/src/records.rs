@@ -171,6 +171,16 @@ pub struct WorkerAssignment {
     pub partitions: Vec<OwnedPartition>,
 }
 
+/// Largest value a decoder accepts, in bytes: 64 MiB, the most a NATS server
+/// can be configured to carry in one message (`max_payload`; its default is
+/// 1 MiB). A larger value cannot have been written through the store by a Parti
+/// worker, so it is refused before any parsing: a hostile or corrupted value
+/// cannot make a reader allocate more than a small multiple of this.
+///
+/// Nesting is bounded too: the JSON parser refuses values nested deeper than
+/// 128 levels, so deep nesting costs neither stack nor time.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A value could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,6 +191,14 @@ pub enum DecodeError {
     /// A format version this build does not understand.
     #[error("unknown format version {0}")]
     UnknownVersion(u32),
+    /// Larger than [`MAX_VALUE_BYTES`]; refused before parsing.
+    #[error("value of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Size of the value.
+        size: usize,
+        /// The limit ([`MAX_VALUE_BYTES`]).
+        max: usize,
+    },
 }
 
 #[derive(Deserialize)]
@@ -194,8 +212,15 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Decodes a record, checking its format version first.
+/// Decodes a record, checking its size ([`MAX_VALUE_BYTES`]) and then its
+/// format version first. Never panics, whatever the bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: MAX_VALUE_BYTES,
+        });
+    }
     let probe: VersionProbe =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if probe.v != WIRE_VERSION {

@@ -59,10 +59,23 @@ impl fmt::Display for Instant {
 /// the next millisecond so that a safety wait is never shortened by rounding.
 pub fn scale_up(d: Duration, factor: f64) -> Duration {
     let ms = (d.as_secs_f64() * 1000.0 * factor).ceil();
-    if ms.is_finite() && ms >= 0.0 {
-        Duration::from_millis(ms as u64)
-    } else {
+    if ms.is_nan() || ms < 0.0 {
+        // A nonsensical factor: the safe side of a wait is the longest one.
         Duration::MAX
+    } else {
+        // `as` saturates for floats beyond `u64::MAX` (and for infinity).
+        Duration::from_millis(ms as u64)
+    }
+}
+
+/// `d × factor` like [`Duration::mul_f64`], but never panics: a negative or NaN
+/// product is zero and a product beyond [`Duration::MAX`] saturates there.
+pub fn scale(d: Duration, factor: f64) -> Duration {
+    let secs = d.as_secs_f64() * factor;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) => d,
+        Err(_) if secs > 0.0 => Duration::MAX,
+        Err(_) => Duration::ZERO,
     }
 }
 
@@ -77,6 +90,26 @@ mod tests {
         assert_eq!(t + Duration::from_millis(10), Instant::from_millis(15));
         assert_eq!(t.saturating_since(Instant::from_millis(9)), Duration::ZERO);
         assert_eq!(Instant::from_millis(1234).to_string(), "1.234s");
+    }
+
+    #[test]
+    fn scaling_never_panics() {
+        assert_eq!(scale(Duration::MAX, 2.0), Duration::MAX);
+        assert_eq!(scale(Duration::from_secs(1), -1.0), Duration::ZERO);
+        assert_eq!(scale(Duration::from_secs(1), f64::NAN), Duration::ZERO);
+        assert_eq!(scale(Duration::from_secs(2), 1.5), Duration::from_secs(3));
+        assert_eq!(
+            scale_up(Duration::MAX, 2.0),
+            Duration::from_millis(u64::MAX)
+        );
+        assert_eq!(scale_up(Duration::from_secs(1), f64::NAN), Duration::MAX);
+        assert_eq!(
+            scale_up(Duration::from_secs(1), f64::INFINITY),
+            Duration::from_millis(u64::MAX)
+        );
+        let far = Instant::from_millis(u64::MAX - 1);
+        assert_eq!(far + Duration::MAX, Instant::from_millis(u64::MAX));
+        assert_eq!(Instant::ZERO - Duration::MAX, Instant::ZERO);
     }
 
     #[test]

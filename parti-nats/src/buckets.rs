@@ -1,7 +1,7 @@
 //! The three buckets of a group: their wanted configuration, idempotent
 //! creation, and the check of a bucket that already exists.
 
-use crate::errors::classify;
+use crate::errors::{classify, permission_denial};
 use async_nats::jetstream::context::{GetStreamErrorKind, KeyValueErrorKind};
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{Context, ErrorCode, kv};
@@ -130,7 +130,8 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
                 GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND
             );
             if !missing {
-                return Err(classify(&format!("reading bucket {}", spec.name), &err));
+                let error = classify(&format!("reading bucket {}", spec.name), &err);
+                return Err(explain_timeout(js, spec, error).await);
             }
         }
     }
@@ -147,16 +148,42 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
                     spec.check(&stream.cached_info().config)?;
                     open(js, spec).await
                 }
-                Err(_) => Err(
-                    match classify(&format!("creating bucket {}", spec.name), &create_err) {
-                        BackendError::Other(msg) => BackendError::Misconfigured(msg),
-                        other => other,
-                    },
-                ),
+                Err(_) => {
+                    let error =
+                        match classify(&format!("creating bucket {}", spec.name), &create_err) {
+                            BackendError::Other(msg) => BackendError::Misconfigured(msg),
+                            other => other,
+                        };
+                    Err(explain_timeout(js, spec, error).await)
+                }
             }
         }
     }
 }
+
+/// A timed-out request about a bucket may be a permission violation in
+/// disguise (the server drops a denied publish): if the connection's
+/// permissions refuse a subject the bucket needs, say so.
+async fn explain_timeout(js: &Context, spec: &BucketSpec, error: BackendError) -> BackendError {
+    if error != BackendError::Timeout {
+        return error;
+    }
+    let stream = format!("KV_{}", spec.name);
+    let subjects = [
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.STREAM.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.watch"),
+        format!("$JS.API.DIRECT.GET.{stream}.$KV.{}.key", spec.name),
+        format!("$KV.{}.key", spec.name),
+    ];
+    match permission_denial(&js.client(), &subjects, PERMISSION_QUERY_TIMEOUT).await {
+        Some(why) => BackendError::PermissionDenied(format!("bucket {}: {why}", spec.name)),
+        None => error,
+    }
+}
+
+/// Bound on the permission query after a timeout.
+const PERMISSION_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn open(js: &Context, spec: &BucketSpec) -> Result<kv::Store, BackendError> {
     js.get_key_value(&spec.name).await.map_err(|err| {

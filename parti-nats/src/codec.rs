@@ -307,4 +307,77 @@ mod tests {
         ));
         assert_eq!(counter.load(Ordering::Relaxed), 0);
     }
+
+    mod fuzz {
+        use super::*;
+        use parti_core::records::MAX_VALUE_BYTES;
+        use proptest::prelude::*;
+
+        fn source() -> impl Strategy<Value = Source> {
+            prop::sample::select(vec![Source::Members, Source::Leader, Source::Assignments])
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("meta".to_string()),
+                Just("leader".to_string()),
+                "worker-[0-9]{1,25}",
+                "w\\.[0-9]{1,25}\\.worker-[0-9]{1,12}",
+                "\\PC{0,30}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever the key and the bytes, an entry becomes an event, a
+            /// skip or nothing; never a panic.
+            #[test]
+            fn arbitrary_entries_never_panic(
+                source in source(),
+                key in key(),
+                removed in any::<bool>(),
+                revision in any::<u64>(),
+                payload in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                let (d, _) = decoder();
+                let op = if removed { Op::Removed } else { Op::Put };
+                let _ = d.event(source, "b", &key, op, revision, &payload);
+                let _ = decode_assignment(&key, &payload);
+            }
+
+            /// Record-shaped JSON with extreme numbers under assignment keys.
+            #[test]
+            fn assignment_json_never_panics(
+                term in any::<u64>(),
+                version in any::<u64>(),
+                key_term in any::<u64>(),
+                n in 0usize..2_000,
+            ) {
+                let parts: Vec<String> = (0..n)
+                    .map(|i| format!(r#"{{"keys":["p{i}"],"weight":{},"epoch":{version}}}"#, u64::MAX))
+                    .collect();
+                let text = format!(
+                    r#"{{"v":1,"worker":"worker-1","instance":{version},"version":{version},"term":{term},"partitions":[{}]}}"#,
+                    parts.join(",")
+                );
+                let key = format!("w.{key_term}.worker-1");
+                let result = decode_assignment(&key, text.as_bytes());
+                prop_assert_eq!(result.is_ok(), term == key_term, "{:?}", result.err());
+            }
+        }
+
+        #[test]
+        fn oversized_values_are_skipped() {
+            let (d, counter) = decoder();
+            let payload = vec![b' '; MAX_VALUE_BYTES + 1];
+            let ev = d.event(Source::Members, "b", "worker-1", Op::Put, 1, &payload);
+            assert!(matches!(
+                ev,
+                Some(WatchEvent::Skipped {
+                    error: DecodeError::TooLarge { .. },
+                    ..
+                })
+            ));
+            assert_eq!(counter.load(Ordering::Relaxed), 1);
+        }
+    }
 }

@@ -13,6 +13,15 @@
 //!
 //! A write whose ack timed out may have been applied: `Timeout` is never turned
 //! into `Unavailable`, which callers may read as "not applied".
+//!
+//! Permission violations: the server answers a denied publish with an
+//! asynchronous `-ERR 'Permissions Violation for Publish to …'` on the
+//! connection (async-nats only hands it to the client's event callback, which a
+//! caller-supplied client owns) and drops the message, so the request itself
+//! just times out. When opening the buckets times out, [`permission_denial`]
+//! asks the server for the connection's permissions (`$SYS.REQ.USER.INFO`,
+//! answered for every user by nats-server 2.10+) and, if they deny a subject the
+//! buckets need, the error becomes [`BackendError::PermissionDenied`].
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::{
@@ -129,6 +138,67 @@ pub(crate) fn classify(what: &str, err: &(dyn StdError + 'static)) -> BackendErr
     BackendError::Other(format!("{what}: {text}"))
 }
 
+/// Whether a NATS subject matches a pattern (`*` one token, `>` the rest).
+pub(crate) fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for p in pattern.split('.') {
+        if p == ">" {
+            return subject.next().is_some();
+        }
+        match subject.next() {
+            Some(s) if p == "*" || p == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
+/// Why `subject` may not be published to under these publish permissions, if
+/// it may not: `allow` (empty: everything) and `deny` lists of patterns.
+pub(crate) fn publish_refusal(allow: &[String], deny: &[String], subject: &str) -> Option<String> {
+    if let Some(rule) = deny.iter().find(|p| subject_matches(p, subject)) {
+        return Some(format!(
+            "publishing to {subject:?} is denied (rule {rule:?})"
+        ));
+    }
+    if !allow.is_empty() && !allow.iter().any(|p| subject_matches(p, subject)) {
+        return Some(format!(
+            "publishing to {subject:?} is not allowed (allowed: {allow:?})"
+        ));
+    }
+    None
+}
+
+/// Asks the server for this connection's permissions and checks `subjects`
+/// against them; the first refusal found, if any. `None` also when the server
+/// does not answer (then nothing is known).
+pub(crate) async fn permission_denial(
+    client: &async_nats::Client,
+    subjects: &[String],
+    timeout: std::time::Duration,
+) -> Option<String> {
+    let request = client.request("$SYS.REQ.USER.INFO", bytes::Bytes::new());
+    let reply = tokio::time::timeout(timeout, request).await.ok()?.ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+    let data = info.get("data")?;
+    let list = |kind: &str| -> Vec<String> {
+        data.pointer(&format!("/permissions/publish/{kind}"))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (allow, deny) = (list("allow"), list("deny"));
+    let user = data.get("user").and_then(|u| u.as_str()).unwrap_or("?");
+    subjects
+        .iter()
+        .find_map(|s| publish_refusal(&allow, &deny, s))
+        .map(|why| format!("user {user:?}: {why}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +225,27 @@ mod tests {
             classify("put", &no_stream),
             BackendError::Unavailable(m) if m.starts_with("put:")
         ));
+    }
+
+    #[test]
+    fn subjects_match_like_the_server() {
+        assert!(subject_matches("$KV.b.>", "$KV.b.worker-1"));
+        assert!(!subject_matches("$KV.b.>", "$KV.b"));
+        assert!(subject_matches(
+            "$JS.API.STREAM.*.KV_b",
+            "$JS.API.STREAM.INFO.KV_b"
+        ));
+        assert!(!subject_matches(
+            "$JS.API.STREAM.*.KV_b",
+            "$JS.API.STREAM.INFO.KV_bc"
+        ));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(subject_matches(">", "a"));
+        let deny = vec!["$KV.b.>".to_string()];
+        assert!(publish_refusal(&[], &deny, "$KV.b.k").is_some());
+        assert!(publish_refusal(&[], &deny, "$KV.c.k").is_none());
+        let allow = vec!["$KV.c.>".to_string()];
+        assert!(publish_refusal(&allow, &[], "$KV.b.k").is_some());
     }
 
     #[test]

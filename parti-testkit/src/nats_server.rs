@@ -204,6 +204,8 @@ struct Node {
     dir: PathBuf,
     /// Cluster settings (`--cluster` URL, `--routes` list, cluster name).
     cluster: Option<(String, String, String)>,
+    /// A configuration file passed with `-c` (e.g. authorization rules).
+    config_file: Option<PathBuf>,
     child: Option<Child>,
     /// Known after the first start; reused on restart.
     client_port: Option<u16>,
@@ -238,6 +240,9 @@ impl Node {
             .arg(&self.dir)
             .arg("-l")
             .arg(self.log_path());
+        if let Some(file) = &self.config_file {
+            cmd.arg("-c").arg(file);
+        }
         if let Some((cluster_url, routes, cluster_name)) = &self.cluster {
             cmd.args(["--cluster_name", cluster_name])
                 .args(["--cluster", cluster_url])
@@ -350,6 +355,17 @@ impl NatsServer {
     /// Starts a node (`-js -a 127.0.0.1 -p -1 -m -1`), reads its client port from
     /// the ports file and waits until `/healthz` is ok.
     pub fn start() -> Result<NatsServer, HarnessError> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`NatsServer::start`], with a server configuration file holding
+    /// `config` (e.g. an `authorization { … }` block); the command-line flags
+    /// (JetStream, ports, store) still apply.
+    pub fn start_with_config(config: &str) -> Result<NatsServer, HarnessError> {
+        Self::start_inner(Some(config))
+    }
+
+    fn start_inner(config: Option<&str>) -> Result<NatsServer, HarnessError> {
         let bin = nats_server_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("parti-nats-server-")
@@ -361,12 +377,18 @@ impl NatsServer {
                 bin,
                 dir: dir.path().to_path_buf(),
                 cluster: None,
+                config_file: None,
                 child: None,
                 client_port: None,
                 monitor_port: None,
             },
             _dir: dir,
         };
+        if let Some(config) = config {
+            let file = server.node.dir.join("server.conf");
+            std::fs::write(&file, config).map_err(io_err("writing the server config"))?;
+            server.node.config_file = Some(file);
+        }
         server.node.spawn()?;
         server.node.wait_ready(Instant::now() + START_TIMEOUT)?;
         Ok(server)
@@ -449,6 +471,7 @@ impl NatsCluster {
                 name,
                 bin: bin.clone(),
                 dir: node_dir,
+                config_file: None,
                 cluster: Some((
                     format!("nats://127.0.0.1:{port}"),
                     routes.clone(),

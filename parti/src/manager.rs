@@ -85,8 +85,14 @@ impl ManagerBuilder {
     /// Validates the configuration, prepares the storage, claims a stable ID,
     /// joins the group and returns once the worker is `Stable` (it owns its
     /// first assignment), or fails after `startup_timeout`.
+    ///
+    /// When every ID of the range is taken, the worker keeps trying (a member
+    /// key that is removed or expires frees an ID) and `start` fails with
+    /// [`Error::IdRangeExhausted`] once the range stayed full for
+    /// `startup_timeout`.
     pub async fn start(self) -> Result<Manager, Error> {
         self.config.validate()?;
+        let began = tokio::time::Instant::now();
         // Without the `nats` feature the match has a single arm.
         #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
         let backend: Arc<dyn Backend> = match self.backend {
@@ -100,6 +106,8 @@ impl ManagerBuilder {
             Ok(result) => result?,
             Err(_) => return Err(Error::StartupTimeout { state: State::Init }),
         }
+        // The worker counts its `startup_timeout` for a full ID range from here.
+        let claims_began = tokio::time::Instant::now();
         let instance = self.instance.unwrap_or_else(random_instance);
         let worker = Worker::new(
             self.config.clone(),
@@ -126,22 +134,36 @@ impl ManagerBuilder {
             config: self.config,
         };
         let mut states = manager.shared.state.subscribe();
-        let wait = async {
-            loop {
-                let state = *states.borrow_and_update();
-                match state {
-                    State::Stable => return Ok(()),
-                    State::Shutdown => {
-                        return Err(manager.shared.fatal().unwrap_or(Error::NotRunning));
+        let result = {
+            let wait = async {
+                loop {
+                    let state = *states.borrow_and_update();
+                    match state {
+                        State::Stable => return Ok(()),
+                        State::Shutdown => {
+                            return Err(manager.shared.fatal().unwrap_or(Error::NotRunning));
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    if states.changed().await.is_err() {
+                        return Err(Error::NotRunning);
+                    }
                 }
-                if states.changed().await.is_err() {
-                    return Err(Error::NotRunning);
-                }
+            };
+            let mut wait = std::pin::pin!(wait);
+            let mut result = tokio::time::timeout(manager.config.startup_timeout, &mut wait).await;
+            if result.is_err() && manager.state() == State::ClaimingId {
+                // Still claiming: the worker gives up on a full ID range
+                // `startup_timeout` after it began claiming, i.e. after the bucket
+                // checks above. Give it that long (plus one operation) to report
+                // `IdRangeExhausted` rather than a bare timeout.
+                let grace = claims_began.saturating_duration_since(began)
+                    + manager.config.operation_timeout;
+                result = tokio::time::timeout(grace, &mut wait).await;
             }
+            result
         };
-        match tokio::time::timeout(manager.config.startup_timeout, wait).await {
+        match result {
             Ok(Ok(())) => Ok(manager),
             Ok(Err(e)) => {
                 manager.abort();

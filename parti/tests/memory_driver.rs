@@ -269,6 +269,7 @@ async fn leave_hands_partitions_over_at_once_and_stop_waits_for_the_window() {
 async fn a_full_id_range_is_a_typed_error() {
     let mut cfg = config();
     cfg.worker_id_max = 0;
+    cfg.startup_timeout = Duration::from_secs(4);
     let backend = MemoryBackend::new(&cfg);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let first = start(
@@ -280,6 +281,9 @@ async fn a_full_id_range_is_a_typed_error() {
     )
     .await
     .unwrap();
+    // The range stays full: the second worker keeps trying for the whole
+    // startup timeout, then reports the range exhausted (not a bare timeout).
+    let began = Instant::now();
     let second = start(
         &backend,
         StaticSource::numbered("t", 4),
@@ -288,11 +292,60 @@ async fn a_full_id_range_is_a_typed_error() {
         cfg.clone(),
     )
     .await;
+    let waited = began.elapsed();
     assert!(
         matches!(second, Err(Error::IdRangeExhausted(_))),
         "{second:?}"
     );
+    assert!(
+        waited >= cfg.startup_timeout && waited <= cfg.startup_timeout + Duration::from_secs(1),
+        "gave up after {waited:?}, startup_timeout {:?}",
+        cfg.startup_timeout
+    );
     first.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_worker_gets_the_id_of_a_crashed_holder_once_its_reservation_lapses() {
+    let mut cfg = config();
+    cfg.worker_id_max = 0; // a range of one ID
+    let backend = MemoryBackend::new(&cfg);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let a = start(
+        &backend,
+        StaticSource::numbered("t", 4),
+        0,
+        &ledger,
+        cfg.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.worker_id().unwrap().as_str(), "worker-0");
+    // Crash: the key is left to expire after `worker_id_ttl`.
+    drop(a);
+    ledger.lock().unwrap().forget(0);
+    let began = Instant::now();
+    let b = start(
+        &backend,
+        StaticSource::numbered("t", 4),
+        1,
+        &ledger,
+        cfg.clone(),
+    )
+    .await
+    .unwrap();
+    let waited = began.elapsed();
+    assert_eq!(b.worker_id().unwrap().as_str(), "worker-0");
+    // It had to wait for the reservation, and got the ID well before the
+    // startup timeout (the expiry is seen in the watch).
+    assert!(
+        waited >= cfg.worker_id_ttl / 2
+            && waited < cfg.worker_id_ttl + cfg.cold_start_window + Duration::from_secs(2),
+        "got the ID after {waited:?} (worker_id_ttl {:?})",
+        cfg.worker_id_ttl
+    );
+    assert!(ledger.lock().unwrap().overlaps.is_empty());
+    b.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

@@ -297,8 +297,9 @@ async fn preferred_id_is_reclaimed_after_a_crash() {
     fleet.rec.assert_exclusive();
 }
 
-/// 3c. A third worker on a range of two IDs fails with `IdRangeExhausted`,
-/// and the two running workers are not disturbed.
+/// 3c. A third worker on a range of two IDs keeps trying for its
+/// `startup_timeout`, then fails with `IdRangeExhausted`; the two running
+/// workers are not disturbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_id_range_is_a_typed_error() {
     let Some(server) = server() else { return };
@@ -307,6 +308,7 @@ async fn full_id_range_is_a_typed_error() {
     let mut cfg = config(&g);
     cfg.worker_id_min = 0;
     cfg.worker_id_max = 1;
+    cfg.startup_timeout = Duration::from_secs(3);
     let mut fleet = Fleet::new(client, cfg.clone(), partitions("x", 0..P));
     fleet.start(2).await;
     fleet.wait_converged(SETTLE, "two workers converge").await;
@@ -325,12 +327,58 @@ async fn full_id_range_is_a_typed_error() {
         Err(other) => panic!("expected IdRangeExhausted, got {other:?}"),
         Ok(m) => panic!("a third worker started as {:?}", m.worker_id()),
     }
-    assert!(took < Duration::from_secs(5), "took {took:?} to refuse");
+    assert!(
+        took >= cfg.startup_timeout - Duration::from_millis(100)
+            && took < cfg.startup_timeout + Duration::from_secs(3),
+        "took {took:?} to refuse (startup_timeout {:?})",
+        cfg.startup_timeout
+    );
     assert!(fleet.rec.held_by("third").is_empty());
     fleet
         .wait_converged(SETTLE, "the two workers are undisturbed")
         .await;
     assert_eq!(moved(&before, &fleet.owners()), 0);
+    for i in fleet.live() {
+        fleet.stop(i).await;
+    }
+    fleet.rec.assert_exclusive();
+}
+
+/// 3d. A range of one ID: the holder crashes (its key left to expire) and a
+/// worker started meanwhile waits, then gets the ID once the crashed holder's
+/// reservation lapses, within its `startup_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_worker_gets_a_crashed_holders_id() {
+    let Some(server) = server() else { return };
+    let client = connect(&[server.client_url()]).await;
+    let g = group("one_id");
+    let mut cfg = config(&g);
+    cfg.worker_id_min = 0;
+    cfg.worker_id_max = 0;
+    let mut fleet = Fleet::new(client.clone(), cfg.clone(), partitions("o", 0..P));
+    let a = fleet.start(1).await[0];
+    assert_eq!(fleet.id(a).as_str(), "worker-0");
+    fleet
+        .wait_converged(SETTLE, "the holder owns everything")
+        .await;
+    let crashed = fleet.crash(a);
+    assert!(member_key_present(&client, &g, "worker-0").await);
+    let b = fleet.start_one(cfg.clone()).await;
+    let waited = crashed.elapsed();
+    assert_eq!(fleet.id(b).as_str(), "worker-0");
+    println!(
+        "one ID: the new worker got worker-0 {} ms after the crash (ID TTL {} ms, startup_timeout {} ms)",
+        ms(waited),
+        ms(cfg.worker_id_ttl),
+        ms(cfg.startup_timeout)
+    );
+    assert!(
+        waited >= cfg.worker_id_ttl / 2 && waited < cfg.startup_timeout,
+        "waited {waited:?}"
+    );
+    fleet
+        .wait_converged(SETTLE, "the new worker owns everything")
+        .await;
     for i in fleet.live() {
         fleet.stop(i).await;
     }

@@ -1,41 +1,79 @@
 //! Configuration: defaults of the Go original, a builder, serde with human
 //! durations (TOML and YAML), and validation that names the field and the rule.
 //!
-//! Field names (TOML/YAML, snake_case; durations as `"2s"`, `"1500ms"`, `"1m 30s"`):
+//! Field names (TOML/YAML, snake_case; durations as `"2s"`, `"1500ms"`, `"1m 30s"`).
+//! Every field has a range that [`Config::validate`] enforces (the error names the
+//! field and states the rule):
 //!
-//! | field | default | meaning |
-//! |---|---|---|
-//! | `group` | `"parti"` | group name; bucket names derive from it |
-//! | `worker_id_prefix` | `"worker"` | IDs are `<prefix>-<n>` |
-//! | `worker_id_min`, `worker_id_max` | 0, 99 | inclusive ID range |
-//! | `preferred_worker_id` | none | index tried first (e.g. a StatefulSet ordinal) |
-//! | `worker_capacity` | 1 | relative size of this worker for weighted strategies |
-//! | `worker_id_ttl` | 30s | ID reservation: how long a stable ID stays reserved after the last renewal |
-//! | `heartbeat_interval` | 2s | how often the member record is renewed |
-//! | `heartbeat_ttl` | 6s | a member unchanged this long is considered gone |
-//! | `lease_safety_margin` | 1s | the ownership lease is `heartbeat_ttl - lease_safety_margin` on the owner's clock |
-//! | `max_clock_drift` | 0.01 | bound on the clock-rate difference between hosts (1 %) |
-//! | `election_ttl` | 5s | leader key lifetime; renewed every third of it |
-//! | `cold_start_window` | 30s | wait for workers to arrive on a cold start |
-//! | `planned_scale_window` | 10s | batch joins/graceful leaves |
-//! | `emergency_grace` | 1.5 × heartbeat_interval | wait after a worker vanished |
-//! | `restart_detection_ratio` | 0.5 | cold start if live workers < ratio × workers of the last assignment |
-//! | `rebalance_cooldown` | 10s | minimum time between planned rebalances |
-//! | `imbalance_threshold` | 0.15 | a partition-list change that leaves max/avg load − 1 within this does not reshuffle |
-//! | `degraded.policy` | `keep_processing` | `keep_processing` or `stop_when_lease_expires` |
-//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 5s | hysteresis of degraded mode |
-//! | `degraded.recovery_grace` | 15s | after recovery the leader declares no emergency for this long |
-//! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | degraded-duration alert levels |
-//! | `alerts.interval` | 1m | repeat interval of degraded alerts |
-//! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 60s, 10s, 10s | driver bounds (`startup_timeout` must exceed `cold_start_window`) |
-//! | `hook_budget` | min(heartbeat_interval, ownership lease − heartbeat_interval) | bound on one `on_assignment_changed` call; past it the worker gives up (`heartbeat_interval + hook_budget` must fit inside the ownership lease) |
-//! | `buckets.replicas` | 1 | 1 or 3 |
-//! | `buckets.storage` | `file` | `file` or `memory` |
-//! | `buckets.members`/`leader`/`assignments` | derived | bucket name overrides |
+//! | field | default | range | meaning |
+//! |---|---|---|---|
+//! | `group` | `"parti"` | `[a-zA-Z0-9_-]`, 1–64 bytes | group name; bucket names derive from it |
+//! | `worker_id_prefix` | `"worker"` | `[a-zA-Z0-9_-]`, 1–64 bytes | IDs are `<prefix>-<n>` |
+//! | `worker_id_min`, `worker_id_max` | 0, 99 | min ≤ max, at most 1 000 000 IDs | inclusive ID range |
+//! | `preferred_worker_id` | none | within the ID range | index tried first (e.g. a StatefulSet ordinal) |
+//! | `worker_capacity` | 1 | 1–10 000 | relative size of this worker for weighted strategies |
+//! | `worker_id_ttl` | 30s | ≥ 3 × `heartbeat_interval`, ≥ `heartbeat_ttl`, ≤ 1 day | ID reservation: how long a stable ID stays reserved after the last renewal |
+//! | `heartbeat_interval` | 2s | 1 ms – 1 day | how often the member record is renewed |
+//! | `heartbeat_ttl` | 6s | ≥ 2 × `heartbeat_interval`, ≤ 1 day | a member unchanged this long is considered gone |
+//! | `lease_safety_margin` | 1s | `heartbeat_ttl` − margin > `heartbeat_interval`, ≤ 1 day | the ownership lease is `heartbeat_ttl - lease_safety_margin` on the owner's clock |
+//! | `max_clock_drift` | 0.01 | [0, 0.2) | bound on the clock-rate difference between hosts (1 %) |
+//! | `election_ttl` | 5s | 100 ms – 1 day | leader key lifetime; renewed every third of it |
+//! | `cold_start_window` | 30s | ≥ `planned_scale_window`, < `startup_timeout`, ≤ 1 day | wait for workers to arrive on a cold start |
+//! | `planned_scale_window` | 10s | ≥ `rebalance_cooldown`, ≤ 1 day | batch joins/graceful leaves |
+//! | `emergency_grace` | 1.5 × heartbeat_interval | ≤ `heartbeat_ttl` | wait after a worker vanished |
+//! | `restart_detection_ratio` | 0.5 | [0, 1] | cold start if live workers < ratio × workers of the last assignment |
+//! | `rebalance_cooldown` | 10s | 1 ms – `planned_scale_window` | minimum time between planned rebalances |
+//! | `imbalance_threshold` | 0.15 | [0, 10] | a partition-list change that leaves max/avg load − 1 within this does not reshuffle |
+//! | `degraded.policy` | `keep_processing` | `keep_processing`, `stop_when_lease_expires` | what a cut-off worker does |
+//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 5s | 1 ms – 1 day, 0 – 1 day | hysteresis of degraded mode |
+//! | `degraded.recovery_grace` | 15s | 0 – 1 day | after recovery the leader declares no emergency for this long |
+//! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | non-decreasing, ≤ 1 day | degraded-duration alert levels |
+//! | `alerts.interval` | 1m | 1 ms – 1 day | repeat interval of degraded alerts |
+//! | `startup_timeout`, `operation_timeout`, `shutdown_timeout` | 60s, 10s, 10s | 1 ms – 1 day each | driver bounds (`startup_timeout` must exceed `cold_start_window`) |
+//! | `hook_budget` | min(heartbeat_interval, ownership lease − heartbeat_interval) | ≥ 1 ms; `heartbeat_interval` + budget ≤ ownership lease | bound on one `on_assignment_changed` call; past it the worker gives up |
+//! | `buckets.replicas` | 1 | 0 (read as 1), 1, 3, 5 | replicas of the buckets |
+//! | `buckets.storage` | `file` | `file`, `memory` | storage of the buckets |
+//! | `buckets.members`/`leader`/`assignments` | derived | `[a-zA-Z0-9_-]`, 1–64 bytes | bucket name overrides |
+//!
+//! Why these bounds:
+//! - **Durations ≤ 1 day** ([`MAX_DURATION`]). No coordination timing is
+//!   meaningful beyond that (a lease of a day means a crashed worker's partitions
+//!   stay orphaned for a day), and the bound keeps every derived value (sums,
+//!   multiples, drift factors, `now + d` on the driver's clocks) many orders of
+//!   magnitude away from overflow. Durations that must be positive must be at
+//!   least 1 ms ([`MIN_DURATION`]): the core counts time in milliseconds, so a
+//!   shorter period would behave like zero (a busy loop).
+//! - **At most 1 000 000 IDs** ([`MAX_ID_COUNT`]). When the range is full a claim
+//!   walks every ID of it (one create per ID), and the roster may hold one entry
+//!   per ID: a million already means minutes of claims, four billion would never
+//!   finish.
+//! - **Names ≤ 64 bytes** ([`MAX_NAME_LEN`]): they become bucket names, keys and
+//!   subjects; NATS subjects and stream names should stay short.
+//! - **`worker_capacity` ≤ 10 000** ([`MAX_WORKER_CAPACITY`]): weights are ratios
+//!   between workers; 10 000 : 1 is already beyond any real fleet.
+//! - **`imbalance_threshold` ≤ 10** ([`MAX_IMBALANCE_THRESHOLD`]): a threshold of
+//!   10 already means "a worker may carry 11 × the average" (never rebalance).
+//!
+//! Even a configuration that was never validated cannot make the core panic: all
+//! arithmetic on durations and instants saturates.
 
 mod validate;
 
 pub use validate::ConfigError;
+
+/// Longest duration any field accepts: one day.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Shortest positive duration accepted where zero is meaningless: the core's
+/// clock resolution.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// Most IDs a range (`worker_id_min..=worker_id_max`) may hold.
+pub const MAX_ID_COUNT: u32 = 1_000_000;
+/// Longest group name, ID prefix or bucket name override, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Largest `worker_capacity`.
+pub const MAX_WORKER_CAPACITY: u32 = 10_000;
+/// Largest `imbalance_threshold`.
+pub const MAX_IMBALANCE_THRESHOLD: f64 = 10.0;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -342,7 +380,7 @@ impl Config {
     /// The emergency grace with its default applied.
     pub fn effective_emergency_grace(&self) -> Duration {
         self.emergency_grace
-            .unwrap_or_else(|| self.heartbeat_interval.mul_f64(1.5))
+            .unwrap_or_else(|| crate::time::scale(self.heartbeat_interval, 1.5))
     }
 
     /// The budget of one assignment-hook call with its default applied: the
@@ -379,15 +417,14 @@ impl Config {
     /// successful renewal (election TTL minus a drift margin).
     pub fn leadership_lease(&self) -> Duration {
         let rho = self.max_clock_drift;
-        self.election_ttl
-            .mul_f64((1.0 - rho) / (1.0 + rho))
+        crate::time::scale(self.election_ttl, (1.0 - rho) / (1.0 + rho))
             .saturating_sub(self.lease_safety_margin.min(self.election_ttl / 4))
     }
 
     /// ID reservation as the holder counts it (shortened for drift).
     pub fn id_reservation(&self) -> Duration {
         let rho = self.max_clock_drift;
-        self.worker_id_ttl.mul_f64((1.0 - rho) / (1.0 + rho))
+        crate::time::scale(self.worker_id_ttl, (1.0 - rho) / (1.0 + rho))
     }
 
     /// Number of IDs in the range.

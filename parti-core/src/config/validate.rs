@@ -1,6 +1,9 @@
 //! Validation rules of [`Config`]; every error names the field and the rule.
 
-use super::Config;
+use super::{
+    Config, MAX_DURATION, MAX_ID_COUNT, MAX_IMBALANCE_THRESHOLD, MAX_NAME_LEN, MAX_WORKER_CAPACITY,
+    MIN_DURATION,
+};
 use crate::layout::is_valid_group_name;
 use std::time::Duration;
 use thiserror::Error;
@@ -46,8 +49,108 @@ fn ms(d: Duration) -> String {
 }
 
 impl Config {
+    /// Every duration field with its TOML/YAML name, and whether zero (or less
+    /// than the core's 1 ms clock resolution) is meaningless for it.
+    fn durations(&self) -> [(&'static str, Option<Duration>, bool); 20] {
+        let (d, a) = (&self.degraded, &self.alerts);
+        [
+            ("worker_id_ttl", Some(self.worker_id_ttl), true),
+            ("heartbeat_interval", Some(self.heartbeat_interval), true),
+            ("heartbeat_ttl", Some(self.heartbeat_ttl), true),
+            ("lease_safety_margin", Some(self.lease_safety_margin), false),
+            ("election_ttl", Some(self.election_ttl), true),
+            ("cold_start_window", Some(self.cold_start_window), false),
+            (
+                "planned_scale_window",
+                Some(self.planned_scale_window),
+                false,
+            ),
+            ("emergency_grace", self.emergency_grace, false),
+            ("rebalance_cooldown", Some(self.rebalance_cooldown), true),
+            ("degraded.enter_after", Some(d.enter_after), true),
+            ("degraded.exit_after", Some(d.exit_after), false),
+            ("degraded.recovery_grace", Some(d.recovery_grace), false),
+            ("alerts.info", Some(a.info), false),
+            ("alerts.warn", Some(a.warn), false),
+            ("alerts.error", Some(a.error), false),
+            ("alerts.critical", Some(a.critical), false),
+            ("alerts.interval", Some(a.interval), true),
+            ("startup_timeout", Some(self.startup_timeout), true),
+            ("operation_timeout", Some(self.operation_timeout), true),
+            ("shutdown_timeout", Some(self.shutdown_timeout), true),
+        ]
+    }
+
+    /// Checks the range of every field on its own (bounds that keep all the
+    /// derived arithmetic far from overflow).
+    fn validate_ranges(&self) -> Result<(), ConfigError> {
+        for (field, value, nonzero) in self.durations() {
+            let Some(value) = value else { continue };
+            ensure(value <= MAX_DURATION, field, || {
+                format!(
+                    "must be at most {} (1 day) (got {})",
+                    ms(MAX_DURATION),
+                    ms(value)
+                )
+            })?;
+            if nonzero {
+                ensure(value >= MIN_DURATION, field, || {
+                    format!("must be at least 1ms, the core's clock resolution (got {value:?})")
+                })?;
+            }
+        }
+        for (field, value) in [
+            ("group", &self.group),
+            ("worker_id_prefix", &self.worker_id_prefix),
+        ] {
+            ensure(value.len() <= MAX_NAME_LEN, field, || {
+                format!(
+                    "must be at most {MAX_NAME_LEN} bytes long (got {})",
+                    value.len()
+                )
+            })?;
+        }
+        for (field, name) in [
+            ("buckets.members", &self.buckets.members),
+            ("buckets.leader", &self.buckets.leader),
+            ("buckets.assignments", &self.buckets.assignments),
+        ] {
+            if let Some(name) = name {
+                ensure(name.len() <= MAX_NAME_LEN, field, || {
+                    format!(
+                        "must be at most {MAX_NAME_LEN} bytes long (got {})",
+                        name.len()
+                    )
+                })?;
+            }
+        }
+        ensure(
+            self.worker_capacity <= MAX_WORKER_CAPACITY,
+            "worker_capacity",
+            || {
+                format!(
+                    "must be at most {MAX_WORKER_CAPACITY} (got {})",
+                    self.worker_capacity
+                )
+            },
+        )?;
+        ensure(
+            self.imbalance_threshold.is_finite()
+                && (0.0..=MAX_IMBALANCE_THRESHOLD).contains(&self.imbalance_threshold),
+            "imbalance_threshold",
+            || {
+                format!(
+                    "must be in [0, {MAX_IMBALANCE_THRESHOLD}] (got {})",
+                    self.imbalance_threshold
+                )
+            },
+        )?;
+        Ok(())
+    }
+
     /// Checks every rule; the first broken one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_ranges()?;
         ensure(is_valid_group_name(&self.group), "group", || {
             format!("must match [a-zA-Z0-9_-]+ (got {:?})", self.group)
         })?;
@@ -71,6 +174,14 @@ impl Config {
                 )
             },
         )?;
+        ensure(self.id_count() <= MAX_ID_COUNT, "worker_id_max", || {
+            format!(
+                "the range worker_id_min..=worker_id_max may hold at most {MAX_ID_COUNT} IDs (got {} to {}: {} IDs)",
+                self.worker_id_min,
+                self.worker_id_max,
+                u64::from(self.worker_id_max) - u64::from(self.worker_id_min) + 1
+            )
+        })?;
         if let Some(p) = self.preferred_worker_id {
             ensure(
                 (self.worker_id_min..=self.worker_id_max).contains(&p),
@@ -92,7 +203,7 @@ impl Config {
             || "must be > 0".into(),
         )?;
         ensure(
-            self.heartbeat_ttl >= self.heartbeat_interval * 2,
+            self.heartbeat_ttl >= self.heartbeat_interval.saturating_mul(2),
             "heartbeat_ttl",
             || {
                 format!(
@@ -120,7 +231,7 @@ impl Config {
             || format!("must be in [0, 0.2) (got {})", self.max_clock_drift),
         )?;
         ensure(
-            self.worker_id_ttl >= self.heartbeat_interval * 3,
+            self.worker_id_ttl >= self.heartbeat_interval.saturating_mul(3),
             "worker_id_ttl",
             || {
                 format!(

@@ -51,6 +51,9 @@ enum Phase {
         op: OpId,
         sent: Instant,
     },
+    /// Every ID of the range was taken: waiting for one to be freed (a member
+    /// key removed or expired) or, at the latest, until `retry_at`.
+    Waiting { retry_at: Instant },
     /// ID held.
     Held(Lease),
     /// Releasing the ID (stop): the key is being deleted.
@@ -116,6 +119,12 @@ pub(crate) struct Membership {
     /// The store said "unavailable": no eager write before this instant (it
     /// outlives the claim it was set under).
     backoff_until: Option<Instant>,
+    /// When the current round of claiming began: the range counts as
+    /// exhausted only once it stayed full for `startup_timeout` from here.
+    claiming_since: Instant,
+    /// Delay before the next retry while the range is full (doubles up to
+    /// [`max_full_range_delay`]).
+    full_range_delay: Duration,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -130,6 +139,8 @@ impl Membership {
             phase: Phase::Idle,
             record: MemberRecord::fresh(instance, capacity),
             backoff_until: None,
+            claiming_since: Instant::ZERO,
+            full_range_delay: Duration::ZERO,
             planted: PlantedBugs::empty(),
         }
     }
@@ -172,7 +183,9 @@ impl Membership {
     }
 
     /// Begins claiming (at start, or again after a loss).
-    pub(crate) fn start_claiming(&mut self) {
+    pub(crate) fn start_claiming(&mut self, config: &Config, now: Instant) {
+        self.claiming_since = now;
+        self.full_range_delay = config.heartbeat_interval;
         self.claims += 1;
         if self.claims > 1 {
             self.past.push(self.instance);
@@ -279,8 +292,40 @@ impl Membership {
                 self.send_claim(config, roster, out, now);
                 Signal::None
             }
-            None => self.exhausted(config),
+            None => self.range_full(config, now),
         }
+    }
+
+    /// Every candidate failed. Within `startup_timeout` of the start of
+    /// claiming, wait (a removed member key or the backoff brings the next
+    /// round); after it, the range is exhausted.
+    fn range_full(&mut self, config: &Config, now: Instant) -> Signal {
+        let give_up = self.claiming_since + config.startup_timeout;
+        if now >= give_up {
+            return self.exhausted(config);
+        }
+        let delay = self.full_range_delay;
+        self.full_range_delay = delay.saturating_mul(2).min(max_full_range_delay(config));
+        self.phase = Phase::Waiting {
+            retry_at: (now + delay).min(give_up),
+        };
+        Signal::None
+    }
+
+    /// A member key was removed (deleted, or its reservation expired): if the
+    /// range was full, try again now.
+    pub(crate) fn on_member_removed(
+        &mut self,
+        config: &Config,
+        roster: &Roster,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Signal {
+        if !matches!(self.phase, Phase::Waiting { .. }) {
+            return Signal::None;
+        }
+        self.phase = Phase::WaitingRoster;
+        self.on_roster(config, roster, out, now)
     }
 
     fn exhausted(&mut self, config: &Config) -> Signal {
@@ -551,6 +596,10 @@ impl Membership {
                 self.send_claim(config, roster, out, now);
                 return Signal::None;
             }
+            Phase::Waiting { retry_at } if now >= *retry_at => {
+                self.phase = Phase::WaitingRoster;
+                return self.on_roster(config, roster, out, now);
+            }
             Phase::Held(lease) => lease,
             _ => return Signal::None,
         };
@@ -638,6 +687,7 @@ impl Membership {
                 attempt: Attempt::RetryAt(t),
                 ..
             } => Some(*t),
+            Phase::Waiting { retry_at } => Some(*retry_at),
             Phase::Held(lease) => {
                 let reservation = lease.last_ok_start + config.id_reservation();
                 Some(if lease.busy() {
@@ -649,6 +699,13 @@ impl Membership {
             _ => None,
         }
     }
+}
+
+/// Longest wait between two rounds of claims while the range is full: a
+/// quarter of the ID reservation (a freed ID is normally noticed at once, by its
+/// removal in the watch; this bounds the wait if that event is missed).
+fn max_full_range_delay(config: &Config) -> Duration {
+    (config.worker_id_ttl / 4).max(config.heartbeat_interval)
 }
 
 fn retry_delay(config: &Config) -> Duration {

@@ -267,7 +267,7 @@ impl Worker {
             Event::Start => {
                 if self.state == State::Init {
                     self.transition(State::ClaimingId);
-                    self.begin_claiming();
+                    self.begin_claiming(now);
                 }
             }
             Event::Completed { op, outcome } => {
@@ -330,8 +330,8 @@ impl Worker {
         self.snapshot_saw_leader = false;
     }
 
-    fn begin_claiming(&mut self) {
-        self.membership.start_claiming();
+    fn begin_claiming(&mut self, now: Instant) {
+        self.membership.start_claiming(&self.config, now);
         self.begin_snapshot();
         self.out.push(Command::Watch { worker: None });
     }
@@ -365,6 +365,15 @@ impl Worker {
                         if let Some(c) = &mut self.controller {
                             c.on_roster_changed();
                         }
+                        self.on_membership(sig, now);
+                        // An ID may have been freed for a worker waiting on a
+                        // full range.
+                        let sig = self.membership.on_member_removed(
+                            &self.config,
+                            &self.roster,
+                            &mut self.out,
+                            now,
+                        );
                         self.on_membership(sig, now);
                     }
                 }
@@ -451,7 +460,7 @@ impl Worker {
                     self.finish_stop();
                 } else {
                     self.transition(State::ClaimingId);
-                    self.begin_claiming();
+                    self.begin_claiming(now);
                 }
             }
             S::Exhausted(err) => {
@@ -605,7 +614,7 @@ impl Worker {
         self.membership.flush(&mut self.out, now);
         self.advance_stop(now);
         self.roster
-            .prune_departures(now - self.config.planned_scale_window * 4);
+            .prune_departures(now - self.config.planned_scale_window.saturating_mul(4));
         self.update_state(now);
     }
 }

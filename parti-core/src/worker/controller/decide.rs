@@ -35,7 +35,9 @@ impl Controller {
         {
             return;
         }
-        let wait = (config.heartbeat_ttl + config.effective_emergency_grace())
+        let wait = config
+            .heartbeat_ttl
+            .saturating_add(config.effective_emergency_grace())
             .max(config.lease_expiry_wait());
         let vanished: Vec<(WorkerId, MemberRecord, Revision)> = roster
             .members()
@@ -64,7 +66,9 @@ impl Controller {
     /// The workers a target is computed for: active members seen within the
     /// heartbeat TTL plus the emergency grace.
     pub(super) fn basis(&self, config: &Config, roster: &Roster, now: Instant) -> Vec<WorkerSpec> {
-        let ttl = config.heartbeat_ttl + config.effective_emergency_grace();
+        let ttl = config
+            .heartbeat_ttl
+            .saturating_add(config.effective_emergency_grace());
         roster
             .members()
             .filter(|(w, v)| {

@@ -371,7 +371,9 @@ impl Controller {
                     .values()
                     .map(|s| Some(*s + config.planned_scale_window)),
             );
-            let basis_ttl = config.heartbeat_ttl + config.effective_emergency_grace();
+            let basis_ttl = config
+                .heartbeat_ttl
+                .saturating_add(config.effective_emergency_grace());
             let wait = basis_ttl.max(config.lease_expiry_wait());
             for (w, v) in roster.members() {
                 if *w != self.me
