@@ -11,6 +11,7 @@ use common::*;
 use parti::{Error, Hooks, Manager, OwnedPartition, PartitionId, State, StaticSource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const P: usize = 12;
 
@@ -75,6 +76,18 @@ impl Hooks for LedgerHooks {
     }
 }
 
+/// Test timings with a hook budget that a panic's backtrace printing
+/// (`RUST_BACKTRACE=1` symbolises the stack before unwinding) cannot exceed:
+/// otherwise the panic would be reported, correctly, as a budget overrun.
+fn roomy_config(g: &str) -> parti::Config {
+    let mut c = config(g);
+    c.heartbeat_ttl = Duration::from_secs(3);
+    c.worker_id_ttl = Duration::from_secs(4);
+    c.hook_budget = Some(Duration::from_secs(2));
+    c.validate().expect("valid roomy test config");
+    c
+}
+
 async fn start(
     client: &parti::nats::async_nats::Client,
     g: &str,
@@ -83,7 +96,7 @@ async fn start(
     ledger: &Arc<Mutex<Ledger>>,
 ) -> Manager {
     Manager::builder_nats(client.clone())
-        .config(config(g))
+        .config(roomy_config(g))
         .partitions(StaticSource::new(partitions("f", 0..P)))
         .hooks(LedgerHooks {
             who,
@@ -127,11 +140,15 @@ async fn a_panicking_hook_gives_up_and_another_worker_takes_over_without_overlap
         let l = lock(&ledger);
         assert!(l.overlaps.is_empty(), "overlaps: {:?}", l.overlaps);
         assert_eq!(l.fatal.len(), 1, "{:?}", l.fatal);
-        assert!(matches!(
-            &l.fatal[0],
-            (0, Error::HookPanicked { hook: "on_assignment_changed", message })
-                if message.contains("Broken pipe")
-        ));
+        assert!(
+            matches!(
+                &l.fatal[0],
+                (0, Error::HookPanicked { hook: "on_assignment_changed", message })
+                    if message.contains("Broken pipe")
+            ),
+            "{:?}",
+            l.fatal
+        );
     }
     assert!(
         !member_key_present(&client, &g, a_id.as_str()).await,
