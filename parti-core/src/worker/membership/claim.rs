@@ -1,11 +1,11 @@
 //! Claiming a stable ID. Once the roster has caught up, candidates are tried
 //! one at a time: the preferred ID, then IDs whose records are this process's
-//! own earlier claims, then free IDs, then taken ones (whose claim fails). A
-//! claim whose outcome is unknown is reconciled by reading the key back. When
-//! every ID of the range is taken, the worker waits for one to be freed (a
-//! member key removed) or for a backoff (doubling up to a quarter of the ID
-//! reservation); only a range that stayed full for `startup_timeout` is
-//! exhausted.
+//! own earlier claims, then free IDs, then taken ones. A claim whose outcome
+//! is unknown is reconciled by reading the key back. When every ID of the
+//! range is taken, the worker waits for one to be freed (a member key
+//! removed) or for a backoff (from `heartbeat_interval`, doubling up to a
+//! quarter of the ID reservation); only a range that stayed full for
+//! `startup_timeout` is exhausted.
 
 use super::super::planted::PlantedBug;
 use super::{Attempt, Lease, Membership, Phase, Signal, mine};

@@ -3,7 +3,8 @@
 //! the record changed (unless the store asked to back off). A renewal that
 //! conflicts or whose outcome is unknown is followed by a read-back: if our
 //! own record is there, its revision is adopted (the lease is extended only by
-//! the next confirmed renewal); otherwise the ID is lost.
+//! the next confirmed renewal); otherwise the ID is lost. A read-back that
+//! cannot reach the store is retried.
 
 use super::{Membership, Phase, Signal};
 use crate::command::Command;
