@@ -29,7 +29,6 @@ impl Simulator {
             .entry(kind.name().to_string())
             .or_default() += 1;
         let alive = self.alive_slots(true);
-        let gap = self.cfg.fault_gap_ms;
         match kind {
             FaultKind::Crash => {
                 let Some(&slot) = self.rng.pick(&alive) else {
@@ -140,7 +139,6 @@ impl Simulator {
         if kind != FaultKind::Restart {
             self.restart_watch = None;
         }
-        let _ = gap;
     }
 
     fn leader_slot(&self) -> Option<usize> {

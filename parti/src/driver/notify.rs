@@ -1,0 +1,102 @@
+//! Turning the core worker's notifications into what the outside sees: the
+//! views of the manager handle, metrics, tracing (and the span's fields), and
+//! hook calls. A changed assignment is queued on the assignment lane (unless
+//! the worker already failed); state changes and errors go to the slow lane.
+//! Nothing here waits on application code.
+
+use super::Running;
+use super::hooks::{HookCall, LaneCall};
+use crate::Error;
+use crate::metrics as m;
+use crate::view::Assignment;
+use parti_core::{Notification, State};
+
+impl Running {
+    pub(super) async fn notify(&mut self, notification: Notification) {
+        let span = tracing::Span::current();
+        match notification {
+            Notification::StateChanged { from, to } => {
+                tracing::info!(%from, %to, "state changed");
+                m::state_changed(&self.group, from, to);
+                self.shared.state.send_replace(to);
+                let _ = self.hook_calls.send(HookCall::State(from, to));
+            }
+            Notification::IdChanged { id } => {
+                if let Some(id) = &id {
+                    span.record("worker_id", id.as_str());
+                    tracing::info!(worker_id = %id, "claimed a stable ID");
+                } else {
+                    tracing::warn!("lost the stable ID");
+                }
+                self.shared.worker_id.send_replace(id);
+            }
+            Notification::AssignmentChanged {
+                added,
+                removed,
+                version,
+            } => {
+                span.record("version", version);
+                tracing::info!(
+                    added = added.len(),
+                    removed = removed.len(),
+                    version,
+                    "assignment changed"
+                );
+                let view = Assignment {
+                    version: self.worker.assignment_version(),
+                    partitions: self.worker.assignment(),
+                };
+                m::assignment(&self.group, &view, added.len(), removed.len());
+                self.shared.assignment.send_replace(view);
+                // On its own task; the renewal confirming it waits for it.
+                if !self.failed {
+                    self.lane.push_back(LaneCall::Assignment {
+                        added,
+                        removed,
+                        version,
+                    });
+                    self.start_lane();
+                }
+            }
+            Notification::LeadershipChanged { leader, term } => {
+                span.record("term", term);
+                tracing::info!(leader, term, "leadership changed");
+                m::leader(&self.group, leader);
+                self.shared.leader.send_replace(leader);
+            }
+            Notification::Published {
+                version,
+                granted,
+                revoked,
+            } => {
+                tracing::info!(version, granted, revoked, "published an assignment");
+                m::published(&self.group);
+            }
+            Notification::DegradedAlert { level, elapsed } => {
+                tracing::warn!(?level, ?elapsed, "still degraded");
+                m::degraded_alert(&self.group, level);
+            }
+            Notification::Error(message) => {
+                tracing::warn!(%message, "worker error");
+                let error = match self.source_error.take() {
+                    Some(e) if message == format!("partition source failed: {e}") => {
+                        Error::Source(e)
+                    }
+                    _ => Error::Protocol(message),
+                };
+                let _ = self.hook_calls.send(HookCall::Error(error));
+            }
+            Notification::Fatal(e) => {
+                tracing::error!(error = %e, "worker stopped on a fatal error");
+                let error = Error::IdRangeExhausted(e);
+                self.shared.set_fatal(error.clone());
+                let _ = self.hook_calls.send(HookCall::Error(error));
+            }
+            Notification::Stopped => {
+                tracing::info!("stopped");
+                self.shared.state.send_replace(State::Shutdown);
+            }
+        }
+        m::skipped_values(&self.group, self.worker.skipped_values());
+    }
+}
