@@ -41,10 +41,11 @@ impl DegradedTracker {
         self.reachable_since = None;
     }
 
-    /// A write reached the store.
-    pub(crate) fn on_reachable(&mut self, now: Instant) {
-        self.unreachable_since = None;
+    /// A write reached the store. Returns whether the worker was cut off
+    /// until now (what it observed meanwhile is stale).
+    pub(crate) fn on_reachable(&mut self, now: Instant) -> bool {
         self.reachable_since.get_or_insert(now);
+        self.unreachable_since.take().is_some()
     }
 
     /// Checks thresholds.

@@ -79,6 +79,10 @@ pub struct Worker {
     planted: PlantedBugs,
     skipped_values: u64,
     snapshot_saw_leader: bool,
+    /// The ID was taken back after an outage and the new watch has not caught
+    /// up yet: what this worker knows of the assignment may be stale, so it
+    /// takes nothing and its ownership lease is not counted as valid.
+    reclaim_unsynced: bool,
     invalid_transitions: Vec<(State, State)>,
 }
 
@@ -113,6 +117,7 @@ impl Worker {
             planted: PlantedBugs::empty(),
             skipped_values: 0,
             snapshot_saw_leader: false,
+            reclaim_unsynced: false,
             invalid_transitions: Vec::new(),
         }
     }
@@ -193,6 +198,9 @@ impl Worker {
     /// When the ownership lease ends (start of the last successful renewal
     /// plus the lease), on this worker's clock.
     pub fn lease_deadline(&self) -> Option<Instant> {
+        if self.reclaim_unsynced {
+            return None;
+        }
         self.membership.ownership_deadline(&self.config)
     }
 
@@ -302,7 +310,12 @@ impl Worker {
                 self.begin_snapshot();
             }
             Event::Disconnected => self.degraded.on_unreachable(now),
-            Event::Reconnected => {}
+            Event::Reconnected => {
+                // What was not heard while away says nothing about the others;
+                // and they should hear from this worker at once.
+                self.roster.refresh_all(now);
+                self.membership.renew_at_once(now);
+            }
             Event::PartitionsChanged(list) => {
                 self.partitions = Some(list.clone());
                 if let Some(c) = &mut self.controller {
@@ -406,6 +419,10 @@ impl Worker {
                 }
             }
             WatchEvent::CaughtUp => {
+                if self.reclaim_unsynced {
+                    self.reclaim_unsynced = false;
+                    self.follower_dirty = true;
+                }
                 let gone = self.roster.end_snapshot(now);
                 if !gone.is_empty()
                     && let Some(c) = &mut self.controller
@@ -435,13 +452,24 @@ impl Worker {
         }
     }
 
+    /// A write reached the store. After a cut-off, the silence of the other
+    /// members says nothing about them (this worker could not hear them): the
+    /// roster's liveness clocks restart now, so that nobody is judged gone
+    /// over time the observer itself was away.
+    fn store_reached(&mut self, now: Instant) {
+        if self.degraded.on_reachable(now) {
+            self.roster.refresh_all(now);
+        }
+    }
+
     fn on_membership(&mut self, sig: membership::Signal, now: Instant) {
         use membership::Signal as S;
         match sig {
             S::None => {}
-            S::Claimed => {
+            S::Claimed | S::Reclaimed => {
+                self.reclaim_unsynced = sig == S::Reclaimed;
                 let id = self.membership.id().cloned();
-                self.degraded.on_reachable(now);
+                self.store_reached(now);
                 self.pause_suspected = false;
                 self.begin_snapshot();
                 self.out.push(Command::Watch { worker: id.clone() });
@@ -468,7 +496,7 @@ impl Worker {
                 self.finish_stop();
             }
             S::Reachable => {
-                self.degraded.on_reachable(now);
+                self.store_reached(now);
                 self.pause_suspected = false;
             }
             S::Unreachable => self.degraded.on_unreachable(now),
@@ -518,8 +546,22 @@ impl Worker {
 
     /// How much of its assignment this worker may hold now.
     fn hold(&self, now: Instant) -> Hold {
-        if self.is_stopping() || self.membership.id().is_none() {
+        if self.is_stopping() {
             return Hold::Nothing;
+        }
+        if self.membership.id().is_none() {
+            // Taking the same ID back after an outage: keep what is held.
+            return match self.membership.reclaiming() {
+                Some(_) if self.keeps_through_outage() => Hold::Frozen,
+                _ => Hold::Nothing,
+            };
+        }
+        if self.reclaim_unsynced {
+            // Back from an outage, not caught up yet: keep, take nothing.
+            return match self.config.degraded.policy {
+                DegradedPolicy::KeepProcessing => Hold::Frozen,
+                DegradedPolicy::StopWhenLeaseExpires => Hold::Nothing,
+            };
         }
         if self.planted.has(PlantedBug::IgnoreLease) {
             return Hold::All;
@@ -532,13 +574,18 @@ impl Worker {
             // Availability: a worker that knows it is cut off keeps its frozen
             // assignment (but takes nothing new); a paused one does not (it has
             // not been watching).
-            DegradedPolicy::KeepProcessing
-                if self.degraded.is_cut_off() && !self.pause_suspected =>
-            {
-                Hold::Frozen
-            }
+            DegradedPolicy::KeepProcessing if self.keeps_through_outage() => Hold::Frozen,
             DegradedPolicy::KeepProcessing => Hold::Nothing,
         }
+    }
+
+    /// Whether the worker keeps its frozen assignment past its lease: under
+    /// `KeepProcessing`, while it knows it is cut off from the store. A
+    /// paused worker does not (it has not been watching).
+    fn keeps_through_outage(&self) -> bool {
+        self.config.degraded.policy == DegradedPolicy::KeepProcessing
+            && self.degraded.is_cut_off()
+            && !self.pause_suspected
     }
 
     /// Runs every machine after an input.
@@ -547,9 +594,13 @@ impl Worker {
             return;
         }
         // Membership: renewals, reservation expiry, claim retries.
-        let sig = self
-            .membership
-            .on_timeout(&self.config, &self.roster, &mut self.out, now);
+        // An ID whose reservation lapses while cut off is taken back as the
+        // same claim when the store answers (nobody could have claimed it if
+        // the store was down for everybody; the read-back tells otherwise).
+        let keep_claim = self.degraded.is_cut_off() && !self.pause_suspected;
+        let sig =
+            self.membership
+                .on_timeout(&self.config, &self.roster, keep_claim, &mut self.out, now);
         self.on_membership(sig, now);
         if self.is_stopped() {
             return;
@@ -579,8 +630,10 @@ impl Worker {
                     .notify(Notification::DegradedAlert { level, elapsed });
             }
         }
-        // Follower: apply the committed assignment within the lease.
-        if let Some(me) = self.membership.id().cloned() {
+        // Follower: apply the committed assignment within the lease (or keep
+        // it frozen while the ID is being taken back).
+        let me = self.membership.id().or(self.membership.reclaiming());
+        if let Some(me) = me.cloned() {
             let hold = self.hold(now);
             if self.follower_dirty || hold != self.last_hold {
                 self.follower_dirty = false;

@@ -26,11 +26,14 @@ pub enum FaultKind {
     Lost,
     /// Occasional network delay spikes.
     Delay,
+    /// The store is unreachable for every process at once (the server is
+    /// down; its keys still expire), for up to 45 s.
+    Outage,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::Pause,
         FaultKind::Cut,
@@ -41,6 +44,7 @@ impl FaultKind {
         FaultKind::Refresh,
         FaultKind::Lost,
         FaultKind::Delay,
+        FaultKind::Outage,
     ];
 
     /// Lower-case name used on the command line.
@@ -56,6 +60,7 @@ impl FaultKind {
             FaultKind::Refresh => "refresh",
             FaultKind::Lost => "lost",
             FaultKind::Delay => "delay",
+            FaultKind::Outage => "outage",
         }
     }
 

@@ -11,7 +11,7 @@ use crate::event::{OpId, Outcome};
 use crate::ids::WorkerId;
 use crate::outbox::Outbox;
 use crate::partition::PartitionId;
-use crate::records::{MemberStatus, WorkerAssignment};
+use crate::records::WorkerAssignment;
 use crate::roster::Roster;
 use crate::time::Instant;
 use crate::worker::planted::PlantedBug;
@@ -178,18 +178,7 @@ impl Controller {
             // Restart detection: of the workers the last assignment names, far
             // fewer than `restart_detection_ratio` are still the same running
             // incarnation (a full restart brings new claims, or new IDs).
-            let before = committed.meta.records.len();
-            let alive = committed
-                .records
-                .iter()
-                .filter(|(w, rec)| {
-                    roster.get(w).is_some_and(|v| {
-                        v.record.status == MemberStatus::Active && v.record.instance == rec.instance
-                    })
-                })
-                .count();
-            self.restart_detected =
-                before > 0 && (alive as f64) < self.restart_ratio * before as f64;
+            self.restart_detected = !self.incarnations_returned(&committed, roster);
         }
         self.committed = Some(committed);
         self.loaded = true;

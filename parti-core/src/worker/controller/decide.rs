@@ -6,7 +6,7 @@
 //! wait for the planned-scale window and the cooldown, and a partition-list
 //! refresh keeps the placement while the imbalance stays within the threshold.
 
-use super::{Controller, balance};
+use super::{Committed, Controller, balance};
 use crate::command::{Command, Notification};
 use crate::config::Config;
 use crate::ids::WorkerId;
@@ -20,6 +20,24 @@ use crate::worker::planted::PlantedBug;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Controller {
+    /// Restart detection: whether at least `restart_detection_ratio` of the
+    /// workers `committed` names are still (or again) the same running
+    /// incarnations: active members with the instance their record is
+    /// addressed to. A full restart brings new claims, or new IDs.
+    pub(super) fn incarnations_returned(&self, committed: &Committed, roster: &Roster) -> bool {
+        let before = committed.meta.records.len();
+        let alive = committed
+            .records
+            .iter()
+            .filter(|(w, rec)| {
+                roster.get(w).is_some_and(|v| {
+                    v.record.status == MemberStatus::Active && v.record.instance == rec.instance
+                })
+            })
+            .count();
+        before == 0 || (alive as f64) >= self.restart_ratio * before as f64
+    }
+
     /// Members whose record has not changed for the heartbeat TTL plus the
     /// emergency grace (and at least the time after which their ownership lease
     /// has certainly expired) are evicted with compare-and-set.
@@ -136,6 +154,18 @@ impl Controller {
         let basis: BTreeSet<WorkerId> = specs.iter().map(|w| w.id.clone()).collect();
         let ghosts = self.ghosts(config, roster, &basis, now);
         if self.target.is_none() {
+            // A restart seen at takeover is called off once the workers the
+            // last assignment names are back as the same incarnations (the
+            // group lost the store, not its processes).
+            if self.restart_detected
+                && self
+                    .committed
+                    .as_ref()
+                    .is_some_and(|c| self.incarnations_returned(c, roster))
+            {
+                self.restart_detected = false;
+                self.cold_until = None;
+            }
             let cold = self.committed.is_none() || self.restart_detected;
             if cold {
                 let until = *self

@@ -6,12 +6,15 @@
 //!
 //! - [`claim`]: choosing candidate IDs, claiming them (reconciling claims
 //!   whose outcome is unknown), and waiting while the whole range is taken;
-//! - [`renewal`]: renewals and their read-backs.
+//! - [`renewal`]: renewals and their read-backs;
+//! - [`reclaim`]: taking the same ID back, as the same claim, after its
+//!   reservation lapsed while the worker was cut off.
 //!
 //! The ID is reserved for `id_reservation` from the start of the last
 //! successful write, and the ownership lease counts from the same instant.
 
 mod claim;
+mod reclaim;
 mod renewal;
 
 use super::planted::{PlantedBug, PlantedBugs};
@@ -32,6 +35,8 @@ pub(crate) enum Signal {
     None,
     /// The ID was claimed.
     Claimed,
+    /// The same ID was taken back as the same claim after an outage.
+    Reclaimed,
     /// The ID was lost (renewal conflict, eviction, reservation expired).
     Lost,
     /// No ID of the range could be claimed.
@@ -70,6 +75,11 @@ enum Phase {
     Held(Lease),
     /// Releasing the ID (stop): the key is being deleted.
     Releasing { lease: Lease, op: OpId },
+    /// The reservation of `id` lapsed while cut off: taking it back.
+    Reclaiming {
+        id: WorkerId,
+        step: reclaim::Reclaim,
+    },
 }
 
 /// Where the claim of one ID stands.
@@ -243,6 +253,9 @@ impl Membership {
         if let Some(signal) = self.claim_completed(config, roster, op, outcome, out, now) {
             return Some(signal);
         }
+        if let Some(signal) = self.reclaim_completed(config, op, outcome, out, now) {
+            return Some(signal);
+        }
         match &self.phase {
             Phase::Held(lease) => {
                 if lease.renew.is_some_and(|(renew_op, _)| renew_op == op) {
@@ -266,11 +279,14 @@ impl Membership {
         Signal::Lost
     }
 
-    /// Periodic work: renewals, reservation expiry, claim retries.
+    /// Periodic work: renewals, reservation expiry, claim retries. When the
+    /// reservation lapses, `keep_claim` (the worker knows it is cut off)
+    /// starts a reclaim of the same ID instead of losing it.
     pub(crate) fn on_timeout(
         &mut self,
         config: &Config,
         roster: &Roster,
+        keep_claim: bool,
         out: &mut Outbox,
         now: Instant,
     ) -> Signal {
@@ -283,10 +299,19 @@ impl Membership {
                 self.phase = Phase::WaitingRoster;
                 return self.on_roster(config, roster, out, now);
             }
+            Phase::Reclaiming { .. } => {
+                self.reclaim_step(out, now);
+                return Signal::None;
+            }
             Phase::Held(lease) => lease,
             _ => return Signal::None,
         };
         if !lease.reserved_at(config, now) && !self.planted.has(PlantedBug::BlindClaim) {
+            if keep_claim {
+                let signal = self.begin_reclaim(now);
+                self.reclaim_step(out, now);
+                return signal;
+            }
             return self.lose();
         }
         self.maybe_renew(out, now);
@@ -342,6 +367,7 @@ impl Membership {
                 ..
             } => Some(*t),
             Phase::Waiting { retry_at } => Some(*retry_at),
+            Phase::Reclaiming { .. } => self.reclaim_deadline(),
             Phase::Held(lease) => {
                 let reservation = lease.last_ok_start + config.id_reservation();
                 Some(if lease.busy() {

@@ -115,6 +115,16 @@ impl Membership {
         }
     }
 
+    /// The connection is back: renew the held ID (or read it back, when
+    /// reclaiming) now rather than after the backoff or at the next heartbeat.
+    pub(crate) fn renew_at_once(&mut self, now: Instant) {
+        self.backoff_until = None;
+        if let Phase::Held(lease) = &mut self.phase {
+            lease.next_renew = lease.next_renew.min(now);
+        }
+        self.reclaim_at_once(now);
+    }
+
     /// Writes the record now if it changed (acknowledgements travel fast).
     pub(crate) fn flush(&mut self, out: &mut Outbox, now: Instant) {
         if matches!(&self.phase, Phase::Held(lease) if lease.dirty) {

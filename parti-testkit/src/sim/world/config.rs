@@ -62,6 +62,9 @@ pub enum Scripted {
     },
     /// The leader is cut off from the store for this many ms.
     CutLeader(u64),
+    /// The store is down for everybody for this many ms: every process,
+    /// running or started meanwhile, is cut off (its keys still expire).
+    CutAll(u64),
 }
 
 impl SimConfig {
@@ -126,4 +129,7 @@ pub struct SimReport {
     pub commit_log: Vec<(u64, u64, parti_core::records::Lifecycle)>,
     /// When each partition move happened (ms).
     pub move_times: Vec<u64>,
+    /// Every time a running process gave up partitions: (time ms, process
+    /// label, how many).
+    pub releases: Vec<(u64, String, usize)>,
 }

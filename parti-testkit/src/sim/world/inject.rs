@@ -133,6 +133,10 @@ impl Simulator {
                 self.log(|| format!("the partition list changes: +{add} -{remove}"));
                 self.announce_partitions(true);
             }
+            FaultKind::Outage => {
+                let ms = self.rng.range(1_000, 45_000);
+                self.store_down_for_everybody(ms);
+            }
             FaultKind::Drift | FaultKind::Lost | FaultKind::Delay => {}
         }
         // Any other disturbance voids a pending graceful-restart comparison.
@@ -207,6 +211,7 @@ impl Simulator {
                 self.add_partitions(add);
                 self.announce_partitions(false);
             }
+            Scripted::CutAll(ms) => self.store_down_for_everybody(ms),
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
                     self.cut_off(slot, ms);
@@ -225,8 +230,20 @@ impl Simulator {
         self.schedule(self.now + ms, Ev::Heal { slot, inc });
     }
 
+    /// The store is unreachable for every process, running or started in
+    /// the next `ms` ms (its keys still expire).
+    fn store_down_for_everybody(&mut self, ms: u64) {
+        self.log(|| format!("the store is down for everybody for {ms} ms"));
+        self.outage_until = self.outage_until.max(self.now + ms);
+        for slot in 0..self.procs.len() {
+            if self.procs[slot].alive {
+                self.cut_off(slot, ms);
+            }
+        }
+    }
+
     /// Cuts `slot` off from the store for `ms`.
-    fn cut_off(&mut self, slot: usize, ms: u64) {
+    pub(super) fn cut_off(&mut self, slot: usize, ms: u64) {
         let label = self.procs[slot].label.clone();
         self.log(|| format!("{label} is cut off from the store for {ms} ms"));
         let until = (self.now + ms).max(self.procs[slot].cut_until.unwrap_or(0));

@@ -59,6 +59,9 @@ pub struct Simulator {
     expire_at: Option<u64>,
     last_commit_at: u64,
     last_fault_at: u64,
+    /// The store is down for everybody until then (processes started
+    /// meanwhile cannot reach it either).
+    outage_until: u64,
 }
 
 impl Simulator {
@@ -101,6 +104,7 @@ impl Simulator {
             expire_at: None,
             last_commit_at: 0,
             last_fault_at: 0,
+            outage_until: 0,
             cfg,
         };
         let listed = sim.partitions.iter().map(Partition::id).collect();
@@ -179,6 +183,10 @@ impl Simulator {
         self.log(|| {
             format!("p{slot}.{inc} starts (preferred id {preferred:?}, clock rate {rate:.4})")
         });
+        if self.outage_until > self.now {
+            let left = self.outage_until - self.now;
+            self.cut_off(slot, left);
+        }
         self.deliver_now(slot, Event::Start);
     }
 

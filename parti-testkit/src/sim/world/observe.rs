@@ -77,6 +77,11 @@ impl Simulator {
                 version,
             } => {
                 let now = self.now;
+                if !removed.is_empty() {
+                    self.report
+                        .releases
+                        .push((now, label.clone(), removed.len()));
+                }
                 for p in &removed {
                     let id = p.partition.id();
                     self.procs[slot].held.remove(&id);

@@ -19,7 +19,10 @@ impl Simulator {
         let bound = self.cfg.convergence_bound_ms();
         match self.ownership.complete_since {
             Some(since) => {
-                let conv = since.saturating_sub(self.quiet_from);
+                // Counted from the start of the quiet period, or from the end
+                // of a store outage that lasted into it (nothing can converge
+                // while nobody reaches the store).
+                let conv = since.saturating_sub(self.quiet_from.max(self.outage_until));
                 self.report.convergence_ms = Some(conv);
                 if conv > bound {
                     self.violations.push(Violation {

@@ -44,8 +44,14 @@ impl Simulator {
             .get(slot)
             .is_some_and(|p| p.inc == inc && p.cut(self.now));
         if cut {
-            if let Some(op) = command.op() {
-                self.respond(slot, inc, op, Outcome::Unavailable);
+            match command.op() {
+                Some(op) => self.respond(slot, inc, op, Outcome::Unavailable),
+                // The driver's watch task retries until the store answers.
+                None if matches!(command, Command::Watch { .. }) => {
+                    let at = self.procs[slot].cut_until.unwrap_or(self.now);
+                    self.schedule(at, Ev::Arrive { slot, inc, command });
+                }
+                None => {}
             }
             return;
         }
