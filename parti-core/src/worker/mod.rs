@@ -254,6 +254,11 @@ impl Worker {
                 holds
                     .then(|| self.membership.ownership_deadline(&self.config))
                     .flatten(),
+                // A pulse: the driver wakes the worker at least once per
+                // heartbeat interval, so that a gap longer than the heartbeat
+                // TTL really is a pause, never a quiet spell (e.g. a renewal
+                // hanging until its timeout while the store is down).
+                Some(self.last_now + self.config.heartbeat_interval),
             ]
         });
         pending.into_iter().flatten().flatten()
