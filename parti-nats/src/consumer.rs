@@ -313,6 +313,20 @@ async fn create(
     } else {
         config.filter_subjects = subjects;
     }
+    if let DeliverPolicy::ByStartSequence { start_sequence } = config.deliver_policy {
+        // Resuming: a stream whose last sequence is below the resume point was
+        // recreated (memory storage and a server restart, a deleted bucket).
+        // Resuming there would skip its first entries: end the watch instead,
+        // so that the driver opens a new one from a fresh snapshot.
+        let mut current = stream.clone();
+        let info = current.info().await.map_err(|e| classify(&what, &e))?;
+        if info.state.last_sequence.saturating_add(1) < start_sequence {
+            return Err(BackendError::Other(format!(
+                "{what}: the stream restarted (last sequence {} below the resume point {start_sequence})",
+                info.state.last_sequence
+            )));
+        }
+    }
     let consumer = stream
         .create_consumer(config)
         .await

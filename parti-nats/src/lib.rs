@@ -69,6 +69,9 @@ pub use crate::buckets::MIN_MAX_AGE;
 /// watcher that reconnects within it still sees the removal.
 pub const DEFAULT_LIMIT_MARKER_TTL: Duration = Duration::from_secs(30);
 
+/// Shortest time between two checks for lost buckets.
+const REBUILD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The opened buckets.
 #[derive(Clone, Debug)]
 struct Stores {
@@ -94,6 +97,8 @@ pub struct NatsBackend {
     worker_prefix: String,
     stores: OnceCell<Stores>,
     skipped: Arc<AtomicU64>,
+    /// When the buckets were last checked after a failed operation.
+    last_rebuild_check: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl NatsBackend {
@@ -134,6 +139,7 @@ impl NatsBackend {
             worker_prefix: config.worker_id_prefix.clone(),
             stores: OnceCell::new(),
             skipped: Arc::new(AtomicU64::new(0)),
+            last_rebuild_check: std::sync::Mutex::new(None),
         }
     }
 
@@ -221,6 +227,51 @@ impl Backend for NatsBackend {
     }
 
     async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
+        let result = self.perform_op(op).await;
+        if result.is_err() {
+            self.rebuild_lost_buckets().await;
+        }
+        result
+    }
+
+    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+        let result = self.open_watch(worker).await;
+        if result.is_err() {
+            self.rebuild_lost_buckets().await;
+        }
+        result
+    }
+}
+
+impl NatsBackend {
+    /// After a failed operation: if the connection is up, makes sure the
+    /// three buckets exist, recreating any that vanished (memory storage and
+    /// a server restart, an operator's delete, a new cluster) with the
+    /// configured settings. At most once per second; failures are logged
+    /// (the operation that failed is retried by the protocol anyway).
+    async fn rebuild_lost_buckets(&self) {
+        if self.is_connected() != Some(true) {
+            return;
+        }
+        {
+            let mut last = match self.last_rebuild_check.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.saturating_duration_since(t) < REBUILD_CHECK_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        for spec in self.specs() {
+            if let Err(e) = buckets::ensure(&self.js, &spec).await {
+                tracing::warn!(bucket = %spec.name, error = %e, "checking a bucket after a failed operation");
+            }
+        }
+    }
+
+    async fn perform_op(&self, op: StoreOp) -> Result<StoreReply, BackendError> {
         use StoreReply::{Done, Written};
         match op {
             StoreOp::CreateMember { id, record } => {
@@ -254,7 +305,7 @@ impl Backend for NatsBackend {
         }
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+    async fn open_watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
         let stores = self.stores().await?;
         let mut assignment_keys = vec![META_KEY.to_string()];
         if let Some(worker) = worker {

@@ -524,6 +524,14 @@ impl Worker {
                         &mut self.out,
                         now,
                     ));
+                    // Elected while (just) back from an outage: the others may
+                    // still be reconnecting; declare no emergency for the
+                    // recovery grace, as a leader that rode the outage out would.
+                    if self.degraded.is_degraded()
+                        && let Some(c) = &mut self.controller
+                    {
+                        c.on_recovered(&self.config, now);
+                    }
                     self.out
                         .notify(Notification::LeadershipChanged { leader: true, term });
                 }
@@ -651,6 +659,7 @@ impl Worker {
                         self.follower.applied_version()
                     };
                     self.report(diff, version);
+                    self.membership.note_seen(self.follower.applied_version());
                     if !self.is_stopping() {
                         self.membership.set_applied(
                             self.follower.applied_record(),

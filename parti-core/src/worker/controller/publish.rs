@@ -61,8 +61,20 @@ impl Controller {
             .unwrap_or_default();
         self.known.prune(roster, &current_records);
         let holdings = Holdings::build(roster, &self.known, &current_records);
-        let base_version = self.committed.as_ref().map_or(0, |c| c.meta.version);
-        let version = base_version + 1;
+        // Above the commit record and above anything a member has seen: after
+        // the buckets were lost and recreated, versions (and with them the
+        // epochs of new grants) still only grow as every worker sees them.
+        let seen = roster
+            .members()
+            .map(|(_, v)| v.record.seen)
+            .max()
+            .unwrap_or(0);
+        let base_version = self
+            .committed
+            .as_ref()
+            .map_or(0, |c| c.meta.version)
+            .max(seen);
+        let version = base_version.saturating_add(1);
         let live: BTreeSet<WorkerId> = self
             .basis(config, roster, now)
             .into_iter()

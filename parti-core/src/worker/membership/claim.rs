@@ -29,7 +29,9 @@ impl Membership {
             self.past.push(self.instance);
         }
         self.instance = InstanceId(self.base.0 ^ self.claims.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let seen = self.record.seen;
         self.record = MemberRecord::fresh(self.instance, self.record.capacity);
+        self.record.seen = seen;
         self.phase = Phase::WaitingRoster;
     }
 

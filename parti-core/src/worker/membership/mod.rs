@@ -214,6 +214,12 @@ impl Membership {
         }
     }
 
+    /// Notes an assignment version seen; carried by the next write (no write
+    /// of its own).
+    pub(crate) fn note_seen(&mut self, version: u64) {
+        self.record.seen = self.record.seen.max(version);
+    }
+
     /// Marks the worker as going away; the next write says so.
     pub(crate) fn set_status(&mut self, status: MemberStatus) {
         if self.record.status != status {
