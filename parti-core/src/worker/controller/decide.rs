@@ -133,20 +133,8 @@ impl Controller {
                 self.ghost_since.remove(&w);
                 continue;
             }
-            // A worker gone before this leader took over, or while it was
-            // taking over (its key expired during a store outage, typically),
-            // gets the ID TTL to take its ID back: enough to ride out the
-            // client's reconnect backoff after the outage.
-            let around_takeover = roster
-                .departure(&w)
-                .is_none_or(|d| d.at < self.since + config.worker_id_ttl);
-            let window = if around_takeover {
-                config.planned_scale_window.max(config.worker_id_ttl)
-            } else {
-                config.planned_scale_window
-            };
             let since = *self.ghost_since.entry(w.clone()).or_insert(now);
-            if now < since + window {
+            if now < since + config.planned_scale_window {
                 ghosts.insert(w);
             }
         }

@@ -366,12 +366,11 @@ impl Controller {
             if let Some(t) = self.last_rebalance {
                 candidates.push(Some(t + config.rebalance_cooldown));
             }
-            candidates.extend(self.ghost_since.values().flat_map(|s| {
-                [
-                    Some(*s + config.planned_scale_window),
-                    Some(*s + config.planned_scale_window.max(config.worker_id_ttl)),
-                ]
-            }));
+            candidates.extend(
+                self.ghost_since
+                    .values()
+                    .map(|s| Some(*s + config.planned_scale_window)),
+            );
             let basis_ttl = config
                 .heartbeat_ttl
                 .saturating_add(config.effective_emergency_grace());
