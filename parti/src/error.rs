@@ -47,7 +47,7 @@ pub enum Error {
     #[error("{hook} panicked: {message}")]
     HookPanicked {
         /// What panicked (`on_assignment_changed`, `on_state_changed`,
-        /// `on_error` or `PartitionSource::list`).
+        /// `on_degraded_alert`, `on_error` or `PartitionSource::list`).
         hook: &'static str,
         /// The panic message.
         message: String,

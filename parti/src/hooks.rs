@@ -27,16 +27,25 @@
 //!   all partition work when it sees the fatal error (`on_error` with
 //!   [`Error::is_fatal`], `state()` = `Shutdown`, or the error `stop()` /
 //!   `leave()` return);
-//! - [`Hooks::on_state_changed`] and [`Hooks::on_error`] run in order on a
-//!   separate lane and may be slow without delaying the protocol;
+//! - [`Hooks::on_state_changed`], [`Hooks::on_degraded_alert`] and
+//!   [`Hooks::on_error`] run in order on a separate lane and may be slow
+//!   without delaying the protocol;
+//! - [`Hooks::on_degraded_alert`] is called while the worker is `Degraded`
+//!   (cut off from the store): first `alerts.info` after it entered
+//!   `Degraded`, again at once each time the level rises (`alerts.warn`,
+//!   `alerts.error`, `alerts.critical`), and otherwise every
+//!   `alerts.interval`; never once it left `Degraded` (until the next
+//!   outage). A cut outlasting the ID TTL shows `ClaimingId` while the ID is
+//!   being taken back: the outage goes on, and so do the alerts;
 //! - a hook must not block its thread (use `spawn_blocking` for blocking
 //!   work): the budget is enforced by cancelling the hook at its next await,
 //!   and on a single-threaded runtime a thread-blocking hook blocks everything.
 
 use crate::Error;
 use async_trait::async_trait;
-use parti_core::State;
 use parti_core::records::OwnedPartition;
+use parti_core::{AlertLevel, State};
+use std::time::Duration;
 
 /// Application callbacks; every method has an empty default.
 #[async_trait]
@@ -56,6 +65,16 @@ pub trait Hooks: Send + Sync + 'static {
     /// The worker's state changed.
     async fn on_state_changed(&self, from: State, to: State) {
         let _ = (from, to);
+    }
+
+    /// Still degraded: the worker has been cut off from the store for
+    /// `degraded_for` since it entered `Degraded`, which makes the alert
+    /// `level` (the highest `alerts.*` threshold reached). Called once when a
+    /// level is reached and then every `alerts.interval` while degraded; a
+    /// place to page someone. Runs on the same lane as
+    /// [`Hooks::on_state_changed`], in order with it.
+    async fn on_degraded_alert(&self, level: AlertLevel, degraded_for: Duration) {
+        let _ = (level, degraded_for);
     }
 
     /// Something went wrong: either the worker survived it, or it is fatal

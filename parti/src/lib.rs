@@ -25,8 +25,8 @@
 //! Everything an application needs is re-exported here, so it depends on
 //! `parti` alone:
 //!
-//! - running a worker: [`Manager`], [`ManagerBuilder`], [`Hooks`],
-//!   [`Assignment`], [`Error`];
+//! - running a worker: [`Manager`], [`ManagerBuilder`], [`Hooks`] (and the
+//!   [`AlertLevel`] of its degraded alerts), [`Assignment`], [`Error`];
 //! - configuration: [`Config`] and its parts ([`ConfigBuilder`],
 //!   [`DegradedConfig`], [`DegradedPolicy`], [`AlertConfig`], [`BucketConfig`],
 //!   [`Storage`], [`ConfigError`]);
@@ -70,7 +70,7 @@ pub use parti_core::config::{
     Storage,
 };
 pub use parti_core::records::OwnedPartition;
-pub use parti_core::{FatalError, InstanceId, Partition, PartitionId, State, WorkerId};
+pub use parti_core::{AlertLevel, FatalError, InstanceId, Partition, PartitionId, State, WorkerId};
 
 pub use parti_core::strategy::{
     AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec,

@@ -123,7 +123,10 @@ impl Default for DegradedConfig {
     }
 }
 
-/// Alert thresholds for time spent degraded.
+/// Alert thresholds for time spent degraded, counted from the moment the
+/// worker entered `Degraded`. The first alert comes at `info`, another one at
+/// once when the level rises (`warn`, `error`, `critical`), and otherwise one
+/// every `interval` until the worker leaves `Degraded`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]

@@ -6,8 +6,8 @@
 //!   change the member record is held (see [`super::renewals`]). A call that
 //!   overruns its budget is fatal and nothing more is written: the lease runs
 //!   out;
-//! - the *slow lane* runs `on_state_changed` and `on_error`, in order, and
-//!   may be slow.
+//! - the *slow lane* runs `on_state_changed`, `on_degraded_alert` and
+//!   `on_error`, in order, and may be slow.
 //!
 //! A panic in any of them is caught and is fatal: the error is handed to
 //! `on_error` on the assignment lane (awaited within the budget, so the
@@ -18,9 +18,10 @@ use super::{Internal, Running};
 use crate::Error;
 use crate::hooks::Hooks;
 use parti_core::records::OwnedPartition;
-use parti_core::{Event, State, StopMode};
+use parti_core::{AlertLevel, Event, State, StopMode};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 /// Calls to the slow hooks, run in order on their own task.
 pub(super) enum HookCall {
     State(State, State),
+    DegradedAlert(AlertLevel, Duration),
     Error(Error),
 }
 
@@ -99,15 +101,21 @@ pub(super) async fn run_slow_hooks(
     internal: mpsc::UnboundedSender<Internal>,
 ) {
     let mut state_broken = false;
+    let mut alert_broken = false;
     let mut error_broken = false;
     while let Some(call) = calls.recv().await {
         let hooks = hooks.clone();
         let (hook, result) = match call {
             HookCall::State(_, _) if state_broken => continue,
+            HookCall::DegradedAlert(_, _) if alert_broken => continue,
             HookCall::Error(_) if error_broken => continue,
             HookCall::State(from, to) => (
                 "on_state_changed",
                 guarded(async move { hooks.on_state_changed(from, to).await }).await,
+            ),
+            HookCall::DegradedAlert(level, degraded_for) => (
+                "on_degraded_alert",
+                guarded(async move { hooks.on_degraded_alert(level, degraded_for).await }).await,
             ),
             HookCall::Error(e) => (
                 "on_error",
@@ -117,10 +125,10 @@ pub(super) async fn run_slow_hooks(
         if let Err(message) = result {
             // A hook that panicked is not called again (on_error in
             // particular is not called about its own panic).
-            if hook == "on_state_changed" {
-                state_broken = true;
-            } else {
-                error_broken = true;
+            match hook {
+                "on_state_changed" => state_broken = true,
+                "on_degraded_alert" => alert_broken = true,
+                _ => error_broken = true,
             }
             let _ = internal.send(Internal::Panicked { hook, message });
         }

@@ -1,7 +1,8 @@
 //! Turning the core worker's notifications into what the outside sees: the
 //! views of the manager handle, metrics, tracing (and the span's fields), and
 //! hook calls. A changed assignment is queued on the assignment lane (unless
-//! the worker already failed); state changes and errors go to the slow lane.
+//! the worker already failed); state changes, degraded alerts and errors go to
+//! the slow lane.
 //! Nothing here waits on application code.
 
 use super::Running;
@@ -75,6 +76,9 @@ impl Running {
             Notification::DegradedAlert { level, elapsed } => {
                 tracing::warn!(?level, ?elapsed, "still degraded");
                 m::degraded_alert(&self.group, level);
+                let _ = self
+                    .hook_calls
+                    .send(HookCall::DegradedAlert(level, elapsed));
             }
             Notification::Error(message) => {
                 tracing::warn!(%message, "worker error");
