@@ -247,9 +247,13 @@ mod tests {
         let bytes = encode(&rec);
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"{"v":1,"instance":255,"status":"active","applied":null,"held":0,"capacity":2}"#
+            r#"{"v":1,"instance":255,"status":"active","applied":null,"held":0,"capacity":2,"seen":0}"#
         );
-        assert_eq!(decode::<MemberRecord>(&bytes), Ok(rec));
+        assert_eq!(decode::<MemberRecord>(&bytes), Ok(rec.clone()));
+        // Records written before `seen` existed still decode (as seen 0).
+        let old =
+            br#"{"v":1,"instance":255,"status":"active","applied":null,"held":0,"capacity":2}"#;
+        assert_eq!(decode::<MemberRecord>(old), Ok(rec));
     }
 
     #[test]

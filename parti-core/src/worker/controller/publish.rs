@@ -18,6 +18,7 @@ use crate::records::{
 };
 use crate::roster::Roster;
 use crate::time::Instant;
+use crate::worker::planted::PlantedBug;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Controller {
@@ -64,11 +65,15 @@ impl Controller {
         // Above the commit record and above anything a member has seen: after
         // the buckets were lost and recreated, versions (and with them the
         // epochs of new grants) still only grow as every worker sees them.
-        let seen = roster
-            .members()
-            .map(|(_, v)| v.record.seen)
-            .max()
-            .unwrap_or(0);
+        let seen = if self.planted.has(PlantedBug::VersionReset) {
+            0
+        } else {
+            roster
+                .members()
+                .map(|(_, v)| v.record.seen)
+                .max()
+                .unwrap_or(0)
+        };
         let base_version = self
             .committed
             .as_ref()
