@@ -214,8 +214,7 @@ async fn prepare_storage(backend: &dyn Backend, deadline: Instant) -> Result<(),
             break;
         }
         tracing::warn!(attempt, %error, retry_in = ?backoff, "cannot prepare the storage yet; retrying");
-        // The last attempt starts at the deadline at the latest (it is polled
-        // once even then, so a store that just came back is not missed).
+        // The pause ends at the deadline at the latest.
         tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
         backoff = (backoff * 2).min(READY_BACKOFF_MAX);
     }
