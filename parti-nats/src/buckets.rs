@@ -2,10 +2,15 @@
 //! creation, and the check of a bucket that already exists.
 
 use crate::errors::{classify, permission_denial};
-use async_nats::jetstream::context::{GetStreamErrorKind, KeyValueErrorKind};
+use async_nats::jetstream::context::{
+    AccountError, AccountErrorKind, CreateKeyValueError, CreateKeyValueErrorKind,
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind,
+    KeyValueErrorKind,
+};
 use async_nats::jetstream::stream::{self, StorageType};
-use async_nats::jetstream::{Context, ErrorCode, kv};
+use async_nats::jetstream::{self as js_api, Context, ErrorCode, kv};
 use parti_core::backend::BackendError;
+use std::error::Error as StdError;
 use std::time::Duration;
 
 /// The smallest key TTL (bucket `max_age`) the server accepts; less is rejected
@@ -130,7 +135,7 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
                 GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND
             );
             if !missing {
-                let error = classify(&format!("reading bucket {}", spec.name), &err);
+                let error = classify_bucket(&format!("reading bucket {}", spec.name), &err);
                 return Err(explain_timeout(js, spec, error).await);
             }
         }
@@ -149,11 +154,11 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
                     open(js, spec).await
                 }
                 Err(_) => {
-                    let error =
-                        match classify(&format!("creating bucket {}", spec.name), &create_err) {
-                            BackendError::Other(msg) => BackendError::Misconfigured(msg),
-                            other => other,
-                        };
+                    let what = format!("creating bucket {}", spec.name);
+                    let error = match classify_bucket(&what, &create_err) {
+                        BackendError::Other(msg) => BackendError::Misconfigured(msg),
+                        other => other,
+                    };
                     Err(explain_timeout(js, spec, error).await)
                 }
             }
@@ -193,9 +198,83 @@ async fn open(js: &Context, spec: &BucketSpec) -> Result<kv::Store, BackendError
                 spec.name
             ))
         } else {
-            classify(&format!("opening bucket {}", spec.name), &err)
+            classify_bucket(&format!("opening bucket {}", spec.name), &err)
         }
     })
+}
+
+/// JetStream API errors that mean "not now" rather than "never": the cluster
+/// has no meta or stream leader yet, a leader moved, peers are missing for the
+/// placement of a replicated stream, results are incomplete, the stream is
+/// offline. They come and go with node restarts and leader elections.
+const TRANSIENT_CODES: [ErrorCode; 8] = [
+    ErrorCode::CLUSTER_INCOMPLETE,
+    ErrorCode::CLUSTER_NO_PEERS,
+    ErrorCode::CLUSTER_NOT_ASSIGNED,
+    ErrorCode::CLUSTER_NOT_AVAILABLE,
+    ErrorCode::CLUSTER_NOT_LEADER,
+    ErrorCode::INSUFFICIENT_RESOURCES,
+    ErrorCode::STREAM_OFFLINE,
+    ErrorCode::CLUSTER_SERVER_MEMBER_CHANGE_INFLIGHT,
+];
+
+/// A JetStream API error about a bucket: [`BackendError::Unavailable`] if it
+/// may pass (a transient code, or HTTP-like status 503), else `None`.
+fn server_error(what: &str, e: &js_api::Error) -> Option<BackendError> {
+    (TRANSIENT_CODES.contains(&e.error_code()) || e.code() == 503)
+        .then(|| BackendError::Unavailable(format!("{what}: {e}")))
+}
+
+/// What one layer of a bucket request's error says. async-nats reports the
+/// server's answers to stream and account requests as error *kinds* with no
+/// source, which [`classify`] cannot see into.
+fn bucket_layer(what: &str, err: &(dyn StdError + 'static)) -> Option<BackendError> {
+    if let Some(e) = err.downcast_ref::<GetStreamError>() {
+        if let GetStreamErrorKind::JetStream(js) = e.kind() {
+            return server_error(what, &js);
+        }
+    } else if let Some(e) = err.downcast_ref::<CreateStreamError>() {
+        match e.kind() {
+            CreateStreamErrorKind::JetStream(js) => return server_error(what, &js),
+            CreateStreamErrorKind::TimedOut => return Some(BackendError::Timeout),
+            CreateStreamErrorKind::JetStreamUnavailable => {
+                return Some(BackendError::Unavailable(format!(
+                    "{what}: JetStream API has no responders"
+                )));
+            }
+            _ => {}
+        }
+    } else if let Some(e) = err.downcast_ref::<AccountError>() {
+        match e.kind() {
+            AccountErrorKind::JetStream(js) => return server_error(what, &js),
+            AccountErrorKind::TimedOut => return Some(BackendError::Timeout),
+            AccountErrorKind::JetStreamUnavailable => {
+                return Some(BackendError::Unavailable(format!(
+                    "{what}: JetStream API has no responders"
+                )));
+            }
+            _ => {}
+        }
+    } else if let Some(e) = err.downcast_ref::<CreateKeyValueError>()
+        && e.kind() == CreateKeyValueErrorKind::TimedOut
+    {
+        return Some(BackendError::Timeout);
+    }
+    None
+}
+
+/// [`classify`] for bucket requests: first the server answers that async-nats
+/// keeps out of the error chain (see [`bucket_layer`]), so that a cluster in
+/// the middle of an election reads as `Unavailable`, not as a bucket problem.
+fn classify_bucket(what: &str, err: &(dyn StdError + 'static)) -> BackendError {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = bucket_layer(what, e) {
+            return found;
+        }
+        cur = e.source();
+    }
+    classify(what, err)
 }
 
 #[cfg(test)]
@@ -244,6 +323,94 @@ mod tests {
         assert!(s.differences(&ok).is_empty());
         let err = s.check(&existing).unwrap_err();
         assert!(matches!(err, BackendError::Misconfigured(m) if m.contains("parti_g_members")));
+    }
+
+    fn server(code: usize, err_code: u64, description: &str) -> js_api::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": code,
+            "err_code": err_code,
+            "description": description,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cluster_trouble_on_bucket_requests_is_transient() {
+        let not_ready = server(503, 10008, "JetStream system temporarily unavailable");
+        let read = GetStreamError::new(GetStreamErrorKind::JetStream(not_ready.clone()));
+        assert!(matches!(
+            classify_bucket("reading bucket b", &read),
+            BackendError::Unavailable(m) if m.starts_with("reading bucket b:") && m.contains("10008")
+        ));
+        // get_key_value wraps the stream read.
+        let open = async_nats::jetstream::context::KeyValueError::with_source(
+            KeyValueErrorKind::GetBucket,
+            read,
+        );
+        assert!(matches!(
+            classify_bucket("opening bucket b", &open),
+            BackendError::Unavailable(_)
+        ));
+        let no_peers = server(400, 10005, "no suitable peers for placement");
+        let create = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::BucketCreate,
+            CreateStreamError::new(CreateStreamErrorKind::JetStream(no_peers)),
+        );
+        assert!(matches!(
+            classify_bucket("creating bucket b", &create),
+            BackendError::Unavailable(_)
+        ));
+        let no_responders = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::BucketCreate,
+            CreateStreamError::new(CreateStreamErrorKind::JetStreamUnavailable),
+        );
+        assert!(matches!(
+            classify_bucket("creating bucket b", &no_responders),
+            BackendError::Unavailable(_)
+        ));
+        let account = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::JetStream,
+            AccountError::new(AccountErrorKind::JetStream(not_ready)),
+        );
+        assert!(matches!(
+            classify_bucket("creating bucket b", &account),
+            BackendError::Unavailable(_)
+        ));
+        let timed_out = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::TimedOut,
+            CreateStreamError::new(CreateStreamErrorKind::TimedOut),
+        );
+        assert_eq!(
+            classify_bucket("creating bucket b", &timed_out),
+            BackendError::Timeout
+        );
+    }
+
+    #[test]
+    fn permanent_bucket_errors_stay_permanent() {
+        let other_config = server(
+            400,
+            10058,
+            "stream name already in use with a different configuration",
+        );
+        let create = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::BucketCreate,
+            CreateStreamError::new(CreateStreamErrorKind::JetStream(other_config)),
+        );
+        assert!(matches!(
+            classify_bucket("creating bucket b", &create),
+            BackendError::Other(m) if m.contains("10058")
+        ));
+        let replicas = server(
+            500,
+            10074,
+            "replicas > 1 not supported in non-clustered mode",
+        );
+        let read = GetStreamError::new(GetStreamErrorKind::JetStream(replicas));
+        assert!(matches!(
+            classify_bucket("reading bucket b", &read),
+            BackendError::Other(_)
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::driver::{Control, Driver, Shared};
 use crate::hooks::{Hooks, NoHooks};
 use crate::source::{PartitionSource, StaticSource};
 use crate::view::Assignment;
-use parti_core::backend::Backend;
+use parti_core::backend::{Backend, BackendError};
 use parti_core::{
     AssignmentStrategy, Config, InstanceId, Instant as CoreInstant, State, StopMode, Worker,
     WorkerId,
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 enum BackendChoice {
     Ready(Arc<dyn Backend>),
@@ -86,13 +87,21 @@ impl ManagerBuilder {
     /// joins the group and returns once the worker is `Stable` (it owns its
     /// first assignment), or fails after `startup_timeout`.
     ///
+    /// Preparing the storage rides out transient trouble: a request that
+    /// times out or a store that is unavailable (a client reconnecting, a
+    /// cluster electing a stream leader) is retried with a growing pause
+    /// (100 ms doubling up to 1 s) until `startup_timeout`, after which `start`
+    /// fails with [`Error::StartupTimeout`] in `Init`. Permanent problems (a
+    /// bucket with an incompatible configuration, missing permissions) fail at
+    /// once with [`Error::Backend`].
+    ///
     /// When every ID of the range is taken, the worker keeps trying (a member
     /// key that is removed or expires frees an ID) and `start` fails with
     /// [`Error::IdRangeExhausted`] once the range stayed full for
     /// `startup_timeout`.
     pub async fn start(self) -> Result<Manager, Error> {
         self.config.validate()?;
-        let began = tokio::time::Instant::now();
+        let began = Instant::now();
         // Without the `nats` feature the match has a single arm.
         #[cfg_attr(not(feature = "nats"), allow(clippy::infallible_destructuring_match))]
         let backend: Arc<dyn Backend> = match self.backend {
@@ -102,12 +111,9 @@ impl ManagerBuilder {
                 Arc::new(parti_nats::NatsBackend::new(client, &self.config))
             }
         };
-        match tokio::time::timeout(self.config.startup_timeout, backend.ensure_ready()).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Error::StartupTimeout { state: State::Init }),
-        }
+        prepare_storage(backend.as_ref(), began + self.config.startup_timeout).await?;
         // The worker counts its `startup_timeout` for a full ID range from here.
-        let claims_began = tokio::time::Instant::now();
+        let claims_began = Instant::now();
         let instance = self.instance.unwrap_or_else(random_instance);
         let worker = Worker::new(
             self.config.clone(),
@@ -176,6 +182,43 @@ impl ManagerBuilder {
             }
         }
     }
+}
+
+/// First pause between two attempts to prepare the storage.
+const READY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts to prepare the storage.
+const READY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Whether a failure to prepare the storage may go away by itself: a request
+/// that timed out, or a store that cannot be reached or is not ready (a
+/// reconnecting client, a cluster electing a stream leader). Everything else
+/// (a bucket with another configuration, missing permissions, an unknown
+/// error) is reported at once.
+fn transient(error: &BackendError) -> bool {
+    matches!(error, BackendError::Timeout | BackendError::Unavailable(_))
+}
+
+/// Prepares the storage (`Backend::ensure_ready`), retrying transient failures
+/// with a growing pause until `deadline`; then `StartupTimeout` in `Init`.
+async fn prepare_storage(backend: &dyn Backend, deadline: Instant) -> Result<(), Error> {
+    let mut backoff = READY_BACKOFF_MIN;
+    for attempt in 1u32.. {
+        let error = match tokio::time::timeout_at(deadline, backend.ensure_ready()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if transient(&e) => e,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => break,
+        };
+        if Instant::now() >= deadline {
+            tracing::warn!(attempt, %error, "cannot prepare the storage; startup_timeout reached");
+            break;
+        }
+        tracing::warn!(attempt, %error, retry_in = ?backoff, "cannot prepare the storage yet; retrying");
+        // The pause ends at the deadline at the latest.
+        tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
+        backoff = (backoff * 2).min(READY_BACKOFF_MAX);
+    }
+    Err(Error::StartupTimeout { state: State::Init })
 }
 
 fn random_instance() -> InstanceId {
@@ -302,7 +345,7 @@ impl Manager {
     }
 
     async fn shutdown(&mut self, mode: StopMode) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + self.config.shutdown_timeout;
+        let deadline = Instant::now() + self.config.shutdown_timeout;
         let (done, rx) = oneshot::channel();
         let sent =
             tokio::time::timeout_at(deadline, self.control.send(Control::Stop { mode, done }))
