@@ -188,15 +188,8 @@ impl Membership {
         revision: Revision,
         sent: Instant,
     ) -> Signal {
-        self.phase = Phase::Held(Lease {
-            id: WorkerId::new(&config.worker_id_prefix, n),
-            revision,
-            last_ok_start: sent,
-            next_renew: sent + config.heartbeat_interval,
-            renew: None,
-            reconcile: None,
-            dirty: false,
-        });
+        let id = WorkerId::new(&config.worker_id_prefix, n);
+        self.phase = Phase::Held(Lease::claimed(id, revision, sent, config));
         Signal::Claimed
     }
 

@@ -114,6 +114,19 @@ struct Lease {
 }
 
 impl Lease {
+    /// The lease of `id`, just claimed at `revision` by a write sent at `sent`.
+    fn claimed(id: WorkerId, revision: Revision, sent: Instant, config: &Config) -> Lease {
+        Lease {
+            id,
+            revision,
+            last_ok_start: sent,
+            next_renew: sent + config.heartbeat_interval,
+            renew: None,
+            reconcile: None,
+            dirty: false,
+        }
+    }
+
     /// Whether a write or its read-back is in flight.
     fn busy(&self) -> bool {
         self.renew.is_some() || self.reconcile.is_some()

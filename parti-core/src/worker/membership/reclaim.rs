@@ -146,16 +146,8 @@ impl Membership {
             },
             Reclaim::Writing { op: write, sent } if *write == op => match outcome {
                 Outcome::Written(revision) => {
-                    let sent = *sent;
-                    self.phase = Phase::Held(Lease {
-                        id: id.clone(),
-                        revision: *revision,
-                        last_ok_start: sent,
-                        next_renew: sent + config.heartbeat_interval,
-                        renew: None,
-                        reconcile: None,
-                        dirty: false,
-                    });
+                    let lease = Lease::claimed(id.clone(), *revision, *sent, config);
+                    self.phase = Phase::Held(lease);
                     Some(Signal::Reclaimed)
                 }
                 // Someone wrote in between, or the outcome is unknown: read
