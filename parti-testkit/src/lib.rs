@@ -7,6 +7,8 @@ pub mod fault_proxy;
 pub mod memory;
 pub mod nats_server;
 pub mod sim;
+#[cfg(feature = "fault-proxy")]
+pub mod soak;
 pub mod simple_strategy;
 pub mod strategy_contract;
 
