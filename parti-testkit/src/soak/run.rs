@@ -8,6 +8,7 @@ use super::proxies::Proxies;
 use super::rng::SoakRng;
 use super::servers::Servers;
 use super::workers::{Output, WorkerProcess, WorkerSpec, stderr_path};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -62,6 +63,8 @@ struct Soak {
     log: std::fs::File,
     /// Things the harness saw that are violations by themselves.
     problems: Vec<String>,
+    /// Processes sent SIGTERM: their exit is expected.
+    stopping: BTreeSet<ProcId>,
 }
 
 /// Runs a soak; returns the verdict (with the harness's own findings among the
@@ -106,6 +109,7 @@ pub fn run(opts: SoakOptions) -> Result<Verdict, String> {
         coverage: Coverage::default(),
         log,
         problems: Vec::new(),
+        stopping: BTreeSet::new(),
     };
     soak.run()
 }
@@ -196,7 +200,7 @@ impl Soak {
                 self.record(now_us(), Event::Thawed(proc));
             }
             FaultKind::Stop => {
-                self.signal(slot, "TERM")?;
+                self.terminate(slot)?;
                 self.record(now_us(), Event::Fault(kind));
                 self.wait_exit(slot, STOP_BOUND);
                 self.pump_for(restart_delay);
@@ -270,6 +274,13 @@ impl Soak {
             .ok_or_else(|| format!("no worker in slot {slot}"))?;
         worker.signal(name).map_err(|e| e.to_string())?;
         Ok(worker.proc)
+    }
+
+    /// SIGTERM to the worker in `slot`, whose exit is then expected.
+    fn terminate(&mut self, slot: usize) -> Result<ProcId, String> {
+        let proc = self.signal(slot, "TERM")?;
+        self.stopping.insert(proc);
+        Ok(proc)
     }
 
     /// Waits until the worker in `slot` exited (recording its death), killing it
@@ -350,6 +361,9 @@ impl Soak {
             let Some(worker) = self.slots[slot].as_mut() else {
                 continue;
             };
+            if self.stopping.contains(&worker.proc) {
+                continue;
+            }
             if let Some(status) = worker.exited() {
                 let proc = worker.proc;
                 self.slots[slot] = None;
@@ -370,7 +384,7 @@ impl Soak {
     /// Stops every worker gracefully (SIGTERM) and reads their last lines.
     fn stop_all(&mut self) {
         for slot in 0..self.slots.len() {
-            if self.slots[slot].is_some() && self.signal(slot, "TERM").is_err() {
+            if self.slots[slot].is_some() && self.terminate(slot).is_err() {
                 self.problems
                     .push(format!("could not SIGTERM the worker in slot {slot}"));
             }
