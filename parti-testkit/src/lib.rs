@@ -7,9 +7,9 @@ pub mod fault_proxy;
 pub mod memory;
 pub mod nats_server;
 pub mod sim;
+pub mod simple_strategy;
 #[cfg(feature = "fault-proxy")]
 pub mod soak;
-pub mod simple_strategy;
 pub mod strategy_contract;
 
 pub use memory::MemoryBackend;

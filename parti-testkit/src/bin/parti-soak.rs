@@ -54,13 +54,17 @@ fn parse() -> Result<SoakOptions, String> {
         return Err(format!("--minutes must be in (0, 1440] (got {minutes})"));
     }
     if !(bound.is_finite() && bound > 0.0 && bound <= 3600.0) {
-        return Err(format!("--reown-bound must be in (0, 3600] seconds (got {bound})"));
+        return Err(format!(
+            "--reown-bound must be in (0, 3600] seconds (got {bound})"
+        ));
     }
     if workers < 2 || workers > 64 {
         return Err(format!("--workers must be in 2..=64 (got {workers})"));
     }
     if partitions == 0 || partitions > 10_000 {
-        return Err(format!("--partitions must be in 1..=10000 (got {partitions})"));
+        return Err(format!(
+            "--partitions must be in 1..=10000 (got {partitions})"
+        ));
     }
     let worker_bin = worker_bin.ok_or_else(|| format!("--worker-bin is required\n{USAGE}"))?;
     let seed = seed.unwrap_or_else(|| {
@@ -68,7 +72,8 @@ fn parse() -> Result<SoakOptions, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64 % 1_000_000)
     });
-    let log_dir = log_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("parti-soak-{seed}")));
+    let log_dir =
+        log_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("parti-soak-{seed}")));
     Ok(SoakOptions {
         duration: Duration::from_secs_f64(minutes * 60.0),
         cluster,
@@ -85,7 +90,8 @@ fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {
-    text.parse().map_err(|e| format!("{flag}: {e} (got {text:?})"))
+    text.parse()
+        .map_err(|e| format!("{flag}: {e} (got {text:?})"))
 }
 
 fn main() -> ExitCode {
@@ -102,7 +108,11 @@ fn main() -> ExitCode {
         "soak: seed {seed}, {minutes} min, {} workers, {} partitions, {}, re-own bound {:?}, logs in {} (replay: --seed {seed})",
         opts.workers,
         opts.partitions,
-        if cluster { "3-node cluster, R3" } else { "one server, file storage" },
+        if cluster {
+            "3-node cluster, R3"
+        } else {
+            "one server, file storage"
+        },
         opts.reown_bound,
         opts.log_dir.display()
     );

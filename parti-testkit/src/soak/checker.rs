@@ -154,7 +154,9 @@ fn impairments(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<ProcId, Vec<I
             }
             Event::Thawed(p) | Event::Reconnected(p) | Event::Died(p) => {
                 if let Some(start) = open.remove(p) {
-                    done.entry(*p).or_default().push(Impairment { start, end: s.ts });
+                    done.entry(*p)
+                        .or_default()
+                        .push(Impairment { start, end: s.ts });
                 }
             }
             _ => {}
@@ -262,7 +264,12 @@ fn check_versions(timeline: &[&Stamped], verdict: &mut Verdict) {
     }
 }
 
-fn measure_reown(timeline: &[&Stamped], partitions: &[String], bounds: Bounds, verdict: &mut Verdict) {
+fn measure_reown(
+    timeline: &[&Stamped],
+    partitions: &[String],
+    bounds: Bounds,
+    verdict: &mut Verdict,
+) {
     let mut coverage = Coverage::default();
     let mut pending: Vec<(FaultKind, Micros)> = Vec::new();
     for s in timeline {
@@ -397,7 +404,11 @@ mod tests {
         let r = line("released", 1, 0, 3, 6, 2_000);
         let b = line("acquired", 2, 0, 3, 8, 3_000);
         let v = check(&log(&[(1, &a), (1, &r), (2, &b)]), &parts(1), BOUNDS);
-        assert!(v.violations.iter().any(|m| m.starts_with("epoch of p-0 went from 3")));
+        assert!(
+            v.violations
+                .iter()
+                .any(|m| m.starts_with("epoch of p-0 went from 3"))
+        );
         assert!(v.violations.iter().any(|m| m.contains("version of proc#1")));
         // A local drop (version 0) is not a version going backwards.
         let a = line("acquired", 1, 0, 3, 7, 1_000);
@@ -502,7 +513,11 @@ mod tests {
             event: Event::EndOfRun,
         });
         let v = check(&events, &parts(1), BOUNDS);
-        assert!(v.violations.iter().any(|m| m.starts_with("unowned at the end")));
+        assert!(
+            v.violations
+                .iter()
+                .any(|m| m.starts_with("unowned at the end"))
+        );
         assert!(v.violations.iter().any(|m| m.contains("never owned again")));
     }
 }

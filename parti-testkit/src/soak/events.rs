@@ -163,7 +163,8 @@ mod tests {
                 version: 40,
             })
         );
-        let state = r#"{"event":"state","worker":"worker-3","from":"Election","to":"Stable","ts_us":5}"#;
+        let state =
+            r#"{"event":"state","worker":"worker-3","from":"Election","to":"Stable","ts_us":5}"#;
         assert_eq!(parse_line(ProcId(1), state).unwrap(), None);
         let bad = r#"{"event":"released","worker":"worker-3","partition":"p-1","epoch":-1,"version":1,"ts_us":5}"#;
         assert!(parse_line(ProcId(1), bad).unwrap_err().contains("epoch"));

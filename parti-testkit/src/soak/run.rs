@@ -263,7 +263,10 @@ impl Soak {
             .ok_or_else(|| format!("no proxy for slot {slot}"))?;
         let worker = WorkerProcess::spawn(&self.spec, proc, &url, self.tx.clone())
             .map_err(|e| format!("starting {}: {e}", self.spec.bin.display()))?;
-        self.note(&format!("spawned {proc} in slot {slot} pid {}", worker.pid()));
+        self.note(&format!(
+            "spawned {proc} in slot {slot} pid {}",
+            worker.pid()
+        ));
         self.slots[slot] = Some(worker);
         Ok(())
     }
@@ -352,7 +355,9 @@ impl Soak {
                 self.events.push(stamped);
             }
             Ok(None) => {}
-            Err(e) => self.problems.push(format!("{proc} printed a bad line: {e}")),
+            Err(e) => self
+                .problems
+                .push(format!("{proc} printed a bad line: {e}")),
         }
     }
 

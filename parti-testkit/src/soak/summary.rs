@@ -31,10 +31,19 @@ pub fn summary_line(verdict: &Verdict, minutes: f64, seed: u64, cluster: bool) -
         .iter()
         .filter(|v| v.starts_with("double ownership"))
         .count();
-    let tolerated_max = verdict.tolerated.iter().map(|t| t.duration).max().unwrap_or(0);
+    let tolerated_max = verdict
+        .tolerated
+        .iter()
+        .map(|t| t.duration)
+        .max()
+        .unwrap_or(0);
     format!(
         "soak: {} {minutes} min{} seed {seed}: {} faults ({kinds}), re-own p50 {:.2} s p99 {:.2} s max {:.2} s, overlaps {doubles} (+{} tolerated cut-off, max {:.2} s), {} ownership intervals, {} violations",
-        if verdict.violations.is_empty() { "PASS" } else { "FAIL" },
+        if verdict.violations.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        },
         if cluster { " cluster" } else { "" },
         verdict.reowns.len(),
         secs(quantile(&latencies, 0.5)),
