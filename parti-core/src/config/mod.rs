@@ -25,7 +25,7 @@
 //! | `rebalance_cooldown` | 10s | 1 ms – `planned_scale_window` | minimum time between planned rebalances |
 //! | `imbalance_threshold` | 0.15 | [0, 10] | a partition-list change that leaves max/avg load − 1 within this does not reshuffle |
 //! | `degraded.policy` | `keep_processing` | `keep_processing`, `stop_when_lease_expires` | what a cut-off worker does |
-//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 5s | 1 ms – 1 day, 0 – 1 day | hysteresis of degraded mode |
+//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 2s | 1 ms – 1 day, 0 – 1 day | hysteresis of degraded mode (exit: short, so that a worker is `Stable` again within `heartbeat_ttl` + 1 s of a server's return even after a 4 s client reconnect backoff; the Go original waits 5 s) |
 //! | `degraded.recovery_grace` | 15s | 0 – 1 day | after recovery the leader declares no emergency for this long |
 //! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | non-decreasing, ≤ 1 day | degraded-duration alert levels |
 //! | `alerts.interval` | 1m | 1 ms – 1 day | repeat interval of degraded alerts |
@@ -117,7 +117,7 @@ impl Default for DegradedConfig {
         DegradedConfig {
             policy: DegradedPolicy::KeepProcessing,
             enter_after: Duration::from_secs(10),
-            exit_after: Duration::from_secs(5),
+            exit_after: Duration::from_secs(2),
             recovery_grace: Duration::from_secs(15),
         }
     }

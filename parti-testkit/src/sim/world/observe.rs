@@ -77,6 +77,13 @@ impl Simulator {
                 version,
             } => {
                 let now = self.now;
+                checks::check_applied_version(
+                    &label,
+                    version,
+                    &mut self.procs[slot].max_version,
+                    now,
+                    &mut self.violations,
+                );
                 if !removed.is_empty() {
                     self.report
                         .releases
