@@ -14,6 +14,7 @@
 //! event.
 
 use crate::view::Assignment;
+use metrics::Label;
 use parti_core::records::Lifecycle;
 use parti_core::{AlertLevel, State, Worker};
 use std::time::Instant;
@@ -301,7 +302,8 @@ struct Gauges {
 /// the start of the handoff under way.
 #[derive(Debug)]
 pub(crate) struct Recorder {
-    group: String,
+    /// `group` and the labels added with `ManagerBuilder::metrics_label`.
+    labels: Vec<Label>,
     written: Option<Gauges>,
     alert_level: u8,
     weight: u64,
@@ -309,9 +311,11 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn new(group: &str) -> Self {
+    pub(crate) fn new(group: &str, extra: Vec<(String, String)>) -> Self {
+        let mut labels = vec![Label::new("group", group.to_string())];
+        labels.extend(extra.into_iter().map(|(k, v)| Label::new(k, v)));
         Recorder {
-            group: group.to_string(),
+            labels,
             written: None,
             alert_level: 0,
             weight: 0,
@@ -343,61 +347,67 @@ impl Recorder {
             return;
         }
         let before = self.written;
-        let g = self.group.clone();
+        let g = || self.labels.clone();
         if before.is_none_or(|b| b.state != now.state) {
             for s in STATES {
                 let fresh = before.is_none();
                 let was = before.is_some_and(|b| b.state == s);
                 if fresh || was || s == now.state {
                     let value = if s == now.state { 1.0 } else { 0.0 };
-                    metrics::gauge!(WORKER_STATE, "group" => g.clone(), "state" => s.to_string())
-                        .set(value);
+                    metrics::gauge!(WORKER_STATE, self.with("state", s.to_string())).set(value);
                 }
             }
         }
         if before.is_none_or(|b| b.leader != now.leader) {
-            metrics::gauge!(IS_LEADER, "group" => g.clone()).set(flag(now.leader));
+            metrics::gauge!(IS_LEADER, g()).set(flag(now.leader));
         }
         if before.is_none_or(|b| b.degraded != now.degraded) {
-            metrics::gauge!(DEGRADED, "group" => g.clone()).set(flag(now.degraded));
+            metrics::gauge!(DEGRADED, g()).set(flag(now.degraded));
         }
         if before.is_none_or(|b| b.alert_level != now.alert_level) {
-            metrics::gauge!(ALERT_LEVEL, "group" => g.clone()).set(f64::from(now.alert_level));
+            metrics::gauge!(ALERT_LEVEL, g()).set(f64::from(now.alert_level));
         }
         if before.is_none_or(|b| b.partitions != now.partitions) {
-            metrics::gauge!(ASSIGNED_PARTITIONS, "group" => g.clone()).set(now.partitions as f64);
+            metrics::gauge!(ASSIGNED_PARTITIONS, g()).set(now.partitions as f64);
         }
         if before.is_none_or(|b| b.weight != now.weight) {
-            metrics::gauge!(ASSIGNED_WEIGHT, "group" => g.clone()).set(now.weight as f64);
+            metrics::gauge!(ASSIGNED_WEIGHT, g()).set(now.weight as f64);
         }
         if before.is_none_or(|b| b.applied != now.applied) {
-            metrics::gauge!(ASSIGNMENT_VERSION, "group" => g.clone()).set(now.applied as f64);
+            metrics::gauge!(ASSIGNMENT_VERSION, g()).set(now.applied as f64);
         }
         if before.is_none_or(|b| b.committed != now.committed) {
-            metrics::gauge!(COMMITTED_VERSION, "group" => g.clone()).set(now.committed as f64);
+            metrics::gauge!(COMMITTED_VERSION, g()).set(now.committed as f64);
         }
         if before.is_none_or(|b| (b.committed, b.applied) != (now.committed, now.applied)) {
             let lag = now.committed.saturating_sub(now.applied);
-            metrics::gauge!(VERSION_LAG, "group" => g.clone()).set(lag as f64);
+            metrics::gauge!(VERSION_LAG, g()).set(lag as f64);
         }
         if before.is_none_or(|b| b.skipped != now.skipped) {
-            metrics::gauge!(SKIPPED_VALUES, "group" => g.clone()).set(now.skipped as f64);
+            metrics::gauge!(SKIPPED_VALUES, g()).set(now.skipped as f64);
         }
         if before.is_none() {
             // Register the counters of the regular life of a worker, so that a
             // scrape shows them (at 0) from the start.
             for kind in ["added", "removed"] {
-                metrics::counter!(ASSIGNMENT_CHANGES, "group" => g.clone(), "kind" => kind)
-                    .increment(0);
+                metrics::counter!(ASSIGNMENT_CHANGES, self.with("kind", kind)).increment(0);
             }
-            metrics::counter!(PUBLICATIONS, "group" => g.clone()).increment(0);
+            metrics::counter!(PUBLICATIONS, g()).increment(0);
         }
         self.written = Some(now);
     }
 
+    /// The labels of this recorder plus one more.
+    fn with(&self, key: &'static str, value: impl Into<metrics::SharedString>) -> Vec<Label> {
+        let mut labels = self.labels.clone();
+        labels.push(Label::new(key, value));
+        labels
+    }
+
     pub(crate) fn state_changed(&self, from: State, to: State) {
-        metrics::counter!(STATE_TRANSITIONS, "group" => self.group.clone(), "from" => from.to_string(), "to" => to.to_string())
-            .increment(1);
+        let mut labels = self.with("from", from.to_string());
+        labels.push(Label::new("to", to.to_string()));
+        metrics::counter!(STATE_TRANSITIONS, labels).increment(1);
     }
 
     pub(crate) fn assignment_changed(&mut self, view: &Assignment, added: usize, removed: usize) {
@@ -405,10 +415,8 @@ impl Recorder {
             .partitions
             .iter()
             .fold(0u64, |sum, p| sum.saturating_add(p.partition.weight));
-        let g = self.group.clone();
-        metrics::counter!(ASSIGNMENT_CHANGES, "group" => g.clone(), "kind" => "added")
-            .increment(added as u64);
-        metrics::counter!(ASSIGNMENT_CHANGES, "group" => g, "kind" => "removed")
+        metrics::counter!(ASSIGNMENT_CHANGES, self.with("kind", "added")).increment(added as u64);
+        metrics::counter!(ASSIGNMENT_CHANGES, self.with("kind", "removed"))
             .increment(removed as u64);
     }
 
@@ -416,15 +424,13 @@ impl Recorder {
     /// that leaves moves waiting for a release and ends at the first one that
     /// leaves none.
     pub(crate) fn published(&mut self, lifecycle: Lifecycle, handoff_pending: bool) {
-        let g = self.group.clone();
-        metrics::counter!(PUBLICATIONS, "group" => g.clone()).increment(1);
-        metrics::counter!(REBALANCES, "group" => g.clone(), "reason" => lifecycle_label(lifecycle))
-            .increment(1);
+        metrics::counter!(PUBLICATIONS, self.labels.clone()).increment(1);
+        metrics::counter!(REBALANCES, self.with("reason", lifecycle_label(lifecycle))).increment(1);
         match (handoff_pending, self.handoff_started) {
             (true, None) => self.handoff_started = Some(Instant::now()),
             (false, Some(started)) => {
                 self.handoff_started = None;
-                metrics::histogram!(HANDOFF_DURATION, "group" => g)
+                metrics::histogram!(HANDOFF_DURATION, self.labels.clone())
                     .record(started.elapsed().as_secs_f64());
             }
             _ => {}
@@ -439,8 +445,7 @@ impl Recorder {
 
     pub(crate) fn degraded_alert(&mut self, level: AlertLevel) {
         self.alert_level = level_value(level);
-        metrics::counter!(DEGRADED_ALERTS, "group" => self.group.clone(), "level" => level_label(level))
-            .increment(1);
+        metrics::counter!(DEGRADED_ALERTS, self.with("level", level_label(level))).increment(1);
     }
 }
 

@@ -92,6 +92,7 @@ pub(crate) struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) refresh_every: Option<Duration>,
+    pub(crate) metrics_labels: Vec<(String, String)>,
 }
 
 struct Running {
@@ -155,6 +156,7 @@ impl Driver {
             shared,
             mut control,
             refresh_every,
+            metrics_labels,
         } = self;
         let (events, mut events_rx) = mpsc::unbounded_channel();
         let (internal, mut internal_rx) = mpsc::unbounded_channel();
@@ -176,7 +178,7 @@ impl Driver {
             heartbeat_interval: config.heartbeat_interval,
             hook_budget: config.effective_hook_budget(),
             stop_waiters: Vec::new(),
-            metrics: m::Recorder::new(&config.group),
+            metrics: m::Recorder::new(&config.group, metrics_labels),
             lane: VecDeque::new(),
             lane_task: None,
             held: None,
