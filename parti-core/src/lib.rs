@@ -26,7 +26,7 @@ pub mod time;
 mod worker;
 
 pub use command::{AlertLevel, Command, FatalError, Notification};
-pub use config::{Config, ConfigError, DegradedPolicy};
+pub use config::{Config, ConfigError, ConfigWarning, DegradedPolicy};
 pub use event::{Event, OpId, Outcome, StopMode};
 pub use ids::{InstanceId, WorkerId};
 pub use partition::{Partition, PartitionId};

@@ -29,7 +29,7 @@
 //!   [`AlertLevel`] of its degraded alerts), [`Assignment`], [`Error`];
 //! - configuration: [`Config`] and its parts ([`ConfigBuilder`],
 //!   [`DegradedConfig`], [`DegradedPolicy`], [`AlertConfig`], [`BucketConfig`],
-//!   [`Storage`], [`ConfigError`]);
+//!   [`Storage`], [`ConfigError`], [`ConfigWarning`]);
 //! - partitions and workers: [`Partition`], [`PartitionId`], [`WorkerId`],
 //!   [`OwnedPartition`], [`State`], and where the partitions come from:
 //!   [`PartitionSource`], [`StaticSource`], [`FnSource`], [`SourceError`];
@@ -68,8 +68,8 @@ pub use source::{FnSource, PartitionSource, SourceError, StaticSource};
 pub use view::Assignment;
 
 pub use parti_core::config::{
-    AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, DegradedConfig, DegradedPolicy,
-    Storage,
+    AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, ConfigWarning, DegradedConfig,
+    DegradedPolicy, Storage,
 };
 pub use parti_core::records::OwnedPartition;
 pub use parti_core::{AlertLevel, FatalError, InstanceId, Partition, PartitionId, State, WorkerId};
