@@ -7,7 +7,7 @@
 //! feeds back their results.
 //!
 //! The guarantees S1–S6 that the simulator checks are described in the
-//! repository's ARCHITECTURE.md.
+//! repository's `docs/architecture-and-protocol.md`.
 
 pub mod backend;
 pub mod command;
