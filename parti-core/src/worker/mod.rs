@@ -193,8 +193,8 @@ impl Worker {
 
     /// Whether the worker is in degraded mode (cut off from the store for
     /// longer than `degraded.enter_after`, and not yet reachable again for
-    /// `degraded.exit_after`). It can outlast the `Degraded` state: a cut
-    /// longer than the ID TTL shows `ClaimingId` while still degraded.
+    /// `degraded.exit_after`): the degraded tracker's own view, which the
+    /// `Degraded` state follows.
     pub fn is_degraded(&self) -> bool {
         self.degraded.is_degraded()
     }
