@@ -72,6 +72,12 @@ impl Catalog {
         }
     }
 
+    fn sorted(&self) -> Vec<String> {
+        let mut t = self.tenants.lock().map(|t| t.clone()).unwrap_or_default();
+        t.sort();
+        t
+    }
+
     fn len(&self) -> usize {
         self.tenants.lock().map(|t| t.len()).unwrap_or(0)
     }
@@ -196,10 +202,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let deadline = tokio::time::Instant::now() + wait;
     let owned = loop {
-        let owned: usize = managers.iter().map(|m| m.assignment().len()).sum();
-        let settled = args.nats.is_none() && owned == catalog.len();
+        let mut owned: Vec<String> = managers
+            .iter()
+            .flat_map(|m| m.assignment().partitions)
+            .filter_map(|p| p.partition.keys.get(1).cloned())
+            .collect();
+        owned.sort();
+        let settled = args.nats.is_none() && owned == catalog.sorted();
         if settled || tokio::time::Instant::now() >= deadline {
-            break owned;
+            break owned.len();
         }
         tokio::time::sleep(args.change_every.min(Duration::from_millis(100))).await;
     };
