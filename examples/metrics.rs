@@ -54,6 +54,10 @@ struct Args {
     /// In memory: one more worker joins after this long.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     join_after: Duration,
+    /// Use the short test timings on NATS too (a group forms in about a
+    /// second; not for production).
+    #[arg(long)]
+    test_timings: bool,
     /// Stop after this long (e.g. `30s`); by default run until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     run_for: Option<Duration>,
@@ -136,7 +140,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let client = parti::nats::async_nats::connect(url.as_str())
             .await
             .map_err(|e| format!("cannot connect to NATS: {e}"))?;
-        let config = ConfigBuilder::from_config(parti::Config::default())
+        let timings = if args.test_timings {
+            parti::Config::for_tests()
+        } else {
+            parti::Config::default()
+        };
+        let config = ConfigBuilder::from_config(timings)
             .group(&args.group)
             .build()?;
         let manager = Manager::builder_nats(client)
@@ -144,6 +153,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .partitions(source)
             .start()
             .await?;
+        println!("worker stable");
         managers.push(manager);
     } else {
         let config = ConfigBuilder::from_config(parti::Config::for_tests())

@@ -236,3 +236,65 @@ fn metrics_example_serves_every_metric() {
     // No partition-level labels.
     assert!(!last.contains("partition=\""), "{last}");
 }
+
+/// The examples on a real server: `basic` and `metrics` with `--nats`.
+#[test]
+fn basic_and_metrics_run_on_nats() {
+    let Some(server) = parti_testkit::nats_server::start_or_skip() else {
+        return;
+    };
+    let url = server.client_url();
+    let group = parti_testkit::nats_server::unique_group("basic");
+    let stdout = succeeded(
+        "basic",
+        &[
+            "--nats",
+            &url,
+            "--group",
+            &group,
+            "--test-timings",
+            "--run-for",
+            "200ms",
+        ],
+    );
+    assert!(
+        stdout.contains("is stable and owns 8 partitions"),
+        "{stdout}"
+    );
+
+    let group = parti_testkit::nats_server::unique_group("metrics");
+    let mut child = Running(
+        Command::new(example("metrics"))
+            .args(["--nats", &url, "--group", &group, "--test-timings"])
+            .args(["--listen", "127.0.0.1:0", "--run-for", "60s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn metrics example"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first line").expect("utf-8");
+    let addr = first
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
+    let second = lines.next().expect("a second line").expect("utf-8");
+    assert_eq!(second, "worker stable");
+    std::thread::spawn(move || for _ in lines {});
+    let wanted = [
+        format!("parti_assigned_partitions{{group=\"{group}\"}} 32"),
+        format!("parti_is_leader{{group=\"{group}\"}} 1"),
+        format!("parti_worker_state{{group=\"{group}\",state=\"Stable\"}} 1"),
+    ];
+    // The gauges follow the driver, a moment after `start()` returned.
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let body = scrape(&addr).expect("scrape");
+        if wanted.iter().all(|w| body.contains(w.as_str())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{wanted:?} missing:\n{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
