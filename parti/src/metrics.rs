@@ -461,6 +461,207 @@ pub(crate) fn backend_error(op: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata,
+        SharedString, Unit,
+    };
+    use parti_core::{Config, InstanceId, Instant as CoreInstant};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Values by `name{label=value,...}`; histograms keep every observation.
+    #[derive(Default)]
+    struct Store {
+        values: BTreeMap<String, f64>,
+        observed: BTreeMap<String, Vec<f64>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Store>>);
+
+    struct Cell {
+        key: String,
+        store: Arc<Mutex<Store>>,
+    }
+
+    impl Cell {
+        fn update(&self, f: impl FnOnce(&mut f64)) {
+            let mut s = self.store.lock().unwrap();
+            f(s.values.entry(self.key.clone()).or_insert(0.0));
+        }
+    }
+
+    impl CounterFn for Cell {
+        fn increment(&self, value: u64) {
+            self.update(|v| *v += value as f64);
+        }
+        fn absolute(&self, value: u64) {
+            self.update(|v| *v = value as f64);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, value: f64) {
+            self.update(|v| *v += value);
+        }
+        fn decrement(&self, value: f64) {
+            self.update(|v| *v -= value);
+        }
+        fn set(&self, value: f64) {
+            self.update(|v| *v = value);
+        }
+    }
+
+    impl HistogramFn for Cell {
+        fn record(&self, value: f64) {
+            let mut s = self.store.lock().unwrap();
+            s.observed.entry(self.key.clone()).or_default().push(value);
+        }
+    }
+
+    impl Capture {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            Arc::new(Cell {
+                key: format!("{}{{{}}}", key.name(), labels.join(",")),
+                store: self.0.clone(),
+            })
+        }
+
+        fn value(&self, key: &str) -> Option<f64> {
+            self.0.lock().unwrap().values.get(key).copied()
+        }
+
+        fn observed(&self, key: &str) -> usize {
+            self.0.lock().unwrap().observed.get(key).map_or(0, Vec::len)
+        }
+    }
+
+    impl metrics::Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.cell(key))
+        }
+    }
+
+    fn worker() -> Worker {
+        Worker::new(
+            Config::default(),
+            Arc::new(parti_strategies::default_strategy()),
+            InstanceId(1),
+            CoreInstant::from_millis(0),
+        )
+    }
+
+    #[test]
+    fn a_fresh_worker_shows_every_gauge_and_its_state_one_hot() {
+        let capture = Capture::default();
+        metrics::with_local_recorder(&capture, || {
+            let mut r = Recorder::new("g", vec![("member".into(), "a".into())]);
+            r.observe(&worker(), None);
+        });
+        let v = |k: &str| capture.value(k);
+        assert_eq!(
+            v("parti_worker_state{group=g,member=a,state=Init}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("parti_worker_state{group=g,member=a,state=Stable}"),
+            Some(0.0)
+        );
+        for gauge in [
+            IS_LEADER,
+            DEGRADED,
+            ALERT_LEVEL,
+            ASSIGNED_PARTITIONS,
+            ASSIGNED_WEIGHT,
+            ASSIGNMENT_VERSION,
+            COMMITTED_VERSION,
+            VERSION_LAG,
+            SKIPPED_VALUES,
+        ] {
+            assert_eq!(
+                v(&format!("{gauge}{{group=g,member=a}}")),
+                Some(0.0),
+                "{gauge}"
+            );
+        }
+        assert_eq!(v("parti_publications_total{group=g,member=a}"), Some(0.0));
+        // The override ends an abandoned worker in Shutdown.
+        metrics::with_local_recorder(&capture, || {
+            let mut r = Recorder::new("g", Vec::new());
+            r.observe(&worker(), Some(State::Shutdown));
+        });
+        assert_eq!(v("parti_worker_state{group=g,state=Shutdown}"), Some(1.0));
+        assert_eq!(v("parti_worker_state{group=g,state=Init}"), Some(0.0));
+    }
+
+    #[test]
+    fn a_handoff_is_timed_from_its_revoke_to_its_last_grant() {
+        let capture = Capture::default();
+        metrics::with_local_recorder(&capture, || {
+            let mut r = Recorder::new("g", Vec::new());
+            r.published(Lifecycle::PlannedScale, true);
+            r.published(Lifecycle::Handoff, true);
+            r.published(Lifecycle::Handoff, false);
+            // One that ends with leadership lost is not timed.
+            r.published(Lifecycle::Refresh, true);
+            r.leadership_changed(false);
+            r.published(Lifecycle::Handoff, false);
+            // A version without waiting moves is no handoff.
+            r.published(Lifecycle::Emergency, false);
+        });
+        assert_eq!(
+            capture.observed("parti_handoff_duration_seconds{group=g}"),
+            1
+        );
+        let v = |k: &str| capture.value(k);
+        assert_eq!(v("parti_publications_total{group=g}"), Some(6.0));
+        assert_eq!(
+            v("parti_rebalances_total{group=g,reason=handoff}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("parti_rebalances_total{group=g,reason=planned_scale}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("parti_rebalances_total{group=g,reason=emergency}"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn the_alert_level_is_held_while_degraded_and_cleared_after() {
+        let capture = Capture::default();
+        metrics::with_local_recorder(&capture, || {
+            let mut r = Recorder::new("g", Vec::new());
+            r.degraded_alert(AlertLevel::Warn);
+            assert_eq!(r.alert_level, 2);
+            // A worker that is not degraded clears it.
+            r.observe(&worker(), None);
+            assert_eq!(r.alert_level, 0);
+        });
+        assert_eq!(
+            capture.value("parti_degraded_alerts_total{group=g,level=warn}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            capture.value("parti_degraded_alert_level{group=g}"),
+            Some(0.0)
+        );
+    }
 
     #[test]
     fn names_are_unique_and_labels_bounded() {
