@@ -114,7 +114,6 @@ impl Follower {
     }
 
     /// The highest commit record seen.
-    #[cfg(test)]
     pub(crate) fn meta(&self) -> Option<&AssignmentMeta> {
         self.meta.as_ref()
     }

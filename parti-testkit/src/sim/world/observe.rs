@@ -64,6 +64,7 @@ impl Simulator {
                 version,
                 granted,
                 revoked,
+                ..
             } => {
                 self.log(|| {
                     format!(
