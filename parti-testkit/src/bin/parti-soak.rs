@@ -58,7 +58,7 @@ fn parse() -> Result<SoakOptions, String> {
             "--reown-bound must be in (0, 3600] seconds (got {bound})"
         ));
     }
-    if workers < 2 || workers > 64 {
+    if !(2..=64).contains(&workers) {
         return Err(format!("--workers must be in 2..=64 (got {workers})"));
     }
     if partitions == 0 || partitions > 10_000 {
