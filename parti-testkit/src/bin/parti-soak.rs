@@ -18,12 +18,21 @@ use std::time::Duration;
 const USAGE: &str = "usage: parti-soak --worker-bin PATH [--minutes N] [--cluster] [--seed S] \
      [--workers W] [--partitions P] [--reown-bound SECS] [--log-dir DIR]";
 
-/// Default bound on the re-own latency with the worker's test timings
-/// (heartbeat 200 ms, TTL 600 ms, election TTL 1 s, planned-scale window 500 ms):
-/// a dead leader is noticed after its election TTL, a dead member after the TTL
-/// plus the emergency grace, and a rejoin is batched for the planned-scale window;
-/// a few seconds cover all three with room for a loaded machine.
-const DEFAULT_REOWN_BOUND_SECS: f64 = 5.0;
+/// Default bound on the re-own latency, from the worker's test timings: a
+/// leader that just recovered from Degraded declares no emergency for
+/// `degraded.recovery_grace` (5 s), a dead leader is replaced after its
+/// `election_ttl`, a dead member is noticed after `heartbeat_ttl` plus the
+/// emergency grace; plus 1 s for the grant to land on a loaded machine. (A kill
+/// soon after a cut or a server restart meets all of these at once: seed 42
+/// measured 6.7 s.)
+fn default_reown_bound() -> Duration {
+    let c = parti_core::Config::for_tests();
+    c.degraded.recovery_grace
+        + c.election_ttl
+        + c.heartbeat_ttl
+        + c.effective_emergency_grace()
+        + Duration::from_secs(1)
+}
 
 fn parse() -> Result<SoakOptions, String> {
     let mut minutes = 1.0_f64;
@@ -32,7 +41,7 @@ fn parse() -> Result<SoakOptions, String> {
     let mut workers = 4_usize;
     let mut partitions = 24_usize;
     let mut worker_bin = None;
-    let mut bound = DEFAULT_REOWN_BOUND_SECS;
+    let mut bound = default_reown_bound().as_secs_f64();
     let mut log_dir = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
