@@ -7,6 +7,9 @@
 //!   owner got it after that, and the old owner let go within `cutoff_tail` after
 //!   it could reach NATS (or run) again.
 //!   Those overlaps are reported separately with their durations;
+//! - **unique worker IDs**: two live processes never go by the same worker ID at
+//!   once (a process goes by an ID from its first line naming it until its
+//!   death or a line naming another ID), with the same cut-off exception;
 //! - **monotonic epochs**: per partition, in time order, each grant's epoch is at
 //!   least the previous one, and strictly greater when the worker changes;
 //! - **monotonic versions**: per process, the versions it reports never decrease
@@ -94,6 +97,8 @@ pub fn check(events: &[Stamped], partitions: &[String], bounds: Bounds) -> Verdi
     verdict.intervals = intervals.values().map(Vec::len).sum();
     let impairments = impairments(&timeline, last_ts);
     check_overlaps(&intervals, &impairments, bounds, &mut verdict);
+    let ids = id_intervals(&timeline, last_ts);
+    check_unique_ids(&ids, &impairments, bounds, &mut verdict);
     check_epochs(&timeline, &mut verdict);
     check_versions(&timeline, &mut verdict);
     measure_reown(&timeline, partitions, bounds, &mut verdict);
@@ -142,6 +147,88 @@ fn ownership_intervals(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<Strin
         });
     }
     done
+}
+
+/// Per worker ID, the processes that went by it and when.
+fn id_intervals(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<String, Vec<Interval>> {
+    let mut current: BTreeMap<ProcId, (String, Micros)> = BTreeMap::new();
+    let mut done: BTreeMap<String, Vec<Interval>> = BTreeMap::new();
+    let mut close = |done: &mut BTreeMap<String, Vec<Interval>>, proc, id: String, start, end| {
+        done.entry(id)
+            .or_default()
+            .push(Interval { proc, start, end });
+    };
+    for s in timeline {
+        let (proc, id) = match &s.event {
+            Event::Started(p, id) => (*p, id.as_str()),
+            Event::Acquired(o) | Event::Released(o) => (o.proc, o.worker.as_str()),
+            Event::Died(p) => {
+                if let Some((id, start)) = current.remove(p) {
+                    close(&mut done, *p, id, start, s.ts);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        // Hook lines printed before `start()` returned carry no ID yet.
+        if id.is_empty() {
+            continue;
+        }
+        match current.get(&proc) {
+            Some((held, _)) if held == id => {}
+            _ => {
+                if let Some((old, start)) = current.insert(proc, (id.to_owned(), s.ts)) {
+                    close(&mut done, proc, old, start, s.ts);
+                }
+            }
+        }
+    }
+    for (proc, (id, start)) in current {
+        close(&mut done, proc, id, start, last_ts);
+    }
+    done
+}
+
+fn check_unique_ids(
+    ids: &BTreeMap<String, Vec<Interval>>,
+    impairments: &BTreeMap<ProcId, Vec<Impairment>>,
+    bounds: Bounds,
+    verdict: &mut Verdict,
+) {
+    for (id, list) in ids {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                if a.proc == b.proc {
+                    continue;
+                }
+                let start = a.start.max(b.start);
+                let end = a.end.min(b.end);
+                if start >= end {
+                    continue;
+                }
+                let (old, new) = if a.start <= b.start { (a, b) } else { (b, a) };
+                let excused = impairments.get(&old.proc).is_some_and(|windows| {
+                    windows.iter().any(|w| {
+                        old.start <= w.start
+                            && w.start <= start
+                            && old.end <= w.end.saturating_add(bounds.cutoff_tail)
+                    })
+                });
+                if !excused {
+                    verdict.violations.push(format!(
+                        "worker ID {id} used by two live processes: {} from {} to {} and {} from {} to {} ({:.3} s)",
+                        old.proc,
+                        old.start,
+                        old.end,
+                        new.proc,
+                        new.start,
+                        new.end,
+                        secs(end - start)
+                    ));
+                }
+            }
+        }
+    }
 }
 
 fn impairments(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<ProcId, Vec<Impairment>> {
@@ -416,6 +503,39 @@ mod tests {
         let again = line("acquired", 1, 0, 4, 9, 3_000);
         let v = check(&log(&[(1, &a), (1, &drop), (1, &again)]), &parts(1), BOUNDS);
         assert!(v.violations.is_empty(), "{:?}", v.violations);
+    }
+
+    /// A planted duplicate ID: a new process claims `worker-0` while the one
+    /// that had it lives on (not cut off), as seen in the soak with seed 42.
+    #[test]
+    fn catches_two_live_processes_with_one_worker_id() {
+        let s1 = r#"{"event":"started","worker":"worker-0","leader":false,"ts_us":1000}"#;
+        let a1 = line("acquired", 0, 0, 1, 1, 1_100);
+        let s2 = r#"{"event":"started","worker":"worker-0","leader":false,"ts_us":5000}"#;
+        let mut events = log(&[(1, s1), (1, &a1), (2, s2)]);
+        events.push(Stamped {
+            ts: 9_000,
+            event: Event::EndOfRun,
+        });
+        let v = check(&events, &parts(1), BOUNDS);
+        assert!(
+            v.violations
+                .iter()
+                .any(|m| m.starts_with("worker ID worker-0 used by two live processes")),
+            "{:?}",
+            v.violations
+        );
+        // Once the first one is dead, reusing its ID is fine.
+        events.push(Stamped {
+            ts: 4_000,
+            event: Event::Died(ProcId(1)),
+        });
+        let v = check(&events, &parts(1), BOUNDS);
+        assert!(
+            !v.violations.iter().any(|m| m.starts_with("worker ID")),
+            "{:?}",
+            v.violations
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ impl Coverage {
             Event::Thawed(proc) => {
                 self.frozen.remove(proc);
             }
-            Event::CutOff(_) | Event::Reconnected(_) | Event::Fault(_) | Event::EndOfRun => {}
+            Event::Started(..)
+            | Event::CutOff(_)
+            | Event::Reconnected(_)
+            | Event::Fault(_)
+            | Event::EndOfRun => {}
         }
     }
 

@@ -76,6 +76,8 @@ pub enum Event {
     Acquired(Ownership),
     /// A worker printed `released`.
     Released(Ownership),
+    /// A worker printed `started` with its worker ID.
+    Started(ProcId, String),
     /// A process ended (SIGKILL sent, or its exit was seen): it owns nothing from here.
     Died(ProcId),
     /// A process was SIGSTOPped: it owns on paper but does not act.
@@ -125,6 +127,13 @@ pub fn parse_line(proc: ProcId, line: &str) -> Result<Option<Stamped>, String> {
             .ok_or_else(|| format!("`{name}` is not an unsigned integer: {line}"))
     };
     let kind = text("event")?;
+    if kind == "started" {
+        let ts = number("ts_us")?;
+        return Ok(Some(Stamped {
+            ts,
+            event: Event::Started(proc, text("worker")?),
+        }));
+    }
     if kind != "acquired" && kind != "released" {
         return Ok(None);
     }
