@@ -153,7 +153,7 @@ fn ownership_intervals(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<Strin
 fn id_intervals(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<String, Vec<Interval>> {
     let mut current: BTreeMap<ProcId, (String, Micros)> = BTreeMap::new();
     let mut done: BTreeMap<String, Vec<Interval>> = BTreeMap::new();
-    let mut close = |done: &mut BTreeMap<String, Vec<Interval>>, proc, id: String, start, end| {
+    let close = |done: &mut BTreeMap<String, Vec<Interval>>, proc, id: String, start, end| {
         done.entry(id)
             .or_default()
             .push(Interval { proc, start, end });
