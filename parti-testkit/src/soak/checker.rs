@@ -314,11 +314,17 @@ fn check_overlaps(
 }
 
 fn check_epochs(timeline: &[&Stamped], verdict: &mut Verdict) {
-    let mut last: BTreeMap<&str, (&str, u64, Micros)> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (&str, ProcId, u64, Micros)> = BTreeMap::new();
     for s in timeline {
         if let Event::Acquired(o) = &s.event {
-            if let Some((worker, epoch, at)) = last.get(o.partition.as_str()) {
-                let moved = *worker != o.worker.as_str();
+            if let Some((worker, proc, epoch, at)) = last.get(o.partition.as_str()) {
+                // Hook lines printed before `start()` returned carry no worker ID:
+                // then only a change of process counts as a move.
+                let moved = if worker.is_empty() || o.worker.is_empty() {
+                    *proc != o.proc
+                } else {
+                    *worker != o.worker.as_str()
+                };
                 if o.epoch < *epoch || (moved && o.epoch == *epoch) {
                     verdict.violations.push(format!(
                         "epoch of {} went from {epoch} ({worker} at {at}) to {} ({} {} at {})",
@@ -326,7 +332,7 @@ fn check_epochs(timeline: &[&Stamped], verdict: &mut Verdict) {
                     ));
                 }
             }
-            last.insert(&o.partition, (&o.worker, o.epoch, s.ts));
+            last.insert(&o.partition, (&o.worker, o.proc, o.epoch, s.ts));
         }
     }
 }
@@ -497,6 +503,12 @@ mod tests {
                 .any(|m| m.starts_with("epoch of p-0 went from 3"))
         );
         assert!(v.violations.iter().any(|m| m.contains("version of proc#1")));
+        // A grant printed before the ID was known, then the same grant again
+        // with it (same process), is not a move.
+        let early = r#"{"event":"acquired","worker":"","partition":"p-0","epoch":1,"version":1,"ts_us":1000}"#;
+        let named = line("acquired", 1, 0, 1, 1, 2_000);
+        let v = check(&log(&[(1, early), (1, &named)]), &parts(1), BOUNDS);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
         // A local drop (version 0) is not a version going backwards.
         let a = line("acquired", 1, 0, 3, 7, 1_000);
         let drop = line("released", 1, 0, 3, 0, 2_000);
