@@ -85,9 +85,20 @@ impl Controller {
                     publishing.next.revision = revision;
                     self.commit_done(publishing, out, now);
                 }
-                Outcome::Unavailable | Outcome::Failed(_) => {
+                Outcome::Unavailable => {
                     self.retry_at =
                         Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+                    self.dirty = true;
+                }
+                Outcome::Failed(e) => {
+                    // Not a passing outage (a value too large for the store, a
+                    // refused permission): say so every time it is tried.
+                    out.notify(Notification::Error(format!(
+                        "publishing assignment version {} failed: {e}",
+                        publishing.next.meta.version
+                    )));
+                    self.retry_at =
+                        Some(now + config.heartbeat_interval.max(Duration::from_millis(10)));
                     self.dirty = true;
                 }
                 _ => {
