@@ -69,6 +69,15 @@ impl Controller {
             .map(|(w, _)| w.clone())
         {
             self.evicting.remove(&w);
+            match outcome {
+                Outcome::Written(revision) => {
+                    self.evicted.insert(w, revision);
+                }
+                // It wrote since (or the store could not say): not vanished.
+                _ => {
+                    self.alive_at.insert(w, now);
+                }
+            }
             self.dirty = true;
             return Some(Signal::None);
         }
@@ -212,6 +221,7 @@ impl Controller {
             });
         }
         self.committed = Some(next);
+        self.lifecycle_published = true;
         self.pending_handoff = self.compute_handoff_pending();
         self.awaiting = publishing.awaiting;
         self.hold_until = if publishing.revoked > 0 {

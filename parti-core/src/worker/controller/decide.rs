@@ -38,9 +38,30 @@ impl Controller {
         before == 0 || (alive as f64) >= self.restart_ratio * before as f64
     }
 
+    /// The latest evidence that `w` is alive: the last change of its record
+    /// as the watch showed it, or a failed eviction (it wrote since the
+    /// revision the eviction expected) if that came later.
+    pub(super) fn last_sign_of_life(&self, w: &WorkerId, last_change: Instant) -> Instant {
+        self.alive_at
+            .get(w)
+            .map_or(last_change, |t| (*t).max(last_change))
+    }
+
+    /// Drops what evictions taught once the watch shows newer records (a
+    /// new claim of an evicted ID, renewals after a failed eviction).
+    pub(super) fn forget_stale_evictions(&mut self, roster: &Roster) {
+        self.evicted
+            .retain(|w, rev| roster.get(w).is_some_and(|v| v.revision <= *rev));
+        self.alive_at
+            .retain(|w, t| roster.get(w).is_some_and(|v| v.last_change < *t));
+    }
+
     /// Members whose record has not changed for the heartbeat TTL plus the
     /// emergency grace (and at least the time after which their ownership lease
-    /// has certainly expired) are evicted with compare-and-set.
+    /// has certainly expired) are evicted with compare-and-set. The eviction
+    /// is the proof that a member vanished: it fails if the member wrote
+    /// since the revision this leader last saw, which a leader whose watch
+    /// lags behind (an overloaded process) cannot tell by the clock alone.
     pub(super) fn evict_vanished(
         &mut self,
         config: &Config,
@@ -62,8 +83,9 @@ impl Controller {
             .filter(|(w, v)| {
                 **w != self.me
                     && v.record.status == MemberStatus::Active
-                    && now >= v.last_change + wait
+                    && now >= self.last_sign_of_life(w, v.last_change) + wait
                     && !self.evicting.contains_key(*w)
+                    && !self.evicted.contains_key(*w)
             })
             .map(|(w, v)| (w.clone(), v.record.clone(), v.revision))
             .collect();
@@ -81,18 +103,22 @@ impl Controller {
         }
     }
 
-    /// The workers a target is computed for: active members seen within the
-    /// heartbeat TTL plus the emergency grace.
-    pub(super) fn basis(&self, config: &Config, roster: &Roster, now: Instant) -> Vec<WorkerSpec> {
-        let ttl = config
-            .heartbeat_ttl
-            .saturating_add(config.effective_emergency_grace());
+    /// The workers a target is computed for: active members, except those
+    /// this leader evicted. A member that merely looks quiet (its record
+    /// unchanged for a while, as the watch shows it) stays until its
+    /// eviction succeeded: the watch of a busy leader can lag behind by more
+    /// than the heartbeat TTL, and a rebalance from such a picture would
+    /// move the partitions of live workers away and back.
+    pub(super) fn basis(
+        &self,
+        _config: &Config,
+        roster: &Roster,
+        _now: Instant,
+    ) -> Vec<WorkerSpec> {
         roster
             .members()
             .filter(|(w, v)| {
-                v.record.status == MemberStatus::Active
-                    && (now.saturating_since(v.last_change) < ttl || **w == self.me)
-                    && !self.evicting.contains_key(*w)
+                v.record.status == MemberStatus::Active && !self.evicted.contains_key(*w)
             })
             .map(|(w, v)| WorkerSpec {
                 id: w.clone(),
@@ -178,6 +204,7 @@ impl Controller {
                 self.target = Some(c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect());
                 self.target_workers = c.records.keys().cloned().collect();
                 self.lifecycle = Lifecycle::Takeover;
+                self.lifecycle_published = false;
                 self.dirty = true;
                 // The list may have changed while no one led: reconcile it.
                 let listed = self
@@ -290,6 +317,7 @@ impl Controller {
             minimal.extend(pinned);
             self.target = Some(minimal);
             self.lifecycle = Lifecycle::Refresh;
+            self.lifecycle_published = false;
             self.dirty = true;
             return;
         }
@@ -370,6 +398,7 @@ impl Controller {
             .chain(ghosts.iter().cloned())
             .collect();
         self.lifecycle = lifecycle;
+        self.lifecycle_published = false;
         self.last_rebalance = Some(now);
         self.planned_since = None;
         self.cold_until = None;

@@ -114,6 +114,9 @@ pub(crate) struct Controller {
     target: Option<BTreeMap<PartitionId, WorkerId>>,
     target_workers: BTreeSet<WorkerId>,
     lifecycle: Lifecycle,
+    /// Whether a version of the current lifecycle was committed (the ones
+    /// after it that only grant are its handoff).
+    lifecycle_published: bool,
     cold_until: Option<Instant>,
     planned_since: Option<Instant>,
     ghost_since: BTreeMap<WorkerId, Instant>,
@@ -124,6 +127,12 @@ pub(crate) struct Controller {
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
+    /// Members this leader evicted, with the revision its eviction wrote:
+    /// gone, even before the watch shows the evicted record.
+    evicted: BTreeMap<WorkerId, Revision>,
+    /// Members whose eviction failed (they wrote since, or the store could
+    /// not say): alive as of then, whatever the watch shows so far.
+    alive_at: BTreeMap<WorkerId, Instant>,
     known: KnownRecords,
     recovery_until: Option<Instant>,
     emergency: bool,
@@ -172,6 +181,7 @@ impl Controller {
             target: None,
             target_workers: BTreeSet::new(),
             lifecycle: Lifecycle::ColdStart,
+            lifecycle_published: false,
             cold_until: None,
             planned_since: None,
             ghost_since: BTreeMap::new(),
@@ -182,6 +192,8 @@ impl Controller {
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
+            evicted: BTreeMap::new(),
+            alive_at: BTreeMap::new(),
             known: KnownRecords::default(),
             recovery_until: None,
             emergency: false,
@@ -324,8 +336,14 @@ impl Controller {
         if !self.loaded || self.partitions.is_none() {
             return;
         }
+        self.forget_stale_evictions(roster);
         self.evict_vanished(config, roster, out, now);
         if self.publishing.is_some() {
+            return;
+        }
+        // Who vanished is known only once the evictions answered: deciding
+        // before would rebalance from a partial (or a mistaken) picture.
+        if !self.evicting.is_empty() {
             return;
         }
         self.decide(config, roster, now, out);
@@ -380,8 +398,9 @@ impl Controller {
                     && v.record.status == MemberStatus::Active
                     && !self.evicting.contains_key(w)
                 {
-                    candidates.push(Some(v.last_change + basis_ttl));
-                    candidates.push(Some(v.last_change + wait));
+                    let seen = self.last_sign_of_life(w, v.last_change);
+                    candidates.push(Some(seen + basis_ttl));
+                    candidates.push(Some(seen + wait));
                 }
             }
         }

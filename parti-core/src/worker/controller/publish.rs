@@ -212,9 +212,10 @@ impl Controller {
     }
 
     fn lifecycle_done(&self) -> bool {
-        self.committed.as_ref().is_some_and(|c| {
-            c.meta.lifecycle == self.lifecycle || c.meta.lifecycle == Lifecycle::Handoff
-        })
+        self.lifecycle_published
+            && self.committed.as_ref().is_some_and(|c| {
+                c.meta.lifecycle == self.lifecycle || c.meta.lifecycle == Lifecycle::Handoff
+            })
     }
 }
 

@@ -80,6 +80,10 @@ pub(super) struct Proc {
     pub(super) watch_gen: u64,
     pub(super) watch_worker: Option<WorkerId>,
     pub(super) last_watch_at: u64,
+    /// Until when (global ms) and by how much its watch falls behind: an
+    /// overloaded process whose timers still run on time but which sees
+    /// every change late.
+    pub(super) watch_lag: Option<(u64, u64)>,
     pub(super) held: BTreeMap<PartitionId, u64>,
     pub(super) timer_at: Option<u64>,
     pub(super) restart_after_stop: bool,
