@@ -170,6 +170,7 @@ impl Controller {
         let Some((meta, revision)) = snapshot.meta else {
             self.loaded = true;
             self.committed = None;
+            self.committed_gen += 1;
             return Signal::None;
         };
         if meta.term > self.term && !self.planted.has(PlantedBug::IgnoreTerms) {
@@ -201,6 +202,7 @@ impl Controller {
             self.restart_detected = !self.incarnations_returned(&committed, roster);
         }
         self.committed = Some(committed);
+        self.committed_gen += 1;
         self.loaded = true;
         Signal::None
     }
@@ -221,6 +223,7 @@ impl Controller {
             });
         }
         self.committed = Some(next);
+        self.committed_gen += 1;
         self.lifecycle_published = true;
         self.pending_handoff = self.compute_handoff_pending();
         self.awaiting = publishing.awaiting;

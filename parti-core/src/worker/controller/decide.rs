@@ -202,6 +202,7 @@ impl Controller {
                 }
             } else if let Some(c) = &self.committed {
                 self.target = Some(c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect());
+                self.target_gen += 1;
                 self.target_workers = c.records.keys().cloned().collect();
                 self.lifecycle = Lifecycle::Takeover;
                 self.lifecycle_published = false;
@@ -258,6 +259,7 @@ impl Controller {
                 // restart. Wait for the cold-start window for them to come back
                 // rather than piling everything on the survivors.
                 self.target = None;
+                self.target_gen += 1;
                 self.restart_detected = true;
                 self.cold_until = Some(now + config.cold_start_window);
                 self.dirty = true;
@@ -316,6 +318,7 @@ impl Controller {
         {
             minimal.extend(pinned);
             self.target = Some(minimal);
+            self.target_gen += 1;
             self.lifecycle = Lifecycle::Refresh;
             self.lifecycle_published = false;
             self.dirty = true;
@@ -392,6 +395,7 @@ impl Controller {
             }
         }
         self.target = Some(target);
+        self.target_gen += 1;
         self.target_workers = specs
             .iter()
             .map(|w| w.id.clone())

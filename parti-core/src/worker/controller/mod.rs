@@ -145,6 +145,15 @@ pub(crate) struct Controller {
     next_due: Option<Instant>,
     /// Whether committed differs from target (cached after each evaluation).
     pending_handoff: bool,
+    /// Bumped whenever `target` is replaced.
+    target_gen: u64,
+    /// Bumped whenever `committed` is replaced.
+    committed_gen: u64,
+    /// [`Controller::compute_handoff_pending`]'s last answer and for which
+    /// generations.
+    handoff_memo: Option<((u64, u64), bool)>,
+    /// The partition list changed since the last full publication step.
+    list_changed: bool,
     handoff_hold: Duration,
 }
 
@@ -203,6 +212,10 @@ impl Controller {
             changed: true,
             next_due: None,
             pending_handoff: false,
+            target_gen: 0,
+            committed_gen: 0,
+            handoff_memo: None,
+            list_changed: false,
             handoff_hold: config.heartbeat_interval,
         };
         match partitions {
@@ -237,7 +250,22 @@ impl Controller {
         Activity::Idle
     }
 
-    fn compute_handoff_pending(&self) -> bool {
+    /// Whether the committed owners differ from the target. O(partitions),
+    /// so the answer is kept until either changes (it is asked after every
+    /// evaluation).
+    fn compute_handoff_pending(&mut self) -> bool {
+        let key = (self.target_gen, self.committed_gen);
+        if let Some((k, pending)) = self.handoff_memo
+            && k == key
+        {
+            return pending;
+        }
+        let pending = self.handoff_pending_now();
+        self.handoff_memo = Some((key, pending));
+        pending
+    }
+
+    fn handoff_pending_now(&self) -> bool {
         match (&self.target, &self.committed) {
             (Some(target), Some(c)) => {
                 target.len() != c.owners.len()
@@ -275,6 +303,7 @@ impl Controller {
         if self.partitions.as_ref() != Some(&map) {
             let had = self.partitions.is_some();
             self.partitions = Some(map);
+            self.list_changed = true;
             if had {
                 self.partitions_dirty = true;
             }
