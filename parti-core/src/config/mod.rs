@@ -322,7 +322,7 @@ impl Config {
     /// | `cold_start_window` / `planned_scale_window` | 1 s / 500 ms |
     /// | `emergency_grace` | 300 ms |
     /// | `rebalance_cooldown` | 100 ms |
-    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 1 s |
+    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 5 s (above a NATS client's 4 s reconnect backoff) |
     /// | `alerts` | info 1 s, warn 2 s, error 4 s, critical 8 s, every 1 s |
     /// | `startup_timeout` / `operation_timeout` / `shutdown_timeout` | 15 s / 2 s / 5 s |
     /// | everything else | as in [`Config::default`] |
@@ -344,7 +344,7 @@ impl Config {
                 policy: DegradedPolicy::KeepProcessing,
                 enter_after: Duration::from_secs(1),
                 exit_after: Duration::from_millis(500),
-                recovery_grace: Duration::from_secs(1),
+                recovery_grace: Duration::from_secs(5),
             },
             alerts: AlertConfig {
                 info: Duration::from_secs(1),
@@ -414,6 +414,19 @@ impl Config {
         let rho = self.max_clock_drift;
         let factor = (1.0 + rho) / (1.0 - rho);
         crate::time::scale_up(self.ownership_lease(), factor).max(self.heartbeat_ttl)
+    }
+
+    /// How long a lease renewal (member or leadership) or the read-back after
+    /// one may take before its outcome counts as unknown: one heartbeat
+    /// interval, at least 1 s (a slow store under load is not a dead
+    /// connection) and at most `operation_timeout`. A request sent on a
+    /// connection that died (a cluster node killed) never gets an answer;
+    /// the client reconnects elsewhere at once, and the next renewal must go
+    /// out while the lease still runs, not after `operation_timeout`.
+    pub fn renewal_timeout(&self) -> Duration {
+        self.heartbeat_interval
+            .max(Duration::from_secs(1))
+            .min(self.operation_timeout)
     }
 
     /// Leadership is exercised only this long after the start of the last

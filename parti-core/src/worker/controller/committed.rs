@@ -73,7 +73,13 @@ impl Controller {
                 Outcome::Written(revision) => {
                     self.evicted.insert(w, revision);
                 }
-                // It wrote since (or the store could not say): not vanished.
+                Outcome::Unavailable | Outcome::Unknown | Outcome::Failed(_) => {
+                    // Not through: try again after a pause, not in a busy
+                    // loop while the store is out of reach.
+                    self.evict_retry_at =
+                        Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+                }
+                // It wrote since the revision the eviction expected: alive.
                 _ => {
                     self.alive_at.insert(w, now);
                 }

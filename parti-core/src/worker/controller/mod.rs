@@ -124,6 +124,12 @@ pub(crate) struct Controller {
     publishing: Option<Publishing>,
     reconcile_op: Option<OpId>,
     retry_at: Option<Instant>,
+    /// After an eviction that did not go through: when to try evictions again.
+    evict_retry_at: Option<Instant>,
+    /// How far the leader's view of the members is known to be complete:
+    /// the send time of its own latest confirmed renewal that the watch has
+    /// delivered back (every write committed before it was delivered too).
+    fresh_through: Option<Instant>,
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
@@ -198,6 +204,8 @@ impl Controller {
             publishing: None,
             reconcile_op: None,
             retry_at: None,
+            evict_retry_at: None,
+            fresh_through: None,
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
@@ -311,11 +319,37 @@ impl Controller {
         }
     }
 
-    /// After the store was unreachable: observations are stale, so emergencies
-    /// wait for the recovery grace.
+    /// After the store was unreachable: observations are stale and the other
+    /// workers may still be reconnecting, so for the recovery grace nothing
+    /// is evicted, an absent worker keeps its partitions (unless it is
+    /// leaving) and a cold start waits.
     pub(crate) fn on_recovered(&mut self, config: &Config, now: Instant) {
-        self.recovery_until = Some(now + config.degraded.recovery_grace);
+        let until = now + config.degraded.recovery_grace;
+        self.recovery_until = Some(until);
+        if let Some(cold) = &mut self.cold_until {
+            *cold = (*cold).max(until);
+        }
         self.changed = true;
+    }
+
+    /// The watch delivered the leader's own renewal sent at `sent`: its view
+    /// of the members is complete up to then.
+    pub(crate) fn watch_fresh_through(&mut self, sent: Instant) {
+        if self.fresh_through.is_none_or(|f| f < sent) {
+            self.fresh_through = Some(sent);
+            self.changed = true;
+        }
+    }
+
+    /// Whether a member whose record last changed at `last_change` has been
+    /// silent for `period` as far as the leader can tell: up to the point its
+    /// view is known to be complete. A silence that coincides with the
+    /// leader's own writes failing (a stream electing a new leader) or with
+    /// its watch stalling (its consumer on a dead node) is no evidence of a
+    /// crash.
+    pub(super) fn silent_for(&self, last_change: Instant, period: Duration) -> bool {
+        self.fresh_through
+            .is_some_and(|f| f >= last_change + period)
     }
 
     /// A member record changed in a way that matters (status, acknowledgement,
@@ -397,6 +431,7 @@ impl Controller {
         let mut candidates: Vec<Option<Instant>> = vec![
             self.list_retry_at,
             self.retry_at,
+            self.evict_retry_at,
             self.hold_until,
             self.recovery_until,
         ];

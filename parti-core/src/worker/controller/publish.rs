@@ -26,7 +26,7 @@ impl Controller {
     /// committed (or if a takeover must re-stage everything under our term).
     pub(super) fn publish_step(
         &mut self,
-        config: &Config,
+        _config: &Config,
         roster: &Roster,
         out: &mut Outbox,
         now: Instant,
@@ -95,7 +95,7 @@ impl Controller {
             .max(seen);
         let version = base_version.saturating_add(1);
         let live: BTreeSet<WorkerId> = self
-            .basis(config, roster, now)
+            .basis(roster)
             .into_iter()
             .map(|w| w.id)
             .collect();
