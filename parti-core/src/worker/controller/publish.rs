@@ -94,11 +94,7 @@ impl Controller {
             .map_or(0, |c| c.meta.version)
             .max(seen);
         let version = base_version.saturating_add(1);
-        let live: BTreeSet<WorkerId> = self
-            .basis(roster)
-            .into_iter()
-            .map(|w| w.id)
-            .collect();
+        let live: BTreeSet<WorkerId> = self.basis(roster).into_iter().map(|w| w.id).collect();
         let step = handoff::next_step(
             committed_owners,
             target,
