@@ -71,7 +71,10 @@ impl Controller {
             self.evicting.remove(&w);
             match outcome {
                 Outcome::Written(revision) => {
-                    self.evicted.insert(w, revision);
+                    // The compare-and-set held: the watch shows the evicted
+                    // record (or already ours).
+                    let before = roster.get(&w).map_or(revision, |v| v.revision);
+                    self.evicted.insert(w, (before, revision));
                 }
                 Outcome::Unavailable | Outcome::Unknown | Outcome::Failed(_) => {
                     // Not through: try again after a pause, not in a busy

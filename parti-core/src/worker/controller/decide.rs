@@ -50,8 +50,11 @@ impl Controller {
     /// Drops what evictions taught once the watch shows newer records (a
     /// new claim of an evicted ID, renewals after a failed eviction).
     pub(super) fn forget_stale_evictions(&mut self, roster: &Roster) {
-        self.evicted
-            .retain(|w, rev| roster.get(w).is_some_and(|v| v.revision <= *rev));
+        self.evicted.retain(|w, (before, written)| {
+            roster
+                .get(w)
+                .is_some_and(|v| v.revision == *before || v.revision == *written)
+        });
         self.alive_at
             .retain(|w, t| roster.get(w).is_some_and(|v| v.last_change < *t));
     }

@@ -133,9 +133,11 @@ pub(crate) struct Controller {
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
-    /// Members this leader evicted, with the revision its eviction wrote:
-    /// gone, even before the watch shows the evicted record.
-    evicted: BTreeMap<WorkerId, Revision>,
+    /// Members this leader evicted, with the revision of the record it
+    /// evicted and the revision its eviction wrote: gone while the watch
+    /// shows either (a later record, even one of a lower revision after
+    /// the buckets were lost and rebuilt, is a new claim).
+    evicted: BTreeMap<WorkerId, (Revision, Revision)>,
     /// Members whose eviction failed (they wrote since, or the store could
     /// not say): alive as of then, whatever the watch shows so far.
     alive_at: BTreeMap<WorkerId, Instant>,
