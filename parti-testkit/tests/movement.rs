@@ -113,10 +113,12 @@ fn a_hundred_workers() {
     check(100, 20, heavy_lag(), 4);
 }
 
-/// Minutes of CPU in a test build: run by hand (`cargo test --release -p
-/// parti-testkit --test movement -- --ignored`).
+/// Run by hand (`cargo test --release -p parti-testkit --test movement --
+/// --ignored`). Does not pass yet: at the cold start of 1 000 workers the
+/// simulator's livelock guard (50 000 events at one simulated instant)
+/// fires; the guard (or the simulator's fan-out) has to scale first.
 #[test]
-#[ignore = "slow: a thousand simulated workers"]
+#[ignore = "1 000 simulated workers trip the simulator's livelock guard at the cold start"]
 fn a_thousand_workers() {
     check(1000, 5, 0, 5);
     check(1000, 5, heavy_lag(), 6);
