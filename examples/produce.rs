@@ -51,7 +51,9 @@ fn parse() -> Result<Args, String> {
             "--partitions" => {
                 a.partitions = value()?.parse().map_err(|e| format!("--partitions: {e}"))?
             }
-            "--messages" => a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?,
+            "--messages" => {
+                a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
+            }
             "--rate" => {
                 let rate: f64 = value()?.parse().map_err(|e| format!("--rate: {e}"))?;
                 if rate <= 0.0 || !rate.is_finite() {
@@ -98,7 +100,10 @@ async fn run(args: Args) -> Result<(), String> {
         let k = per_partition[i];
         per_partition[i] += 1;
         let ack = js
-            .publish(format!("{}.p-{i}", args.prefix), format!("p-{i}:{k}").into())
+            .publish(
+                format!("{}.p-{i}", args.prefix),
+                format!("p-{i}:{k}").into(),
+            )
             .await
             .map_err(|e| format!("publishing: {e}"))?;
         pending.push(ack);

@@ -358,16 +358,7 @@ async fn empty_assignment_consumes_nothing() {
     let mut consumers = Vec::new();
     let mut managers = Vec::new();
     for (w, log) in logs.iter().enumerate() {
-        let c = consumer(
-            &client,
-            &g,
-            &name,
-            &prefix,
-            w,
-            log.clone(),
-            Duration::ZERO,
-        )
-        .await;
+        let c = consumer(&client, &g, &name, &prefix, w, log.clone(), Duration::ZERO).await;
         consumers.push(c.clone());
         managers.push(worker(&client, &g, numbered(1), c).await);
     }
