@@ -22,6 +22,8 @@ use std::time::Duration;
 pub(crate) struct ConsumingHooks {
     pub(crate) consumer: PartitionConsumer,
     pub(crate) app: Arc<dyn Hooks>,
+    /// How long a call waits for the clean-up of revoked partitions.
+    pub(crate) cleanup_wait: Duration,
 }
 
 #[async_trait]
@@ -32,7 +34,10 @@ impl Hooks for ConsumingHooks {
         removed: &[OwnedPartition],
         version: u64,
     ) {
-        self.consumer.apply(added, removed).await;
+        // Half the budget for the clean-up at most: the handover itself does
+        // not depend on it.
+        let deadline = tokio::time::Instant::now() + self.cleanup_wait;
+        self.consumer.apply_by(added, removed, deadline).await;
         self.app
             .on_assignment_changed(added, removed, version)
             .await;
@@ -48,7 +53,8 @@ impl Hooks for ConsumingHooks {
 
     async fn on_error(&self, error: &Error) {
         if error.is_fatal() {
-            self.consumer.shutdown().await;
+            let deadline = tokio::time::Instant::now() + self.cleanup_wait;
+            self.consumer.stop_by(deadline).await;
         }
         self.app.on_error(error).await;
     }

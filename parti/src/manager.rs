@@ -142,6 +142,7 @@ impl ManagerBuilder {
             Some(consumer) => Arc::new(crate::consume::ConsumingHooks {
                 consumer,
                 app: self.hooks,
+                cleanup_wait: self.config.effective_hook_budget() / 2,
             }),
             None => self.hooks,
         };

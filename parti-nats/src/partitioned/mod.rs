@@ -72,6 +72,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// The error a handler returns.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -378,6 +380,7 @@ impl PartitionConsumerBuilder {
             inner: Arc::new(Inner {
                 shared,
                 running: Mutex::new(HashMap::new()),
+                cleanups: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -386,6 +389,8 @@ impl PartitionConsumerBuilder {
 struct Inner {
     shared: Arc<Shared>,
     running: Mutex<HashMap<Partition, Running>>,
+    /// Clean-ups of revoked partitions that outlived their `apply` call.
+    cleanups: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Consumes the partitions this worker owns; see the module docs. Cheap to
@@ -437,33 +442,72 @@ impl PartitionConsumer {
         }
     }
 
-    /// Applies an assignment change: stops every partition of `removed` (each
-    /// finishes its message in flight and records its progress; awaited, in
-    /// parallel), then starts every partition of `added` in the background.
-    /// Call it inside `on_assignment_changed`, before the hook returns.
+    /// Applies an assignment change: stops every partition of `removed` and
+    /// waits until each is handed over (its message in flight finished, its
+    /// acks flushed; in parallel), then starts every partition of `added` in
+    /// the background. Call it inside `on_assignment_changed`, before the hook
+    /// returns. Recording the progress and deleting the consumers is awaited
+    /// too, for at most the request timeout; see [`PartitionConsumer::apply_by`].
     pub async fn apply(&self, added: &[OwnedPartition], removed: &[OwnedPartition]) {
+        let deadline = Instant::now() + self.inner.shared.request_timeout;
+        self.apply_by(added, removed, deadline).await;
+    }
+
+    /// [`PartitionConsumer::apply`], awaiting the clean-up of the revoked
+    /// partitions (progress recorded, consumer deleted) until `deadline` only;
+    /// what is left finishes in the background (and
+    /// [`PartitionConsumer::shutdown`] waits for it). The handover itself
+    /// does not depend on the clean-up: the next owner reads the ack floor of
+    /// a consumer that was not deleted.
+    pub async fn apply_by(
+        &self,
+        added: &[OwnedPartition],
+        removed: &[OwnedPartition],
+        deadline: Instant,
+    ) {
         let mut running = self.inner.running.lock().await;
-        let stopping: Vec<Running> = removed
+        let mut stopping: Vec<Running> = removed
             .iter()
             .filter_map(|p| running.remove(&p.partition))
             .collect();
-        futures_util::future::join_all(stopping.into_iter().map(Running::stop)).await;
+        // Granted again without a revoke in between (a new epoch): hand over
+        // to ourselves cleanly first.
+        stopping.extend(added.iter().filter_map(|p| running.remove(&p.partition)));
+        self.stop_all(stopping, deadline).await;
         for owned in added {
-            if let Some(previous) = running.remove(&owned.partition) {
-                // Granted again without a revoke in between (a new epoch):
-                // hand over to ourselves cleanly.
-                previous.stop().await;
-            }
             let run = Running::start(self.inner.shared.clone(), owned.clone());
             running.insert(owned.partition.clone(), run);
         }
     }
 
-    /// Stops consuming every partition (as a revoke of all of them).
+    async fn stop_all(&self, stopping: Vec<Running>, deadline: Instant) {
+        let left =
+            futures_util::future::join_all(stopping.into_iter().map(|r| r.stop(deadline))).await;
+        let mut cleanups = self.inner.cleanups.lock().await;
+        cleanups.retain(|h| !h.is_finished());
+        cleanups.extend(left.into_iter().flatten());
+    }
+
+    /// Stops consuming every partition, as a revoke of all of them by
+    /// [`PartitionConsumer::apply_by`] (clean-ups awaited until `deadline`).
+    pub async fn stop_by(&self, deadline: Instant) {
+        let all: Vec<Running> = {
+            let mut running = self.inner.running.lock().await;
+            running.drain().map(|(_, r)| r).collect()
+        };
+        self.stop_all(all, deadline).await;
+    }
+
+    /// Stops consuming every partition (as a revoke of all of them) and waits
+    /// for every clean-up still running (each bounded by a few request
+    /// timeouts).
     pub async fn shutdown(&self) {
-        let mut running = self.inner.running.lock().await;
-        let all: Vec<Running> = running.drain().map(|(_, r)| r).collect();
-        futures_util::future::join_all(all.into_iter().map(Running::stop)).await;
+        self.stop_by(Instant::now() + self.inner.shared.request_timeout)
+            .await;
+        let cleanups: Vec<JoinHandle<()>> = self.inner.cleanups.lock().await.drain(..).collect();
+        for handle in cleanups {
+            let _ = handle.await;
+        }
     }
 
     /// The partitions being consumed, with their epochs, sorted.

@@ -73,14 +73,14 @@ pub(crate) async fn read(store: &kv::Store, key: &str) -> Result<Current, Progre
 }
 
 /// Writes `record` over the entry read at `revision` (0: none), unless the
-/// stored epoch is above `record.epoch`. `Ok(false)`: someone wrote in between
-/// (read again and retry).
+/// stored epoch is above `record.epoch`. `Ok(Some(revision))`: written;
+/// `Ok(None)`: someone wrote in between (read again and retry).
 pub(crate) async fn write(
     store: &kv::Store,
     key: &str,
     current: &Current,
     record: &ProgressRecord,
-) -> Result<bool, ProgressError> {
+) -> Result<Option<u64>, ProgressError> {
     if current.record.epoch > record.epoch {
         return Err(ProgressError::Fenced {
             stored: current.record.epoch,
@@ -91,14 +91,14 @@ pub(crate) async fn write(
         Bytes::from(serde_json::to_vec(record).map_err(|e| ProgressError::Store(e.to_string()))?);
     if current.revision == 0 {
         return match store.create(key, value).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(ProgressError::Store(format!("creating {key}: {e}"))),
         };
     }
     match store.update(key, value, current.revision).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+        Ok(revision) => Ok(Some(revision)),
+        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
         Err(e) => Err(ProgressError::Store(format!("updating {key}: {e}"))),
     }
 }

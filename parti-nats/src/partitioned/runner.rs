@@ -14,7 +14,7 @@ use parti_core::records::OwnedPartition;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -57,6 +57,9 @@ pub(crate) struct Running {
     pub owned: OwnedPartition,
     pub stats: Arc<PartitionStats>,
     stop: watch::Sender<bool>,
+    /// Fires once the handler is done with the partition and the acks were
+    /// flushed: from then on the next owner can take over.
+    handed: oneshot::Receiver<()>,
     handle: JoinHandle<()>,
 }
 
@@ -64,6 +67,7 @@ impl Running {
     pub(crate) fn start(shared: Arc<Shared>, owned: OwnedPartition) -> Running {
         let stats = Arc::new(PartitionStats::default());
         let (stop, stopped) = watch::channel(false);
+        let (handed_tx, handed) = oneshot::channel();
         let span =
             tracing::info_span!("partition", partition = %owned.partition, epoch = owned.epoch);
         let task = Task {
@@ -75,21 +79,36 @@ impl Running {
             stats: stats.clone(),
             stopped,
             last_acked: 0,
+            revision: 0,
+            handed: Some(handed_tx),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         Running {
             owned,
             stats,
             stop,
+            handed,
             handle,
         }
     }
 
-    /// Asks the task to stop and waits until it recorded its progress.
-    pub(crate) async fn stop(self) {
+    /// Asks the task to stop and waits until the partition is handed over:
+    /// the message in flight finished and the acks were flushed. Then waits
+    /// until `deadline` for the clean-up (progress recorded, consumer
+    /// deleted); a clean-up still running then is returned, to finish in the
+    /// background. Handing over is safe without it: the progress entry names
+    /// this owner's consumer, whose ack floor the next owner reads.
+    pub(crate) async fn stop(mut self, deadline: tokio::time::Instant) -> Option<JoinHandle<()>> {
         let _ = self.stop.send(true);
-        if let Err(e) = self.handle.await {
-            tracing::error!(partition = %self.owned.partition, error = %e, "partition task failed");
+        // An error means the task ended (without handing over anything).
+        let _ = (&mut self.handed).await;
+        match tokio::time::timeout_at(deadline, &mut self.handle).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                tracing::error!(partition = %self.owned.partition, error = %e, "partition task failed");
+                None
+            }
+            Err(_) => Some(self.handle),
         }
     }
 }
@@ -104,6 +123,10 @@ struct Task {
     stopped: watch::Receiver<bool>,
     /// Last stream sequence acknowledged (or terminated).
     last_acked: u64,
+    /// Revision of the progress entry as we last wrote it.
+    revision: u64,
+    /// Told once the partition is handed over (see [`Running::stop`]).
+    handed: Option<oneshot::Sender<()>>,
 }
 
 /// How the handling of one message ended.
@@ -146,7 +169,8 @@ impl Task {
             }
             let timeout = self.shared.request_timeout * 4;
             match tokio::time::timeout(timeout, self.claim()).await {
-                Ok(Ok(Some(start))) => {
+                Ok(Ok(Some((start, revision)))) => {
+                    self.revision = revision;
                     self.last_acked = start;
                     self.stats.last_acked.store(start, Ordering::Relaxed);
                     tracing::debug!(from = start + 1, consumer = %self.consumer, "partition claimed");
@@ -173,9 +197,9 @@ impl Task {
         }
     }
 
-    /// One claim attempt: `Some(last handled sequence)`, or `None` when the
-    /// entry changed under us.
-    async fn claim(&self) -> Result<Option<u64>, ProgressError> {
+    /// One claim attempt: `Some((last handled sequence, entry revision))`, or
+    /// `None` when the entry changed under us.
+    async fn claim(&self) -> Result<Option<(u64, u64)>, ProgressError> {
         let current = progress::read(&self.shared.progress, &self.key).await?;
         let mut last = current.record.seq;
         let previous = current
@@ -198,13 +222,15 @@ impl Task {
             epoch: self.owned.epoch,
             consumer: Some(self.consumer.clone()),
         };
-        if !progress::write(&self.shared.progress, &self.key, &current, &record).await? {
+        let Some(revision) =
+            progress::write(&self.shared.progress, &self.key, &current, &record).await?
+        else {
             return Ok(None);
-        }
+        };
         if let Some(previous) = previous {
             let _ = self.shared.stream.delete_consumer(&previous).await;
         }
-        Ok(Some(last))
+        Ok(Some((last, revision)))
     }
 
     fn consumer_config(&self) -> pull::Config {
@@ -387,9 +413,10 @@ impl Task {
         self.stats.last_acked.store(seq, Ordering::Relaxed);
     }
 
-    /// Hands the partition over: acks flushed, progress recorded (fenced),
-    /// consumer deleted. If the record cannot be written, the consumer is kept:
-    /// the next owner then reads its ack floor.
+    /// Hands the partition over: acks flushed (then [`Running::stop`] may
+    /// return), progress recorded (fenced), consumer deleted. If the record
+    /// cannot be written, the consumer is kept: the next owner then reads its
+    /// ack floor.
     async fn release(&mut self) {
         let timeout = self.shared.request_timeout;
         if tokio::time::timeout(timeout, self.shared.client.flush())
@@ -398,24 +425,38 @@ impl Task {
         {
             tracing::warn!("acks not flushed before the handoff");
         }
+        if let Some(handed) = self.handed.take() {
+            let _ = handed.send(());
+        }
         let record = ProgressRecord {
             seq: self.last_acked,
             epoch: self.owned.epoch,
             consumer: None,
         };
         let mut recorded = false;
+        // First against the revision we wrote ourselves: one request.
+        let mut current = Some(progress::Current {
+            record: ProgressRecord {
+                epoch: self.owned.epoch,
+                ..ProgressRecord::default()
+            },
+            revision: self.revision,
+        });
         for _ in 0..FINAL_WRITE_ATTEMPTS {
             let attempt = tokio::time::timeout(timeout, async {
-                let current = progress::read(&self.shared.progress, &self.key).await?;
+                let current = match current.take() {
+                    Some(c) => c,
+                    None => progress::read(&self.shared.progress, &self.key).await?,
+                };
                 progress::write(&self.shared.progress, &self.key, &current, &record).await
             })
             .await;
             match attempt {
-                Ok(Ok(true)) => {
+                Ok(Ok(Some(_))) => {
                     recorded = true;
                     break;
                 }
-                Ok(Ok(false)) => continue,
+                Ok(Ok(None)) => continue,
                 Ok(Err(e @ ProgressError::Fenced { .. })) => {
                     tracing::warn!(error = %e, "progress not recorded");
                     break;
