@@ -86,11 +86,11 @@ type SubjectFn = dyn Fn(&Partition) -> String + Send + Sync;
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// The partition the message belongs to.
-    pub partition: Partition,
+    pub partition: Arc<Partition>,
     /// The fencing epoch under which this worker owns the partition.
     pub epoch: u64,
     /// The message's subject.
-    pub subject: String,
+    pub subject: async_nats::Subject,
     /// The message's headers.
     pub headers: Option<HeaderMap>,
     /// The payload.

@@ -79,6 +79,7 @@ impl Running {
             stats: stats.clone(),
             stopped,
             last_acked: 0,
+            partition: Arc::new(owned.partition.clone()),
             revision: 0,
             handed: Some(handed_tx),
         };
@@ -123,6 +124,8 @@ struct Task {
     stopped: watch::Receiver<bool>,
     /// Last stream sequence acknowledged (or terminated).
     last_acked: u64,
+    /// The partition, shared by the deliveries.
+    partition: Arc<Partition>,
     /// Revision of the progress entry as we last wrote it.
     revision: u64,
     /// Told once the partition is handed over (see [`Running::stop`]).
@@ -252,6 +255,9 @@ impl Task {
             max_ack_pending: i64::try_from(self.shared.prefetch * 2).unwrap_or(i64::MAX),
             filter_subject: (self.shared.subject)(&self.owned.partition),
             inactive_threshold: self.shared.inactive_threshold,
+            // The ack state in memory (replicated like the stream): the
+            // progress that must outlive a server restart is in the KV entry.
+            memory_storage: true,
             ..Default::default()
         }
     }
@@ -350,9 +356,9 @@ impl Task {
         }
         let shared = self.shared.clone();
         let mut delivery = Delivery {
-            partition: self.owned.partition.clone(),
+            partition: self.partition.clone(),
             epoch: self.owned.epoch,
-            subject: message.subject.to_string(),
+            subject: message.subject.clone(),
             headers: message.headers.clone(),
             payload: message.payload.clone(),
             stream_sequence: seq,
