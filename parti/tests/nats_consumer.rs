@@ -10,8 +10,10 @@
 mod common;
 
 use async_nats::jetstream;
+use async_nats::jetstream::stream::StorageType;
 use common::*;
 use parti::{Manager, Partition, PartitionConsumer, StaticSource};
+use parti_testkit::nats_server::{NatsCluster, require_nats_server};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,11 +42,22 @@ async fn stream(
     name: &str,
     prefix: &str,
 ) -> jetstream::stream::Stream {
+    stream_with(client, name, prefix, StorageType::Memory, 1).await
+}
+
+async fn stream_with(
+    client: &async_nats::Client,
+    name: &str,
+    prefix: &str,
+    storage: StorageType,
+    replicas: usize,
+) -> jetstream::stream::Stream {
     let js = jetstream::new(client.clone());
     js.create_stream(jetstream::stream::Config {
         name: name.to_string(),
         subjects: vec![format!("{prefix}.>")],
-        storage: jetstream::stream::StorageType::Memory,
+        storage,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -186,31 +199,29 @@ fn check(log: &[Handled], n: usize, per_partition: usize) -> usize {
 
 /// Workers scale 1 → 3 → 2 (one leaves) while messages keep coming: nothing
 /// lost, order kept, no overlap, no duplicate (no crash), and the worker that
-/// left has no consumer left on the server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handoffs_lose_nothing_and_never_overlap() {
-    let Some(server) = server() else { return };
-    let client = connect(&[server.client_url()]).await;
+/// left has no consumer left on the server. `clients[w]` serves worker `w`.
+async fn handoffs(clients: &[async_nats::Client], storage: StorageType, replicas: usize) {
+    let client = &clients[0];
     let g = group("consume");
     let (name, prefix) = (format!("S{g}"), format!("ev{g}"));
-    let mut js_stream = stream(&client, &name, &prefix).await;
+    let mut js_stream = stream_with(client, &name, &prefix, storage, replicas).await;
     const N: usize = 16;
     const ROUNDS: usize = 5;
     const PER_ROUND: usize = 20;
     let log: Log = Arc::default();
     let work = Duration::from_millis(1);
 
-    publish(&client, &prefix, N, 0, PER_ROUND).await;
+    publish(client, &prefix, N, 0, PER_ROUND).await;
     let mut managers = Vec::new();
     for w in 0..3 {
-        let c = consumer(&client, &g, &name, &prefix, w, log.clone(), work).await;
-        let m = worker(&client, &g, numbered(N), c).await;
+        let c = consumer(&clients[w], &g, &name, &prefix, w, log.clone(), work).await;
+        let m = worker(&clients[w], &g, numbered(N), c).await;
         wait_until(SETTLE, "the new worker owns partitions", || {
             !m.assignment().partitions.is_empty()
         })
         .await;
         managers.push((w, m));
-        publish(&client, &prefix, N, (w + 1) * PER_ROUND, PER_ROUND).await;
+        publish(client, &prefix, N, (w + 1) * PER_ROUND, PER_ROUND).await;
     }
     wait_until(SETTLE, "worker 1 handled messages", || {
         lock(&log).iter().any(|h| h.worker == 1)
@@ -219,7 +230,7 @@ async fn handoffs_lose_nothing_and_never_overlap() {
     // One worker leaves while the rest of the messages arrive.
     let (left, m) = managers.remove(1);
     let leaving = tokio::spawn(m.leave());
-    publish(&client, &prefix, N, 4 * PER_ROUND, PER_ROUND).await;
+    publish(client, &prefix, N, 4 * PER_ROUND, PER_ROUND).await;
     leaving.await.unwrap().expect("leave");
     let total = N * ROUNDS * PER_ROUND;
     wait_until_or(
@@ -244,26 +255,47 @@ async fn handoffs_lose_nothing_and_never_overlap() {
         .map(|h| h.partition.as_str())
         .collect();
     println!(
-        "handoffs: {} handlings of {total} messages, {duplicates} duplicates, {} partitions handled by the worker that left",
+        "handoffs ({storage:?}, R{replicas}): {} handlings of {total} messages, {duplicates} duplicates, {} partitions handled by the worker that left",
         log.len(),
         moved.len()
     );
     assert_eq!(duplicates, 0, "no crash, so no duplicate");
     assert!(!moved.is_empty(), "the leaving worker handled something");
-    let epochs_ok = log.iter().all(|h| h.epoch > 0);
-    assert!(epochs_ok);
+    assert!(log.iter().all(|h| h.epoch > 0));
     let names = consumer_names(&mut js_stream).await;
-    let expected = N;
-    assert_eq!(
-        names.len(),
-        expected,
-        "one consumer per partition: {names:?}"
-    );
+    assert_eq!(names.len(), N, "one consumer per partition: {names:?}");
     for (_, m) in managers {
         m.leave().await.expect("leave");
     }
     let names = consumer_names(&mut js_stream).await;
     assert!(names.is_empty(), "consumers left after leave(): {names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_lose_nothing_and_never_overlap() {
+    let Some(server) = server() else { return };
+    let client = connect(&[server.client_url()]).await;
+    handoffs(
+        &[client.clone(), client.clone(), client],
+        StorageType::Memory,
+        1,
+    )
+    .await;
+}
+
+/// The same on an R3 file-storage stream of a 3-node cluster, each worker
+/// connected to another node (the progress bucket is R3 too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_on_an_r3_file_stream() {
+    if require_nats_server().is_none() {
+        return;
+    }
+    let cluster = tokio::task::block_in_place(|| NatsCluster::start(3)).expect("cluster starts");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(connect(&[cluster.client_url(i).unwrap()]).await);
+    }
+    handoffs(&clients, StorageType::File, 3).await;
 }
 
 /// A message whose handler always fails is retried `max_deliver` times, then
