@@ -213,9 +213,9 @@ async fn handoffs(clients: &[async_nats::Client], storage: StorageType, replicas
 
     publish(client, &prefix, N, 0, PER_ROUND).await;
     let mut managers = Vec::new();
-    for w in 0..3 {
-        let c = consumer(&clients[w], &g, &name, &prefix, w, log.clone(), work).await;
-        let m = worker(&clients[w], &g, numbered(N), c).await;
+    for (w, worker_client) in clients.iter().enumerate() {
+        let c = consumer(worker_client, &g, &name, &prefix, w, log.clone(), work).await;
+        let m = worker(worker_client, &g, numbered(N), c).await;
         wait_until(SETTLE, "the new worker owns partitions", || {
             !m.assignment().partitions.is_empty()
         })
