@@ -298,9 +298,9 @@ async fn handoffs_on_an_r3_file_stream() {
     handoffs(&clients, StorageType::File, 3).await;
 }
 
-/// A message whose handler always fails is retried `max_deliver` times, then
-/// handed to the dead-letter callback; the partition's later messages are
-/// handled in order.
+/// A message whose handler always fails (returns an error, or panics) is
+/// retried `max_deliver` times, then handed to the dead-letter callback; the
+/// partition's later messages are handled in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_message_is_dead_lettered_and_the_partition_continues() {
     let Some(server) = server() else { return };
@@ -309,7 +309,7 @@ async fn poison_message_is_dead_lettered_and_the_partition_continues() {
     let (name, prefix) = (format!("S{g}"), format!("ev{g}"));
     let _stream = stream(&client, &name, &prefix).await;
     let js = jetstream::new(client.clone());
-    for payload in ["p-0:0", "poison", "p-0:1", "p-0:2"] {
+    for payload in ["p-0:0", "poison", "p-0:1", "boom", "p-0:2"] {
         js.publish(format!("{prefix}.p-0"), payload.into())
             .await
             .unwrap()
@@ -330,6 +330,9 @@ async fn poison_message_is_dead_lettered_and_the_partition_continues() {
                 lock(&h).push((payload.clone(), delivery.attempt));
                 if payload == "poison" {
                     return Err(std::io::Error::other("cannot digest"));
+                }
+                if payload == "boom" {
+                    panic!("the handler panics on boom (expected by the test)");
                 }
                 Ok(())
             }
@@ -361,17 +364,23 @@ async fn poison_message_is_dead_lettered_and_the_partition_continues() {
             ("poison".into(), 2),
             ("poison".into(), 3),
             ("p-0:1".into(), 1),
+            ("boom".into(), 1),
+            ("boom".into(), 2),
+            ("boom".into(), 3),
             ("p-0:2".into(), 1),
         ]
     );
     assert_eq!(
         lock(&dead).clone(),
-        vec![("poison".to_string(), 3, "cannot digest".to_string())]
+        vec![
+            ("poison".to_string(), 3, "cannot digest".to_string()),
+            ("boom".to_string(), 3, "the handler panicked".to_string()),
+        ]
     );
     let health = consumer.health().await;
     assert_eq!(health.partitions.len(), 1);
-    assert_eq!(health.partitions[0].dead_letters, 1);
-    assert_eq!(health.partitions[0].retries, 2);
+    assert_eq!(health.partitions[0].dead_letters, 2);
+    assert_eq!(health.partitions[0].retries, 4);
     assert_eq!(health.partitions[0].handled, 3);
     m.leave().await.unwrap();
 }

@@ -8,7 +8,7 @@ use super::{DeadLetter, Delivery, Handler, SubjectFn, partition_token};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{kv, stream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use parti_core::Partition;
 use parti_core::records::OwnedPartition;
 use std::sync::Arc;
@@ -368,12 +368,25 @@ impl Task {
         loop {
             delivery.attempt += 1;
             let result = {
-                let Ok(_permit) = shared.permits.acquire().await else {
+                // A revoke while waiting for a permit: the message stays for
+                // the next owner.
+                let permit = tokio::select! {
+                    biased;
+                    _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
+                    permit = shared.permits.acquire() => permit,
+                };
+                let Ok(_permit) = permit else {
                     return Handled::Abandoned;
                 };
                 self.stats.in_flight.store(true, Ordering::Relaxed);
                 self.metrics.in_flight.increment(1.0);
-                let result = (shared.handler)(delivery.clone()).await;
+                // A panicking handler counts as a failed call (retried, then
+                // dead-lettered) rather than ending the partition's task.
+                let call = std::panic::AssertUnwindSafe((shared.handler)(delivery.clone()));
+                let result = match call.catch_unwind().await {
+                    Ok(result) => result,
+                    Err(_) => Err("the handler panicked".into()),
+                };
                 self.metrics.in_flight.decrement(1.0);
                 self.stats.in_flight.store(false, Ordering::Relaxed);
                 result
