@@ -58,9 +58,12 @@ async fn publish(setup: &Setup) {
     for j in 0..setup.messages as usize {
         let i = j % PARTITIONS;
         acks.push(
-            js.publish(format!("{}.p-{i}", setup.prefix), format!("p-{i}:{j}").into())
-                .await
-                .unwrap(),
+            js.publish(
+                format!("{}.p-{i}", setup.prefix),
+                format!("p-{i}:{j}").into(),
+            )
+            .await
+            .unwrap(),
         );
         if acks.len() == 512 {
             for ack in acks.drain(..) {
@@ -95,7 +98,10 @@ async fn plain(setup: &Setup, round: usize) -> f64 {
         n += 1;
     }
     let rate = n as f64 / began.elapsed().as_secs_f64();
-    stream.delete_consumer(&format!("plain-{round}")).await.unwrap();
+    stream
+        .delete_consumer(&format!("plain-{round}"))
+        .await
+        .unwrap();
     rate
 }
 
@@ -186,7 +192,10 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
     }
     let took = began.elapsed();
     let rate = handled.load(Ordering::Relaxed) as f64 / took.as_secs_f64();
-    let to_first = first.get().map(|f| f.duration_since(began)).unwrap_or_default();
+    let to_first = first
+        .get()
+        .map(|f| f.duration_since(began))
+        .unwrap_or_default();
     let owners: Vec<usize> = managers
         .iter()
         .map(|m| m.assignment().partitions.len())
@@ -243,12 +252,20 @@ async fn main() {
         );
     }
     let (p, p64, one, four) = (median(p), median(p64), median(one), median(four));
-    println!("consumer throughput ({messages} messages, {PARTITIONS} partitions, median of {rounds} rounds):");
+    println!(
+        "consumer throughput ({messages} messages, {PARTITIONS} partitions, median of {rounds} rounds):"
+    );
     println!("  plain pull consumer: {p:.0} msg/s");
     println!(
         "  plain, one pull consumer per partition: {p64:.0} msg/s ({:.2}x plain)",
         p64 / p
     );
-    println!("  parti 1 worker:      {one:.0} msg/s ({:.2}x plain)", one / p);
-    println!("  parti 4 workers:     {four:.0} msg/s ({:.2}x plain)", four / p);
+    println!(
+        "  parti 1 worker:      {one:.0} msg/s ({:.2}x plain)",
+        one / p
+    );
+    println!(
+        "  parti 4 workers:     {four:.0} msg/s ({:.2}x plain)",
+        four / p
+    );
 }
