@@ -33,6 +33,7 @@ pub struct ManagerBuilder {
     instance: Option<InstanceId>,
     #[cfg(feature = "nats")]
     consumer: Option<parti_nats::PartitionConsumer>,
+    metrics_labels: Vec<(String, String)>,
 }
 
 impl ManagerBuilder {
@@ -47,6 +48,7 @@ impl ManagerBuilder {
             instance: None,
             #[cfg(feature = "nats")]
             consumer: None,
+            metrics_labels: Vec::new(),
         }
     }
 
@@ -90,6 +92,14 @@ impl ManagerBuilder {
     /// Re-read the partition list this often (on the leader).
     pub fn refresh_every(mut self, period: Duration) -> Self {
         self.refresh_every = Some(period);
+        self
+    }
+
+    /// Adds a constant label to every metric this manager emits (besides
+    /// `group`), e.g. to tell apart several workers of one group run in one
+    /// process. Keep its values bounded (see [`crate::metrics`]).
+    pub fn metrics_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metrics_labels.push((key.into(), value.into()));
         self
     }
 
@@ -158,6 +168,7 @@ impl ManagerBuilder {
             shared: shared.clone(),
             control: control_rx,
             refresh_every: self.refresh_every,
+            metrics_labels: self.metrics_labels,
         }
         .spawn();
         let mut manager = Manager {

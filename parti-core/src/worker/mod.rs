@@ -183,6 +183,22 @@ impl Worker {
         self.follower.applied_version()
     }
 
+    /// The highest committed assignment version this worker has seen (from
+    /// the commit record), whether or not it applied it yet; `None` before
+    /// the first. `committed_version() - assignment_version()` is how far
+    /// this worker lags behind the group.
+    pub fn committed_version(&self) -> Option<u64> {
+        self.follower.meta().map(|m| m.version)
+    }
+
+    /// Whether the worker is in degraded mode (cut off from the store for
+    /// longer than `degraded.enter_after`, and not yet reachable again for
+    /// `degraded.exit_after`): the degraded tracker's own view, which the
+    /// `Degraded` state follows.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.is_degraded()
+    }
+
     /// The members as this worker sees them.
     pub fn roster(&self) -> &Roster {
         &self.roster
@@ -607,11 +623,13 @@ impl Worker {
     }
 
     /// Whether the worker keeps its frozen assignment past its lease: under
-    /// `KeepProcessing`, while it knows it is cut off from the store. A
-    /// paused worker does not (it has not been watching).
+    /// `KeepProcessing`, while it knows it is cut off from the store, or its
+    /// renewals fail (the members bucket's stream may be electing a new
+    /// leader while other buckets answer). A paused worker does not (it has
+    /// not been watching).
     fn keeps_through_outage(&self) -> bool {
         self.config.degraded.policy == DegradedPolicy::KeepProcessing
-            && self.degraded.is_cut_off()
+            && (self.degraded.is_cut_off() || self.membership.renewals_failing())
             && !self.pause_suspected
     }
 
@@ -691,6 +709,11 @@ impl Worker {
         // stale at once: it decides nothing until the store answers again.
         let acts = self.election.leads(&self.config, now) && !self.degraded.is_cut_off();
         if let Some(c) = &mut self.controller {
+            if let Some((id, revision, sent)) = self.membership.confirmed_write()
+                && self.roster.get(id).is_some_and(|v| v.revision >= revision)
+            {
+                c.watch_fresh_through(sent);
+            }
             c.on_timeout(&self.config, &self.roster, acts, &mut self.out, now);
         }
         // Acknowledge quickly.

@@ -32,9 +32,20 @@
 //!   that consumer's ack floor, and delete it; write the entry with our epoch
 //!   and consumer name; create our consumer starting right after. Grants run
 //!   in the background: the assignment hook does not wait for them.
-//! - *Revoke*: stop fetching, let the message in flight finish, flush the acks,
-//!   write the entry (sequence reached, our epoch, no consumer) and delete our
-//!   consumer; only then does [`PartitionConsumer::apply`] return.
+//! - *Revoke*: stop fetching, let the message in flight finish (a retry pause
+//!   is cut short: that message stays for the next owner) and flush the acks;
+//!   from then on the next owner can take over, since the entry names our
+//!   consumer and its ack floor is exact. Then write the entry (sequence
+//!   reached, our epoch, no consumer) with one compare-and-set and delete our
+//!   consumer. [`PartitionConsumer::apply`] returns after the flush and waits
+//!   for this clean-up up to a deadline (half the hook budget through the
+//!   facade); a clean-up still running then finishes in the background.
+//!
+//! The consumers keep their ack state in memory (replicated like the stream):
+//! it only has to outlive a crash of a worker, not of the server. After a
+//! server restart that lost it, the next owner starts from the entry as the
+//! crashed owner last wrote it (duplicates, never a gap). The progress bucket
+//! stays on the server after `leave()`: it is the group's, not the worker's.
 //!
 //! Parti's leader grants a revoked partition to someone else only after the
 //! old owner's `on_assignment_changed` hook returned, so the revoke must run
@@ -49,8 +60,11 @@
 //!
 //! The result: no message of a moved partition is skipped, two workers never
 //! run the handler for the same partition at once, and a message is handled
-//! twice only if its worker crashed (or was cut off) while it was in flight
-//! or before its ack reached the server. A handler tells such duplicates by
+//! twice only if its worker crashed while it was in flight or before its ack
+//! reached the server. One exception to "never at once": a worker *paused*
+//! (not crashed) past its lease may, when it wakes, finish the message it was
+//! handling before its lease-expiry revoke runs, while the new owner already
+//! consumes; the epoch lets downstream writes refuse it. A handler tells such duplicates by
 //! [`Delivery::epoch`] (a redelivery after a crash comes with a higher epoch)
 //! and [`Delivery::stream_sequence`].
 

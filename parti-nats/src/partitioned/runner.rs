@@ -73,7 +73,7 @@ impl Running {
         let task = Task {
             key: partition_token(&owned.partition),
             consumer: consumer_name(&shared.name, &owned.partition, owned.epoch),
-            metrics: PartitionMetrics::new(&shared.stream_name, &owned.partition.name()),
+            metrics: PartitionMetrics::new(&shared.stream_name),
             shared,
             owned: owned.clone(),
             stats: stats.clone(),
@@ -161,6 +161,8 @@ impl Task {
         }
         self.stats.consuming.store(false, Ordering::Relaxed);
         self.metrics.partitions.decrement(1.0);
+        let lag = self.stats.lag.swap(0, Ordering::Relaxed);
+        self.metrics.lag.decrement(lag as f64);
     }
 
     /// Claims the partition until it succeeds, is fenced or is stopped.
@@ -346,8 +348,9 @@ impl Task {
                 return Handled::Done;
             }
         };
-        self.stats.lag.store(pending, Ordering::Relaxed);
-        self.metrics.lag.set(pending as f64);
+        // The gauge is the sum over partitions: move it by our change.
+        let before = self.stats.lag.swap(pending, Ordering::Relaxed);
+        self.metrics.lag.increment(pending as f64 - before as f64);
         if seq <= self.last_acked {
             // A server redelivery of a message handled already.
             self.metrics.duplicates.increment(1);

@@ -1,7 +1,8 @@
 //! Health counters of the partition consumer and their metrics.
 //!
-//! Metrics (through the `metrics` facade; labels `stream` and, where it says
-//! so, `partition`):
+//! Metrics (through the `metrics` facade; label `stream`, bounded like the
+//! manager's metrics: never a partition or a worker — per-partition figures
+//! are in `PartitionConsumer::health`):
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -10,7 +11,7 @@
 //! | `parti_consumer_dead_letters_total` | counter | messages given up after `max_deliver` attempts |
 //! | `parti_consumer_duplicates_skipped_total` | counter | server redeliveries of messages already handled |
 //! | `parti_consumer_in_flight` | gauge | handler calls running |
-//! | `parti_consumer_lag` | gauge (`partition`) | messages of the partition not yet delivered |
+//! | `parti_consumer_lag` | gauge | messages of the consumed partitions not yet delivered (sum) |
 //! | `parti_consumer_partitions` | gauge | partitions being consumed |
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,7 +47,7 @@ pub(crate) struct PartitionMetrics {
 }
 
 impl PartitionMetrics {
-    pub(crate) fn new(stream: &str, partition: &str) -> Self {
+    pub(crate) fn new(stream: &str) -> Self {
         let s = stream.to_string();
         PartitionMetrics {
             handled: metrics::counter!("parti_consumer_handled_total", "stream" => s.clone()),
@@ -54,7 +55,7 @@ impl PartitionMetrics {
             dead_letters: metrics::counter!("parti_consumer_dead_letters_total", "stream" => s.clone()),
             duplicates: metrics::counter!("parti_consumer_duplicates_skipped_total", "stream" => s.clone()),
             in_flight: metrics::gauge!("parti_consumer_in_flight", "stream" => s.clone()),
-            lag: metrics::gauge!("parti_consumer_lag", "stream" => s.clone(), "partition" => partition.to_string()),
+            lag: metrics::gauge!("parti_consumer_lag", "stream" => s.clone()),
             partitions: metrics::gauge!("parti_consumer_partitions", "stream" => s),
         }
     }

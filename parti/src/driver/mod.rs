@@ -92,6 +92,7 @@ pub(crate) struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) refresh_every: Option<Duration>,
+    pub(crate) metrics_labels: Vec<(String, String)>,
 }
 
 struct Running {
@@ -106,10 +107,13 @@ struct Running {
     watch_task: Option<JoinHandle<()>>,
     epoch: Instant,
     op_timeout: Duration,
+    /// The bound on renewals and their read-backs (`Config::renewal_timeout`).
+    renewal_timeout: Duration,
     heartbeat_interval: Duration,
     hook_budget: Duration,
     stop_waiters: Vec<oneshot::Sender<()>>,
-    group: String,
+    /// The metrics this driver writes.
+    metrics: m::Recorder,
     /// Calls waiting on the assignment lane, and the one running.
     lane: VecDeque<LaneCall>,
     lane_task: Option<LaneTask>,
@@ -154,6 +158,7 @@ impl Driver {
             shared,
             mut control,
             refresh_every,
+            metrics_labels,
         } = self;
         let (events, mut events_rx) = mpsc::unbounded_channel();
         let (internal, mut internal_rx) = mpsc::unbounded_channel();
@@ -172,10 +177,11 @@ impl Driver {
             watch_task: None,
             epoch: Instant::now(),
             op_timeout: config.operation_timeout,
+            renewal_timeout: config.renewal_timeout(),
             heartbeat_interval: config.heartbeat_interval,
             hook_budget: config.effective_hook_budget(),
             stop_waiters: Vec::new(),
-            group: config.group.clone(),
+            metrics: m::Recorder::new(&config.group, metrics_labels),
             lane: VecDeque::new(),
             lane_task: None,
             held: None,
@@ -203,6 +209,7 @@ impl Driver {
             {
                 r.execute(command).await;
             }
+            r.metrics.observe(&r.worker, None);
             if r.worker.is_stopped() || r.abandoned {
                 break;
             }
@@ -252,8 +259,9 @@ impl Driver {
             let from = r.shared.state.send_replace(State::Shutdown);
             r.shared.assignment.send_replace(Assignment::default());
             r.shared.leader.send_replace(false);
+            r.metrics.observe(&r.worker, Some(State::Shutdown));
             if from != State::Shutdown {
-                m::state_changed(&r.group, from, State::Shutdown);
+                r.metrics.state_changed(from, State::Shutdown);
                 let _ = r.hook_calls.send(HookCall::State(from, State::Shutdown));
             }
         }
@@ -320,20 +328,32 @@ impl Running {
         if self.hold_renewal(&command) {
             return;
         }
+        let timeout = self.timeout_of(&command);
         match Plan::of(command) {
             Plan::Notify(n) => self.notify(n).await,
             Plan::Watch { worker } => self.start_watch(worker),
             Plan::ListPartitions { op } => self.list_partitions(op),
-            Plan::Store(execution) => self.spawn_store(kind, execution),
+            Plan::Store(execution) => self.spawn_store(kind, execution, timeout),
+        }
+    }
+
+    /// The bound on each store operation of `command`: renewals and the
+    /// read-back after one get `Config::renewal_timeout`, the rest
+    /// `operation_timeout`.
+    fn timeout_of(&self, command: &Command) -> Duration {
+        match command {
+            Command::RenewLease { .. }
+            | Command::RenewLeadership { .. }
+            | Command::ReadMember { .. } => self.renewal_timeout,
+            _ => self.op_timeout,
         }
     }
 
     /// Runs store operations on a task of their own; the outcome comes back
     /// as an event.
-    fn spawn_store(&self, kind: &'static str, execution: Box<Execution>) {
+    fn spawn_store(&self, kind: &'static str, execution: Box<Execution>, timeout: Duration) {
         let backend = self.backend.clone();
         let events = self.events.clone();
-        let timeout = self.op_timeout;
         tokio::spawn(async move {
             let Some((op, outcome)) = ops::run(backend, execution, timeout).await else {
                 return;

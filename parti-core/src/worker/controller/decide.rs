@@ -64,7 +64,7 @@ impl Controller {
             .filter(|(w, v)| {
                 **w != self.me
                     && v.record.status == MemberStatus::Active
-                    && now >= v.last_change + wait
+                    && self.silent_for(v.last_change, wait)
                     && !self.evicting.contains_key(*w)
             })
             .map(|(w, v)| (w.clone(), v.record.clone(), v.revision))
@@ -85,7 +85,7 @@ impl Controller {
 
     /// The workers a target is computed for: active members seen within the
     /// heartbeat TTL plus the emergency grace.
-    pub(super) fn basis(&self, config: &Config, roster: &Roster, now: Instant) -> Vec<WorkerSpec> {
+    pub(super) fn basis(&self, config: &Config, roster: &Roster) -> Vec<WorkerSpec> {
         let ttl = config
             .heartbeat_ttl
             .saturating_add(config.effective_emergency_grace());
@@ -93,7 +93,7 @@ impl Controller {
             .members()
             .filter(|(w, v)| {
                 v.record.status == MemberStatus::Active
-                    && (now.saturating_since(v.last_change) < ttl || **w == self.me)
+                    && (**w == self.me || !self.silent_for(v.last_change, ttl))
                     && !self.evicting.contains_key(*w)
             })
             .map(|(w, v)| WorkerSpec {
@@ -174,7 +174,7 @@ impl Controller {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let specs = self.basis(config, roster, now);
+        let specs = self.basis(config, roster);
         let basis: BTreeSet<WorkerId> = specs.iter().map(|w| w.id.clone()).collect();
         let ghosts = self.ghosts(config, roster, &basis, now);
         if self.target.is_none() {
@@ -192,10 +192,21 @@ impl Controller {
             }
             let cold = self.committed.is_none() || self.restart_detected;
             if cold {
+                // Members that saw assignments before, with nothing
+                // committed: the buckets were lost, not the processes. The
+                // group re-forms after the planned-scale window, not the
+                // cold-start one.
+                let reforming =
+                    self.committed.is_none() && roster.members().any(|(_, v)| v.record.seen > 0);
+                let window = if reforming {
+                    config.planned_scale_window
+                } else {
+                    config.cold_start_window
+                };
                 // Just back from an outage, the window also covers the
                 // recovery grace: the workers may still be reconnecting.
-                let window_end = (self.since + config.cold_start_window)
-                    .max(self.recovery_until.unwrap_or(self.since));
+                let window_end =
+                    (self.since + window).max(self.recovery_until.unwrap_or(self.since));
                 let until = *self.cold_until.get_or_insert(window_end);
                 if now >= until {
                     self.rebalance(Lifecycle::ColdStart, &specs, &ghosts, out, now);

@@ -109,6 +109,9 @@ struct Lease {
     renew: Option<(OpId, Instant)>,
     /// The read-back after a renewal with an unknown outcome or a conflict.
     reconcile: Option<OpId>,
+    /// Start of the first of the renewals (or the claim) that have succeeded
+    /// since the last one that did not; `None` right after a failure.
+    ok_since: Option<Instant>,
     /// The record changed and must be written as soon as possible.
     dirty: bool,
 }
@@ -123,6 +126,7 @@ impl Lease {
             next_renew: sent + config.heartbeat_interval,
             renew: None,
             reconcile: None,
+            ok_since: Some(sent),
             dirty: false,
         }
     }
@@ -160,6 +164,10 @@ pub(crate) struct Membership {
     /// Delay before the next retry while the range is full (doubles up to
     /// [`claim::max_full_range_delay`]).
     full_range_delay: Duration,
+    /// The last ID this process held: claimed first again after a loss (the
+    /// store may have lost its buckets, or the key lapsed), so that the
+    /// process keeps its place in the assignment.
+    previous: Option<WorkerId>,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -167,6 +175,7 @@ pub(crate) struct Membership {
 impl Membership {
     pub(crate) fn new(instance: InstanceId, capacity: u32) -> Self {
         Membership {
+            previous: None,
             base: instance,
             claims: 0,
             past: Vec::new(),
@@ -200,6 +209,17 @@ impl Membership {
     /// The held ID.
     pub(crate) fn id(&self) -> Option<&WorkerId> {
         self.lease().map(|l| &l.id)
+    }
+
+    /// The last confirmed write of the member record: the ID, the revision
+    /// it got and when it was sent (on this worker's clock).
+    pub(crate) fn confirmed_write(&self) -> Option<(&WorkerId, Revision, Instant)> {
+        self.lease().map(|l| (&l.id, l.revision, l.last_ok_start))
+    }
+
+    /// Whether an ID is held and its last renewal did not go through.
+    pub(crate) fn renewals_failing(&self) -> bool {
+        self.lease().is_some_and(|l| l.ok_since.is_none())
     }
 
     /// Whether the member key's deletion (the end of a stop) has been sent.
