@@ -43,6 +43,7 @@ mod codec;
 mod consumer;
 mod errors;
 mod ops;
+mod partitioned;
 mod watch;
 
 use crate::buckets::BucketSpec;
@@ -64,6 +65,10 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 pub use crate::buckets::MIN_MAX_AGE;
+pub use crate::partitioned::{
+    ConsumerHealth, Delivery, HandlerError, PartitionConsumer, PartitionConsumerBuilder,
+    PartitionConsumerError, PartitionHealth,
+};
 
 /// Default lifetime of the marker the server writes when a key expires: a
 /// watcher that reconnects within it still sees the removal.
