@@ -23,10 +23,13 @@
 //! the process exits with the error instead of lingering as a zombie.
 
 use parti::nats::async_nats;
-use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, async_trait};
+use parti::{
+    Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, WorkerId, async_trait,
+};
 use serde_json::json;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
 
 fn ts_us() -> u128 {
     std::time::SystemTime::now()
@@ -35,12 +38,17 @@ fn ts_us() -> u128 {
 }
 
 struct PrintHooks {
-    worker: Arc<Mutex<String>>,
+    /// The manager's worker ID as it is now (set once `start()` returned; an
+    /// ID lost and claimed again may be another one).
+    worker: Arc<OnceLock<watch::Receiver<Option<WorkerId>>>>,
 }
 
 impl PrintHooks {
     fn name(&self) -> String {
-        self.worker.lock().map(|w| w.clone()).unwrap_or_default()
+        self.worker
+            .get()
+            .and_then(|id| id.borrow().as_ref().map(ToString::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -128,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     let partitions: Vec<Partition> = (0..args.partitions)
         .map(|i| Partition::new([format!("p-{i}")]))
         .collect();
-    let name = Arc::new(Mutex::new(String::new()));
+    let name = Arc::new(OnceLock::new());
     let manager = Manager::builder_nats(client)
         .config(config)
         .partitions(StaticSource::new(partitions))
@@ -141,9 +149,7 @@ async fn run(args: Args) -> Result<(), String> {
     let id = manager
         .worker_id()
         .map_or_else(String::new, |w| w.to_string());
-    if let Ok(mut n) = name.lock() {
-        n.clone_from(&id);
-    }
+    let _ = name.set(manager.subscribe_worker_id());
     let started = emit(
         &json!({"event": "started", "worker": id, "leader": manager.is_leader(), "ts_us": ts_us() as u64}),
     );
@@ -155,6 +161,7 @@ async fn run(args: Args) -> Result<(), String> {
             _ = state.wait_for(|s| *s == State::Shutdown) => {}
         }
     }
+    let id = manager.worker_id().map_or(id, |w| w.to_string());
     let result = if args.leave {
         manager.leave().await
     } else {

@@ -322,6 +322,12 @@ impl Manager {
         self.shared.worker_id.borrow().clone()
     }
 
+    /// Follows the stable ID held (`None` while claiming one): after an ID
+    /// was lost and claimed again it may differ from the first one.
+    pub fn subscribe_worker_id(&self) -> watch::Receiver<Option<WorkerId>> {
+        self.shared.worker_id.subscribe()
+    }
+
     /// The current state (`Shutdown` once stopped, also after a fatal error).
     pub fn state(&self) -> State {
         *self.shared.state.borrow()
