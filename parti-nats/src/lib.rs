@@ -40,9 +40,13 @@
 
 mod buckets;
 mod codec;
+#[cfg(feature = "connect")]
+pub mod connect;
 mod consumer;
 mod errors;
+pub mod inspect;
 mod ops;
+pub mod redact;
 mod watch;
 
 use crate::buckets::BucketSpec;
@@ -71,6 +75,21 @@ pub const DEFAULT_LIMIT_MARKER_TTL: Duration = Duration::from_secs(30);
 
 /// Shortest time between two checks for lost buckets.
 const REBUILD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The bucket names of `config`'s group: its `buckets.*` overrides, else
+/// [`BucketNames::for_group`].
+pub fn bucket_names(config: &Config) -> BucketNames {
+    let defaults = BucketNames::for_group(&config.group);
+    BucketNames {
+        members: config.buckets.members.clone().unwrap_or(defaults.members),
+        leader: config.buckets.leader.clone().unwrap_or(defaults.leader),
+        assignments: config
+            .buckets
+            .assignments
+            .clone()
+            .unwrap_or(defaults.assignments),
+    }
+}
 
 /// The opened buckets.
 #[derive(Clone, Debug)]
@@ -107,16 +126,7 @@ impl NatsBackend {
     /// [`BucketNames::for_group`]; every JetStream request is bounded by
     /// `config.operation_timeout`.
     pub fn new(client: async_nats::Client, config: &Config) -> Self {
-        let defaults = BucketNames::for_group(&config.group);
-        let names = BucketNames {
-            members: config.buckets.members.clone().unwrap_or(defaults.members),
-            leader: config.buckets.leader.clone().unwrap_or(defaults.leader),
-            assignments: config
-                .buckets
-                .assignments
-                .clone()
-                .unwrap_or(defaults.assignments),
-        };
+        let names = bucket_names(config);
         let js = ContextBuilder::new()
             .timeout(config.operation_timeout)
             .build(client.clone());
@@ -153,7 +163,11 @@ impl NatsBackend {
             .collect();
         let client = async_nats::connect(servers.as_slice())
             .await
-            .map_err(|e| BackendError::Unavailable(format!("connecting to {url}: {e}")))?;
+            .map_err(|e| {
+                BackendError::Unavailable(redact::redact_urls_in(&format!(
+                    "connecting to {url}: {e}"
+                )))
+            })?;
         Ok(Self::new(client, config))
     }
 
