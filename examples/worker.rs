@@ -28,9 +28,9 @@
 
 use clap::Parser;
 use parti::{Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, async_trait};
+use parti_nats::connect::ConnectArgs;
 use serde_json::json;
 use std::process::ExitCode;
-use parti_nats::connect::ConnectArgs;
 use std::sync::{Arc, Mutex};
 
 fn ts_us() -> u128 {
@@ -78,7 +78,10 @@ impl Hooks for PrintHooks {
 
 /// One Parti worker process printing its ownership changes as JSON lines.
 #[derive(Parser, Debug)]
-#[command(name = "worker", about = "One Parti worker process (JSON events on stdout)")]
+#[command(
+    name = "worker",
+    about = "One Parti worker process (JSON events on stdout)"
+)]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,

@@ -29,8 +29,7 @@ pub enum ConfigCmd {
 /// Reads and validates a configuration file; YAML for `.yaml`/`.yml`, TOML
 /// otherwise. Errors name the file and the field.
 pub fn load_config_file(path: &Path) -> Result<Config, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse_config(path, &text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -133,9 +132,11 @@ mod tests {
         assert!(bad.contains("heartbeat_ttl"), "{bad}");
         let unknown = parse_config(Path::new("g.yaml"), "heartbeat_intervl: 2s\n").unwrap_err();
         assert!(unknown.contains("heartbeat_intervl"), "{unknown}");
-        let malformed =
-            parse_config(Path::new("g.toml"), "election_ttl = \"soon\"\n").unwrap_err();
-        assert!(malformed.contains("election_ttl") || malformed.contains("soon"), "{malformed}");
+        let malformed = parse_config(Path::new("g.toml"), "election_ttl = \"soon\"\n").unwrap_err();
+        assert!(
+            malformed.contains("election_ttl") || malformed.contains("soon"),
+            "{malformed}"
+        );
     }
 
     #[test]

@@ -229,11 +229,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         "parti demo: {} workers, {} partitions, {} backend, test timings (heartbeat {:?}, TTL {:?})",
         args.workers,
         args.partitions,
-        if on_nats {
-            "NATS"
-        } else {
-            "in-memory"
-        },
+        if on_nats { "NATS" } else { "in-memory" },
         config.heartbeat_interval,
         config.heartbeat_ttl
     );

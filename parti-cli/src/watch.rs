@@ -42,11 +42,17 @@ pub async fn run(args: WatchArgs) -> Result<(), String> {
     let first = read_view(&reader, &config, args.stale_after, given)
         .await
         .map_err(|e| explain(&config.group, &servers, e))?;
-    println!("watching group {} on {servers} (Ctrl-C to stop)", config.group);
+    println!(
+        "watching group {} on {servers} (Ctrl-C to stop)",
+        config.group
+    );
     let mut shown: Option<GroupView> = None;
     let mut next = Ok(first);
     let mut last_error: Option<String> = None;
     let interval = args.interval.max(Duration::from_millis(50));
+    // One listener for the whole run, so that a Ctrl-C arriving during a read
+    // is not lost.
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         match next {
             Ok(view) => {
@@ -71,9 +77,12 @@ pub async fn run(args: WatchArgs) -> Result<(), String> {
             }
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
-        next = read_view(&reader, &config, args.stale_after, given).await;
+        next = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            view = read_view(&reader, &config, args.stale_after, given) => view,
+        };
     }
 }

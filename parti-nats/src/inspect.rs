@@ -303,10 +303,15 @@ async fn keys(store: &kv::Store) -> Result<Vec<String>, BackendError> {
         .info_with_subjects(format!("{}>", store.prefix))
         .await
         .map_err(|e| classify(&what, &e))?;
-    let subjects: Vec<(String, usize)> = info.try_collect().await.map_err(|e| classify(&what, &e))?;
+    let subjects: Vec<(String, usize)> =
+        info.try_collect().await.map_err(|e| classify(&what, &e))?;
     let mut keys: Vec<String> = subjects
         .into_iter()
-        .filter_map(|(subject, _)| subject.strip_prefix(store.prefix.as_str()).map(str::to_string))
+        .filter_map(|(subject, _)| {
+            subject
+                .strip_prefix(store.prefix.as_str())
+                .map(str::to_string)
+        })
         .collect();
     keys.sort();
     Ok(keys)
@@ -328,7 +333,9 @@ async fn read_assignments(store: &kv::Store, state: &mut GroupState) -> Result<(
     let meta = match decode::<AssignmentMeta>(&entry.value) {
         Ok(meta) => meta,
         Err(e) => {
-            state.problems.push(format!("{}/{META_KEY}: {e}", store.name));
+            state
+                .problems
+                .push(format!("{}/{META_KEY}: {e}", store.name));
             return Ok(());
         }
     };

@@ -161,13 +161,9 @@ impl NatsBackend {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let client = async_nats::connect(servers.as_slice())
-            .await
-            .map_err(|e| {
-                BackendError::Unavailable(redact::redact_urls_in(&format!(
-                    "connecting to {url}: {e}"
-                )))
-            })?;
+        let client = async_nats::connect(servers.as_slice()).await.map_err(|e| {
+            BackendError::Unavailable(redact::redact_urls_in(&format!("connecting to {url}: {e}")))
+        })?;
         Ok(Self::new(client, config))
     }
 
@@ -339,5 +335,22 @@ impl NatsBackend {
             self.decoder(),
             self.snapshot_timeout,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_errors_do_not_quote_the_password() {
+        // Nothing listens on port 1 of the loopback interface.
+        let err = NatsBackend::connect("nats://op:pa55word@127.0.0.1:1", &Config::default())
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("nats://op:***@127.0.0.1:1"), "{err}");
+        assert!(!err.contains("pa55word"), "{err}");
     }
 }

@@ -159,7 +159,11 @@ pub fn changes(prev: &GroupView, next: &GroupView) -> Vec<Change> {
         });
     }
     for w in &next.workers {
-        let was = prev.workers.iter().find(|p| p.id == w.id).map(|p| p.degraded);
+        let was = prev
+            .workers
+            .iter()
+            .find(|p| p.id == w.id)
+            .map(|p| p.degraded);
         match (was, w.degraded) {
             (Some(false) | None, true) => out.push(Change::Degraded(w.id.clone())),
             (Some(true), false) => out.push(Change::Recovered(w.id.clone())),

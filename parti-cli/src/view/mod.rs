@@ -5,7 +5,7 @@
 mod changes;
 mod render;
 
-pub use changes::{Change, changes};
+pub use changes::changes;
 pub use render::{format_age, render_status, render_update};
 
 use parti::nats::inspect::{BucketInfo, GroupState};
@@ -170,12 +170,25 @@ fn status_name(status: MemberStatus) -> String {
 /// heartbeat), else 10 s.
 pub fn stale_after(explicit: Option<Duration>, members: Option<&BucketInfo>) -> Duration {
     explicit
-        .or_else(|| {
-            members
-                .map(|b| b.max_age / 3)
-                .filter(|d| !d.is_zero())
-        })
+        .or_else(|| members.map(|b| b.max_age / 3).filter(|d| !d.is_zero()))
         .unwrap_or(DEFAULT_STALE_AFTER)
+}
+
+/// Active workers that own nothing while there are at least as many
+/// partitions as active workers: a rebalance is due (a planned-scale window is
+/// running). `None` when there are none.
+fn idle_workers(workers: &[WorkerView], committed: Option<&CommitView>) -> Option<String> {
+    let committed = committed?;
+    let active = workers.iter().filter(|w| w.state == "active").count();
+    if (committed.partitions as usize) < active {
+        return None;
+    }
+    let idle: Vec<&str> = workers
+        .iter()
+        .filter(|w| w.state == "active" && w.partitions == 0)
+        .map(|w| w.id.as_str())
+        .collect();
+    (!idle.is_empty()).then(|| idle.join(", "))
 }
 
 impl GroupView {
@@ -189,8 +202,7 @@ impl GroupView {
             let committed = meta.and_then(|meta| meta.records.get(&m.id).copied());
             let record = state.records.iter().find(|r| r.worker == m.id);
             let heartbeat_age = age(now, m.written);
-            let degraded =
-                heartbeat_age > stale_after || m.record.status == MemberStatus::Evicted;
+            let degraded = heartbeat_age > stale_after || m.record.status == MemberStatus::Evicted;
             let lagging = !degraded
                 && m.record.status == MemberStatus::Active
                 && meta.is_some()
@@ -200,9 +212,7 @@ impl GroupView {
                 state: status_name(m.record.status),
                 capacity: m.record.capacity,
                 partitions: record.map_or(0, |r| r.partitions.len()),
-                weight: record.map_or(0, |r| {
-                    r.partitions.iter().map(|p| p.partition.weight).sum()
-                }),
+                weight: record.map_or(0, |r| r.partitions.iter().map(|p| p.partition.weight).sum()),
                 applied: m.record.applied,
                 committed,
                 heartbeat_age_ms: ms(heartbeat_age),
@@ -271,13 +281,21 @@ impl GroupView {
         } else if !lagging.is_empty() {
             (
                 Verdict::Converging,
-                format!("not yet on the committed assignment: {}", lagging.join(", ")),
+                format!(
+                    "not yet on the committed assignment: {}",
+                    lagging.join(", ")
+                ),
             )
         } else if !moving.is_empty() {
             let ids: Vec<&str> = moving.iter().map(|w| w.id.as_str()).collect();
             (
                 Verdict::Converging,
                 format!("stopping or leaving: {}", ids.join(", ")),
+            )
+        } else if let Some(idle) = idle_workers(&workers, committed.as_ref()) {
+            (
+                Verdict::Converging,
+                format!("waiting for a rebalance: {idle} own nothing yet"),
             )
         } else if !departed.is_empty() {
             (

@@ -1,5 +1,6 @@
 //! Verdict rules, rendering and change detection on hand-made group states.
 
+use super::changes::Change;
 use super::*;
 use parti::nats::BucketNames;
 use parti::nats::inspect::{LeaderEntry, MemberEntry};
@@ -117,7 +118,10 @@ fn a_settled_group_is_healthy() {
     assert_eq!(v.workers[2].heartbeat_age_ms, 100);
     assert_eq!(v.leader.as_ref().map(|l| l.term), Some(7));
     assert_eq!(v.committed.as_ref().map(|c| c.assigned), Some(12));
-    assert_eq!(v.committed.as_ref().map(|c| c.lifecycle.as_str()), Some("cold_start"));
+    assert_eq!(
+        v.committed.as_ref().map(|c| c.lifecycle.as_str()),
+        Some("cold_start")
+    );
     // A third of the members bucket's 2 s TTL.
     assert_eq!(v.stale_after_ms, 666);
     let text = render_status(&v, false);
@@ -173,6 +177,37 @@ fn verdicts_follow_the_worst_problem() {
     leaving.members[1].record.status = MemberStatus::Leaving;
     assert_eq!(view(&leaving).verdict, Verdict::Converging);
 
+    // A worker that joined and waits for the planned-scale rebalance.
+    let mut joined = healthy(2, 4);
+    joined.records.retain(|r| r.worker.as_str() != "worker-1");
+    if let Some((meta, _)) = &mut joined.meta {
+        meta.records.remove(&WorkerId::new("worker", 1));
+    }
+    joined.members[1].record.applied = None;
+    let v = view(&joined);
+    assert_eq!(v.verdict, Verdict::Converging);
+    assert!(v.reason.contains("worker-1 own nothing"), "{}", v.reason);
+    // More workers than partitions: owning nothing is normal.
+    let mut spare = healthy(3, 2);
+    for m in &mut spare.members {
+        m.record.applied = spare
+            .meta
+            .as_ref()
+            .and_then(|(meta, _)| meta.records.get(&m.id).copied())
+            .filter(|_| {
+                spare
+                    .records
+                    .iter()
+                    .any(|r| r.worker == m.id && !r.partitions.is_empty())
+            });
+    }
+    spare.records.retain(|r| !r.partitions.is_empty());
+    if let Some((meta, _)) = &mut spare.meta {
+        meta.records.retain(|w, _| w.as_str() != "worker-2");
+    }
+    let v = view(&spare);
+    assert_eq!(v.verdict, Verdict::Healthy, "{}", v.reason);
+
     let mut evicted = healthy(2, 4);
     evicted.members[1].record.status = MemberStatus::Evicted;
     assert_eq!(view(&evicted).verdict, Verdict::Degraded);
@@ -183,7 +218,12 @@ fn an_explicit_stale_limit_wins() {
     let mut s = healthy(2, 4);
     s.members[1].written = at(1_500);
     assert_eq!(view(&s).verdict, Verdict::Degraded);
-    let v = GroupView::build("g", &s, now(), stale_after(Some(Duration::from_secs(6)), None));
+    let v = GroupView::build(
+        "g",
+        &s,
+        now(),
+        stale_after(Some(Duration::from_secs(6)), None),
+    );
     assert_eq!(v.verdict, Verdict::Healthy);
     assert_eq!(stale_after(None, None), Duration::from_secs(10));
 }
@@ -260,8 +300,14 @@ fn watch_shows_joins_leaves_leadership_and_rebalances() {
         ]
     );
     let text = render_update(Some(&before), &next, false).unwrap();
-    assert!(text.contains(">> leadership: worker-0 (term 7) -> worker-2 (term 9)"), "{text}");
-    assert!(text.contains(">> rebalance v3 -> v4 (planned_scale): worker-0 6->4"), "{text}");
+    assert!(
+        text.contains(">> leadership: worker-0 (term 7) -> worker-2 (term 9)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(">> rebalance v3 -> v4 (planned_scale): worker-0 6->4"),
+        "{text}"
+    );
     assert!(text.contains(">> worker-1 left"), "{text}");
 }
 
@@ -273,7 +319,9 @@ fn watch_shows_degradation_state_and_verdict_changes() {
     s.members[0].record.status = MemberStatus::Stopping;
     let next = view(&s);
     let list = changes(&before, &next);
-    assert!(matches!(&list[0], Change::Verdict { from, to, .. } if from == "healthy" && to == "degraded"));
+    assert!(
+        matches!(&list[0], Change::Verdict { from, to, .. } if from == "healthy" && to == "degraded")
+    );
     assert!(list.contains(&Change::State {
         worker: "worker-0".into(),
         from: "active".into(),

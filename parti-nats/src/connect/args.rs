@@ -70,8 +70,9 @@ impl ConnectArgs {
     /// The servers these options lead to, redacted for display (the
     /// context's if no `--nats` was given).
     pub fn display_servers(&self) -> String {
-        self.options()
-            .resolve()
-            .map_or_else(|_| self.options().display_servers(), |o| o.display_servers())
+        self.options().resolve().map_or_else(
+            |_| self.options().display_servers(),
+            |o| o.display_servers(),
+        )
     }
 }

@@ -118,11 +118,17 @@ impl NatsContext {
         if !explicit_auth {
             out.creds = creds;
             out.user = non_empty(&self.user);
-            out.password = explicit.password.clone().or_else(|| non_empty(&self.password));
+            out.password = explicit
+                .password
+                .clone()
+                .or_else(|| non_empty(&self.password));
             out.token = non_empty(&self.token);
         }
         out.servers = explicit.servers.clone().or_else(|| non_empty(&self.url));
-        out.tls_ca = explicit.tls_ca.clone().or_else(|| non_empty(&self.ca).map(PathBuf::from));
+        out.tls_ca = explicit
+            .tls_ca
+            .clone()
+            .or_else(|| non_empty(&self.ca).map(PathBuf::from));
         if explicit.tls_cert.is_none() && explicit.tls_key.is_none() {
             out.tls_cert = non_empty(&self.cert).map(PathBuf::from);
             out.tls_key = non_empty(&self.key).map(PathBuf::from);
@@ -161,7 +167,10 @@ mod tests {
         let ctx = NatsContext::parse(SAMPLE).unwrap();
         assert!(!format!("{ctx:?}").contains("s3cret"));
         let merged = ctx.merge_under(&ConnectOptions::default()).unwrap();
-        assert_eq!(merged.servers.as_deref(), Some("nats://a:4222,nats://b:4222"));
+        assert_eq!(
+            merged.servers.as_deref(),
+            Some("nats://a:4222,nats://b:4222")
+        );
         assert_eq!(merged.user.as_deref(), Some("orders"));
         assert_eq!(merged.password.as_deref(), Some("s3cret"));
         assert_eq!(merged.token, None);

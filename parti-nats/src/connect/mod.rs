@@ -248,15 +248,14 @@ impl ConnectOptions {
             options = options.name(name);
         }
         if let Some(path) = &self.creds {
-            options =
-                options
-                    .credentials_file(path)
-                    .await
-                    .map_err(|e| ConnectError::File {
-                        what: "--creds",
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| ConnectError::File {
+                    what: "--creds",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             options = options.user_and_password(user.clone(), password.clone());
@@ -308,7 +307,10 @@ mod tests {
             ..Default::default()
         };
         let text = format!("{options:?}");
-        assert!(!text.contains("hunter2") && !text.contains("tok-9"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-9"),
+            "{text}"
+        );
         assert!(text.contains("nats://u:***@h:1"), "{text}");
     }
 
@@ -355,7 +357,10 @@ mod tests {
         let options = ConnectOptions::servers("nats://u:topsecret@127.0.0.1:1");
         let err = options.connect().await.err().map(|e| e.to_string());
         let err = err.unwrap_or_default();
-        assert!(err.contains("cannot connect to nats://u:***@127.0.0.1:1"), "{err}");
+        assert!(
+            err.contains("cannot connect to nats://u:***@127.0.0.1:1"),
+            "{err}"
+        );
         assert!(!err.contains("topsecret"), "{err}");
     }
 }
