@@ -54,9 +54,11 @@ impl State {
                 | Degraded,
                 ClaimingId,
             ) => true,
-            // Degraded can be entered from any running state and left to any.
+            // Degraded can be entered from any running state (or while
+            // claiming an ID back) and left to any.
             (
-                Election | WaitingAssignment | Stable | Scaling | Rebalancing | Emergency,
+                ClaimingId | Election | WaitingAssignment | Stable | Scaling | Rebalancing
+                | Emergency,
                 Degraded,
             ) => true,
             (

@@ -18,17 +18,26 @@ use std::sync::Arc;
 const OUTAGE_AT: u64 = 60_000;
 
 fn run(policy: DegradedPolicy, outage_ms: u64) -> SimReport {
-    let mut cfg = SimConfig::new(5);
+    let mut config = Config::default();
+    config.degraded.policy = policy;
+    run_with(config, 5, outage_ms)
+}
+
+fn run_with(config: Config, seed: u64, outage_ms: u64) -> SimReport {
+    let mut cfg = SimConfig::new(seed);
     cfg.workers = 4;
     cfg.partitions = 24;
     cfg.faults = FaultSet::none();
-    cfg.config = Config::default();
-    cfg.config.degraded.policy = policy;
+    cfg.config = config;
     cfg.duration_ms = OUTAGE_AT + outage_ms + 120_000;
     cfg.quiet_ms = 100_000;
     cfg.script = Some(vec![(OUTAGE_AT, Scripted::CutAll(outage_ms))]);
     let report = Simulator::new(cfg, Arc::new(Sticky::default())).run();
-    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(
+        report.violations.is_empty(),
+        "seed {seed}: {:?}",
+        report.violations
+    );
     report
 }
 
@@ -86,5 +95,23 @@ fn stop_when_lease_expires_gets_the_same_partitions_back_without_a_cold_start() 
         );
         assert_eq!(r.moved, 0, "{outage} ms: same owners after the return");
         assert_prompt_takeover(&r, back_at);
+    }
+}
+
+#[test]
+fn test_timings_release_nothing_although_workers_reconnect_seconds_apart() {
+    // Test timings have windows (recovery grace, cold start, planned scale)
+    // far shorter than a NATS client's reconnect backoff (up to 4 s): the
+    // workers of the group return seconds apart.
+    for seed in 1..=40 {
+        for outage in [3_000, 8_000, 20_000] {
+            let r = run_with(Config::for_tests(), seed, outage);
+            assert!(
+                r.releases.is_empty(),
+                "seed {seed}, {outage} ms: {:?}",
+                r.releases
+            );
+            assert_eq!(r.moved, 0, "seed {seed}, {outage} ms");
+        }
     }
 }

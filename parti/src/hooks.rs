@@ -35,8 +35,8 @@
 //!   `Degraded`, again at once each time the level rises (`alerts.warn`,
 //!   `alerts.error`, `alerts.critical`), and otherwise every
 //!   `alerts.interval`; never once it left `Degraded` (until the next
-//!   outage). A cut outlasting the ID TTL shows `ClaimingId` while the ID is
-//!   being taken back: the outage goes on, and so do the alerts;
+//!   outage). A cut outlasting the ID TTL stays `Degraded` (the ID is
+//!   claimed back once the store answers), and the alerts go on;
 //! - a hook must not block its thread (use `spawn_blocking` for blocking
 //!   work): the budget is enforced by cancelling the hook at its next await,
 //!   and on a single-threaded runtime a thread-blocking hook blocks everything.

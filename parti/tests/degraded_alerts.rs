@@ -123,9 +123,9 @@ async fn alerts_reach_the_hook_on_schedule_and_stop_once_the_worker_left_degrade
         m.state() == State::Degraded
     })
     .await;
-    // The cut outlasts the ID TTL (2 s): the state shows `ClaimingId` while
-    // the ID is taken back, but the worker is still cut off and the alerts go
-    // on, counted from its entry into `Degraded`.
+    // The cut outlasts the ID TTL (2 s): the state stays `Degraded` while the
+    // ID lapses (it is claimed back once the store answers), and the alerts
+    // go on, counted from its entry into `Degraded`.
     // The expected (level, degraded for): info at 1 s, its repeat at 3 s, the
     // rises to warn (3.5 s) and error (4.5 s) before their repeats, error
     // repeated at 6.5 s, the rise to critical (7 s), critical repeated at 9 s.

@@ -322,7 +322,7 @@ impl Config {
     /// | `cold_start_window` / `planned_scale_window` | 1 s / 500 ms |
     /// | `emergency_grace` | 300 ms |
     /// | `rebalance_cooldown` | 100 ms |
-    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 1 s |
+    /// | `degraded` | `keep_processing`, enter after 1 s, exit after 500 ms, recovery grace 5 s (above a NATS client's 4 s reconnect backoff) |
     /// | `alerts` | info 1 s, warn 2 s, error 4 s, critical 8 s, every 1 s |
     /// | `startup_timeout` / `operation_timeout` / `shutdown_timeout` | 15 s / 2 s / 5 s |
     /// | everything else | as in [`Config::default`] |
@@ -344,7 +344,7 @@ impl Config {
                 policy: DegradedPolicy::KeepProcessing,
                 enter_after: Duration::from_secs(1),
                 exit_after: Duration::from_millis(500),
-                recovery_grace: Duration::from_secs(1),
+                recovery_grace: Duration::from_secs(5),
             },
             alerts: AlertConfig {
                 info: Duration::from_secs(1),

@@ -204,7 +204,13 @@ impl Worker {
         self.membership.ownership_deadline(&self.config)
     }
 
-    /// Start of the last successful renewal of the member record.
+    /// Whether the worker sent the deletion of its member key (the end of a
+    /// stop): it no longer acts under its ID.
+    pub fn releasing_id(&self) -> bool {
+        self.membership.is_releasing()
+    }
+
+    /// Start of the last successful renewal or claim, on this worker's clock.
     pub fn last_renewal(&self) -> Option<Instant> {
         self.membership.last_ok_start()
     }
@@ -513,7 +519,15 @@ impl Worker {
         match sig {
             election::Signal::None => {}
             election::Signal::Elected(term) => {
-                if let Some(me) = self.membership.id().cloned() {
+                let Some(me) = self.membership.id().cloned() else {
+                    // The ID lapsed while the campaign was in flight (it is
+                    // being claimed back): a leader without an ID cannot
+                    // lead, so give the key back at once.
+                    let sig = self.election.resign(&mut self.out);
+                    self.on_election(sig, now);
+                    return;
+                };
+                {
                     self.controller = Some(Controller::new(
                         &self.config,
                         me,
@@ -673,9 +687,11 @@ impl Worker {
             }
         }
         // Controller.
-        let leads = self.election.leads(&self.config, now);
+        // A leader that cannot reach the store sees every other member go
+        // stale at once: it decides nothing until the store answers again.
+        let acts = self.election.leads(&self.config, now) && !self.degraded.is_cut_off();
         if let Some(c) = &mut self.controller {
-            c.on_timeout(&self.config, &self.roster, leads, &mut self.out, now);
+            c.on_timeout(&self.config, &self.roster, acts, &mut self.out, now);
         }
         // Acknowledge quickly.
         self.membership.flush(&mut self.out, now);

@@ -17,11 +17,13 @@ impl Worker {
         if self.state == State::Init {
             return State::Init;
         }
-        if self.membership.id().is_none() {
-            return State::ClaimingId;
-        }
+        // Cut off from the store, a worker is `Degraded` even when its ID
+        // lapsed meanwhile: it claims it back once the store answers.
         if self.degraded.is_degraded() {
             return State::Degraded;
+        }
+        if self.membership.id().is_none() {
+            return State::ClaimingId;
         }
         let applied = self.follower.ever_applied();
         if let Some(c) = &self.controller {

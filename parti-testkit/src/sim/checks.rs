@@ -255,8 +255,12 @@ impl ProcessView<'_> {
     }
 
     /// Whether it still holds `id` with a valid reservation on its own clock.
+    /// A worker that sent the deletion of its key (the end of a stop) no
+    /// longer does: its partitions are gone, and a claim by anyone else (a
+    /// create) succeeds only once the deletion was applied.
     fn holds_id(&self, id: &WorkerId, reservation: Duration) -> bool {
         self.alive
+            && !self.worker.releasing_id()
             && self.worker.worker_id() == Some(id)
             && self
                 .worker

@@ -69,6 +69,15 @@ impl Controller {
             .map(|(w, _)| w.clone())
         {
             self.evicting.remove(&w);
+            if matches!(
+                outcome,
+                Outcome::Unavailable | Outcome::Unknown | Outcome::Failed(_)
+            ) {
+                // Not through: try again after a pause, not in a busy loop
+                // while the store is out of reach.
+                self.evict_retry_at =
+                    Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+            }
             self.dirty = true;
             return Some(Signal::None);
         }

@@ -49,10 +49,12 @@ impl Controller {
         now: Instant,
     ) {
         if self.planted.has(PlantedBug::IgnoreEmergencies)
-            || self.recovery_until.is_some_and(|t| now < t)
+            || self.recovering(now)
+            || self.evict_retry_at.is_some_and(|t| now < t)
         {
             return;
         }
+        self.evict_retry_at = None;
         let wait = config
             .heartbeat_ttl
             .saturating_add(config.effective_emergency_grace())
@@ -118,7 +120,16 @@ impl Controller {
             .filter(|w| !basis.contains(*w))
             .cloned()
             .collect();
+        let recovering = self.recovering(now);
         for w in candidates {
+            // Just back from an outage, an absent worker may still be
+            // reconnecting (a client retries with a backoff of seconds) and
+            // its ID may have lapsed meanwhile: it keeps its partitions until
+            // the recovery grace ends, unless it said it is leaving.
+            if recovering && !Self::is_leaving(roster, &w) {
+                ghosts.insert(w);
+                continue;
+            }
             // Only a member deletes its own key, and only when it stops; an
             // expired key belongs to a member evicted long before. So a key that
             // disappeared while `Active` is a graceful stop whose `Stopping`
@@ -140,6 +151,19 @@ impl Controller {
         }
         self.ghost_since.retain(|w, _| !basis.contains(w));
         ghosts
+    }
+
+    /// Whether the recovery grace after an outage is running.
+    fn recovering(&self, now: Instant) -> bool {
+        self.recovery_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether `w` announced it is leaving the group (its partitions move).
+    fn is_leaving(roster: &Roster, w: &WorkerId) -> bool {
+        roster.get(w).map(|v| v.record.status) == Some(MemberStatus::Leaving)
+            || roster
+                .departure(w)
+                .is_some_and(|d| d.last.status == MemberStatus::Leaving)
     }
 
     /// Decides whether to compute a new target now.
@@ -168,9 +192,11 @@ impl Controller {
             }
             let cold = self.committed.is_none() || self.restart_detected;
             if cold {
-                let until = *self
-                    .cold_until
-                    .get_or_insert(self.since + config.cold_start_window);
+                // Just back from an outage, the window also covers the
+                // recovery grace: the workers may still be reconnecting.
+                let window_end = (self.since + config.cold_start_window)
+                    .max(self.recovery_until.unwrap_or(self.since));
+                let until = *self.cold_until.get_or_insert(window_end);
                 if now >= until {
                     self.rebalance(Lifecycle::ColdStart, &specs, &ghosts, out, now);
                 }
@@ -213,12 +239,7 @@ impl Controller {
                 }
                 None => false,
             });
-            let left = gone.iter().any(|w| {
-                roster.get(w).map(|v| v.record.status) == Some(MemberStatus::Leaving)
-                    || roster
-                        .departure(w)
-                        .is_some_and(|d| d.last.status == MemberStatus::Leaving)
-            });
+            let left = gone.iter().any(|w| Self::is_leaving(roster, w));
             let survivors = self
                 .target_workers
                 .iter()

@@ -121,6 +121,8 @@ pub(crate) struct Controller {
     publishing: Option<Publishing>,
     reconcile_op: Option<OpId>,
     retry_at: Option<Instant>,
+    /// After an eviction that did not go through: when to try evictions again.
+    evict_retry_at: Option<Instant>,
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
@@ -179,6 +181,7 @@ impl Controller {
             publishing: None,
             reconcile_op: None,
             retry_at: None,
+            evict_retry_at: None,
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
@@ -270,10 +273,16 @@ impl Controller {
         }
     }
 
-    /// After the store was unreachable: observations are stale, so emergencies
-    /// wait for the recovery grace.
+    /// After the store was unreachable: observations are stale and the other
+    /// workers may still be reconnecting, so for the recovery grace nothing
+    /// is evicted, an absent worker keeps its partitions (unless it is
+    /// leaving) and a cold start waits.
     pub(crate) fn on_recovered(&mut self, config: &Config, now: Instant) {
-        self.recovery_until = Some(now + config.degraded.recovery_grace);
+        let until = now + config.degraded.recovery_grace;
+        self.recovery_until = Some(until);
+        if let Some(cold) = &mut self.cold_until {
+            *cold = (*cold).max(until);
+        }
         self.changed = true;
     }
 
@@ -350,6 +359,7 @@ impl Controller {
         let mut candidates: Vec<Option<Instant>> = vec![
             self.list_retry_at,
             self.retry_at,
+            self.evict_retry_at,
             self.hold_until,
             self.recovery_until,
         ];

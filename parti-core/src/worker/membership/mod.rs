@@ -202,6 +202,11 @@ impl Membership {
         self.lease().map(|l| &l.id)
     }
 
+    /// Whether the member key's deletion (the end of a stop) has been sent.
+    pub(crate) fn is_releasing(&self) -> bool {
+        matches!(self.phase, Phase::Releasing { .. })
+    }
+
     /// Start of the last successful renewal (or claim), on this worker's clock.
     pub(crate) fn last_ok_start(&self) -> Option<Instant> {
         self.lease().map(|l| l.last_ok_start)

@@ -38,6 +38,11 @@ pub struct SimConfig {
     pub trace_len: usize,
     /// A fixed scenario instead of random faults: (time in ms, step).
     pub script: Option<Vec<(u64, Scripted)>>,
+    /// After a store outage each process reaches the store again at a random
+    /// moment up to this many ms after the store returned: a NATS client
+    /// retries with a backoff (async-nats: 2^(n-1) ms, at most 4 s), so the
+    /// workers of a group come back spread over that time.
+    pub reconnect_lag_ms: u64,
 }
 
 /// A step of a scripted scenario.
@@ -85,6 +90,7 @@ impl SimConfig {
             timeline: false,
             trace_len: 400,
             script: None,
+            reconnect_lag_ms: 4_000,
         }
     }
 

@@ -231,15 +231,24 @@ impl Simulator {
     }
 
     /// The store is unreachable for every process, running or started in
-    /// the next `ms` ms (its keys still expire).
+    /// the next `ms` ms (its keys still expire); each process reaches it
+    /// again up to `reconnect_lag_ms` later (its client's reconnect backoff).
     fn store_down_for_everybody(&mut self, ms: u64) {
         self.log(|| format!("the store is down for everybody for {ms} ms"));
         self.outage_until = self.outage_until.max(self.now + ms);
         for slot in 0..self.procs.len() {
             if self.procs[slot].alive {
-                self.cut_off(slot, ms);
+                self.cut_off_until_outage_ends(slot);
             }
         }
+    }
+
+    /// Cuts `slot` off until the current store outage ended, plus its own
+    /// reconnect lag.
+    pub(super) fn cut_off_until_outage_ends(&mut self, slot: usize) {
+        let lag = (self.rng.unit() * self.cfg.reconnect_lag_ms as f64) as u64;
+        let ms = self.outage_until.saturating_sub(self.now) + lag;
+        self.cut_off(slot, ms);
     }
 
     /// Cuts `slot` off from the store for `ms`.

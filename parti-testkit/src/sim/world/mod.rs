@@ -184,8 +184,7 @@ impl Simulator {
             format!("p{slot}.{inc} starts (preferred id {preferred:?}, clock rate {rate:.4})")
         });
         if self.outage_until > self.now {
-            let left = self.outage_until - self.now;
-            self.cut_off(slot, left);
+            self.cut_off_until_outage_ends(slot);
         }
         self.deliver_now(slot, Event::Start);
     }

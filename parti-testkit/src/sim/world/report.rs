@@ -20,9 +20,11 @@ impl Simulator {
         match self.ownership.complete_since {
             Some(since) => {
                 // Counted from the start of the quiet period, or from the end
-                // of a store outage that lasted into it (nothing can converge
-                // while nobody reaches the store).
-                let conv = since.saturating_sub(self.quiet_from.max(self.outage_until));
+                // of a store outage that lasted into it and the reconnects
+                // after it (nothing can converge while nobody reaches the
+                // store).
+                let reachable = self.outage_until + self.cfg.reconnect_lag_ms;
+                let conv = since.saturating_sub(self.quiet_from.max(reachable));
                 self.report.convergence_ms = Some(conv);
                 if conv > bound {
                     self.violations.push(Violation {
