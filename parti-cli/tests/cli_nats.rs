@@ -498,3 +498,100 @@ fn config_commands_validate_and_print() {
         "defaults filled in: {stdout}"
     );
 }
+
+/// Lines a child process printed so far, collected by a reader thread.
+fn collect_lines(
+    stdout: std::process::ChildStdout,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+async fn wait_for_line(lines: &std::sync::Mutex<Vec<String>>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+        assert!(
+            Instant::now() < deadline,
+            "watch never printed {needle:?}; it printed:\n{}",
+            lines.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills the child if the test fails before it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_highlights_joins_and_leaves_and_stops_on_ctrl_c() {
+    let Some(server) = start_or_skip() else {
+        return;
+    };
+    let url = server.client_url();
+    let group = unique_group("watch");
+    let first = start_worker(&url, &group).await;
+    let first_id = first.worker_id().map(|w| w.to_string()).unwrap_or_default();
+    let child = Command::new(env!("CARGO_BIN_EXE_parti"))
+        .args([
+            "watch",
+            "--nats",
+            &url,
+            "--group",
+            &group,
+            "--interval",
+            "100ms",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn parti watch");
+    let mut child = KillOnDrop(child);
+    let lines = collect_lines(child.0.stdout.take().expect("stdout"));
+    wait_for_line(&lines, &format!("{first_id}*")).await;
+    let second = start_worker(&url, &group).await;
+    let second_id = second
+        .worker_id()
+        .map(|w| w.to_string())
+        .unwrap_or_default();
+    wait_for_line(&lines, &format!(">> {second_id} joined")).await;
+    wait_for_line(&lines, ">> rebalance").await;
+    second.leave().await.expect("leave");
+    wait_for_line(&lines, &format!(">> {second_id} left")).await;
+    // Ctrl-C ends it cleanly.
+    let pid = child.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "watch did not stop on SIGINT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    first.stop().await.expect("stop");
+}
