@@ -352,6 +352,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unusable_files_are_named_by_their_option() {
+        let creds = ConnectOptions {
+            creds: Some("/nonexistent/user.creds".into()),
+            ..ConnectOptions::servers("nats://127.0.0.1:1")
+        };
+        let err = creds.connect().await.err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with("--creds /nonexistent/user.creds:"), "{err}");
+        let tls = ConnectOptions {
+            tls_ca: Some("/nonexistent/ca.pem".into()),
+            ..ConnectOptions::servers("nats://127.0.0.1:1")
+        };
+        let err = tls.connect().await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("--tls-ca /nonexistent/ca.pem: no such file")
+        );
+        let context = ConnectOptions {
+            context: Some("/nonexistent/ctx.json".into()),
+            ..Default::default()
+        };
+        let err = context.connect().await.err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.starts_with("NATS context `/nonexistent/ctx.json`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn unreachable_servers_give_a_redacted_error() {
         // Port 1 on loopback: nothing listens there.
         let options = ConnectOptions::servers("nats://u:topsecret@127.0.0.1:1");
