@@ -63,6 +63,8 @@ pub struct WorkerView {
     /// The record version the committed assignment names for it (`None`:
     /// nothing).
     pub committed: Option<u64>,
+    /// The highest assignment (commit) version it has seen.
+    pub seen: u64,
     /// Time since its last heartbeat (server's write time, this host's clock).
     pub heartbeat_age_ms: u64,
     /// Whether it holds the leader key.
@@ -215,6 +217,7 @@ impl GroupView {
                 weight: record.map_or(0, |r| r.partitions.iter().map(|p| p.partition.weight).sum()),
                 applied: m.record.applied,
                 committed,
+                seen: m.record.seen,
                 heartbeat_age_ms: ms(heartbeat_age),
                 leader: leader_id.as_ref() == Some(&m.id),
                 lagging,

@@ -244,6 +244,7 @@ fn json_has_the_documented_fields() {
         "weight",
         "applied",
         "committed",
+        "seen",
         "heartbeat_age_ms",
         "lagging",
         "degraded",
