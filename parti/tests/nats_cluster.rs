@@ -1,7 +1,9 @@
 //! Five workers on a 3-node JetStream cluster with R3 buckets, with one node
 //! killed and restarted: mid-way through the cold start (the group still
-//! converges: every partition owned by exactly one live worker), and in a
-//! converged group (where every worker loses its ID and reclaims one).
+//! converges: every partition owned by exactly one live worker), in a
+//! converged group with test timings (where every worker loses its ID and
+//! reclaims one), and in a converged group with production liveness timings
+//! (nothing is lost, released or moved).
 
 // Test code: unwrap, expect and panic are how it asserts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,12 +35,18 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
+    setup_with(name, config(&group(name))).await
+}
+
+/// A 3-node cluster, R3 buckets and five clients for workers with `cfg`
+/// (its group renamed to a unique one).
+async fn setup_with(name: &str, mut cfg: Config) -> Setup {
     let t = Instant::now();
     let cluster = tokio::task::block_in_place(|| NatsCluster::start(3)).expect("cluster starts");
     let urls = cluster.client_urls();
     println!("cluster: 3 nodes up in {} ms", ms(t.elapsed()));
     let g = group(name);
-    let mut cfg = config(&g);
+    cfg.group = g.clone();
     cfg.buckets.replicas = 3;
     let observer = Observer::start(connect(&urls).await, &cfg).await;
     let mut clients = Vec::new();
@@ -186,24 +194,17 @@ async fn cluster_node_restart_in_a_converged_group() {
     let commits_before = s.observer.metas().len();
     // Phase B: kill the node most workers talk to in the converged group, and
     // restart it after OUTAGE.
-    let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
-    for c in &s.clients {
-        let port = c.server_info().port;
-        if let Some(i) = s.urls.iter().position(|u| u.ends_with(&format!(":{port}"))) {
-            *per_node.entry(i).or_default() += 1;
-        }
-    }
-    let victim = per_node
+    let victim = busiest_node(&s);
+    let on_victim = s
+        .clients
         .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|(i, _)| *i)
-        .unwrap_or(0);
+        .filter(|c| node_of(&s.urls, c) == Some(victim))
+        .count();
     let killed = Instant::now();
     s.cluster.kill(victim).unwrap();
     println!(
-        "cluster: killed node {} ({} of 5 worker clients on it)",
-        victim + 1,
-        per_node.get(&victim).copied().unwrap_or(0)
+        "cluster: killed node {} ({on_victim} of 5 worker clients on it)",
+        victim + 1
     );
     // The outage lasts OUTAGE: longer than the ID TTL plus a stream leader
     // election, so that the workers lose their IDs (the interesting case).
@@ -255,6 +256,102 @@ async fn cluster_node_restart_in_a_converged_group() {
         overlaps.len()
     );
     finish(s).await;
+}
+
+/// Production liveness timings (heartbeat 2 s, TTL 6 s, ID TTL 30 s,
+/// election TTL 5 s; only the start-up windows are shortened): the node most
+/// workers are connected to is killed in a converged group and restarted
+/// 10 s later. The clients fail over to the other nodes and the R3 streams
+/// elect new leaders well within the leases: no worker loses its ID, no
+/// partition is released or moved (a new leader may publish the same
+/// assignment under its term).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_timings_ride_out_the_kill_of_a_workers_node() {
+    if require_nats_server().is_none() {
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cfg = Config::default();
+    cfg.cold_start_window = Duration::from_secs(2);
+    cfg.planned_scale_window = Duration::from_secs(2);
+    cfg.rebalance_cooldown = Duration::from_secs(1);
+    cfg.validate().expect("valid config");
+    let mut s = setup_with("clusterc", cfg).await;
+    s.fleet.start(5).await;
+    s.fleet
+        .wait_converged(SETTLE, "five workers converge")
+        .await;
+    let owners = s.fleet.owners();
+    let ids: Vec<_> = (0..5).map(|i| s.fleet.id(i)).collect();
+    let calls = s.fleet.rec.calls().len();
+    let commits = s.observer.metas().len();
+
+    let victim = busiest_node(&s);
+    let on_victim = s
+        .clients
+        .iter()
+        .filter(|c| node_of(&s.urls, c) == Some(victim))
+        .count();
+    let killed = Instant::now();
+    s.cluster.kill(victim).unwrap();
+    // The node stays down 10 s: longer than the heartbeat TTL, shorter than
+    // the ID TTL (this is the scenario, not a wait for a condition).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::block_in_place(|| s.cluster.restart(victim)).expect("node restarts");
+    stays_converged(&s.fleet, s.cfg.heartbeat_ttl).await;
+    let released: Vec<_> = s.fleet.rec.calls()[calls..]
+        .iter()
+        .filter(|c| c.removed > 0)
+        .map(|c| format!("{} -{} (v{})", c.label, c.removed, c.version))
+        .collect();
+    let ids_after: Vec<_> = (0..5).map(|i| s.fleet.id(i)).collect();
+    let moves = moved(&owners, &s.fleet.owners());
+    let new_commits = s.observer.metas().len() - commits;
+    println!(
+        "cluster (production timings): node {} killed with {on_victim} of 5 worker clients on it, restarted after 10 s; {} released, {moves} moved, {new_commits} new commits, converged {} ms after the kill",
+        victim + 1,
+        released.len(),
+        ms(killed.elapsed())
+    );
+    if !released.is_empty() || ids_after != ids || moves > 0 {
+        for i in 0..5 {
+            let l = s.fleet.label(i);
+            println!(
+                "  {l}: {}\n  {l}: IDs {}",
+                s.fleet.rec.states_of(l, killed),
+                s.fleet.rec.ids_of(l, killed)
+            );
+        }
+        println!("seen since the kill:\n{}", s.observer.dump(killed));
+    }
+    assert_eq!(ids_after, ids, "every worker keeps its ID");
+    assert!(
+        released.is_empty(),
+        "partitions were released: {released:?}"
+    );
+    assert_eq!(moves, 0, "no partition moved");
+    finish(s).await;
+}
+
+/// The cluster node (index into `urls`) that `client` is connected to.
+fn node_of(urls: &[String], client: &async_nats::Client) -> Option<usize> {
+    let port = client.server_info().port;
+    urls.iter().position(|u| u.ends_with(&format!(":{port}")))
+}
+
+/// The node most worker clients are connected to.
+fn busiest_node(s: &Setup) -> usize {
+    let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+    for c in &s.clients {
+        if let Some(i) = node_of(&s.urls, c) {
+            *per_node.entry(i).or_default() += 1;
+        }
+    }
+    per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(i, _)| *i)
+        .unwrap_or(0)
 }
 
 /// Waits until the fleet has been converged continuously for `period`.

@@ -416,6 +416,19 @@ impl Config {
         crate::time::scale_up(self.ownership_lease(), factor).max(self.heartbeat_ttl)
     }
 
+    /// How long a lease renewal (member or leadership) or the read-back after
+    /// one may take before its outcome counts as unknown: one heartbeat
+    /// interval, at least 1 s (a slow store under load is not a dead
+    /// connection) and at most `operation_timeout`. A request sent on a
+    /// connection that died (a cluster node killed) never gets an answer;
+    /// the client reconnects elsewhere at once, and the next renewal must go
+    /// out while the lease still runs, not after `operation_timeout`.
+    pub fn renewal_timeout(&self) -> Duration {
+        self.heartbeat_interval
+            .max(Duration::from_secs(1))
+            .min(self.operation_timeout)
+    }
+
     /// Leadership is exercised only this long after the start of the last
     /// successful renewal (election TTL minus a drift margin).
     pub fn leadership_lease(&self) -> Duration {

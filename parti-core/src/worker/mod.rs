@@ -607,11 +607,13 @@ impl Worker {
     }
 
     /// Whether the worker keeps its frozen assignment past its lease: under
-    /// `KeepProcessing`, while it knows it is cut off from the store. A
-    /// paused worker does not (it has not been watching).
+    /// `KeepProcessing`, while it knows it is cut off from the store, or its
+    /// renewals fail (the members bucket's stream may be electing a new
+    /// leader while other buckets answer). A paused worker does not (it has
+    /// not been watching).
     fn keeps_through_outage(&self) -> bool {
         self.config.degraded.policy == DegradedPolicy::KeepProcessing
-            && self.degraded.is_cut_off()
+            && (self.degraded.is_cut_off() || self.membership.renewals_failing())
             && !self.pause_suspected
     }
 
@@ -691,6 +693,11 @@ impl Worker {
         // stale at once: it decides nothing until the store answers again.
         let acts = self.election.leads(&self.config, now) && !self.degraded.is_cut_off();
         if let Some(c) = &mut self.controller {
+            if let Some((id, revision, sent)) = self.membership.confirmed_write()
+                && self.roster.get(id).is_some_and(|v| v.revision >= revision)
+            {
+                c.watch_fresh_through(sent);
+            }
             c.on_timeout(&self.config, &self.roster, acts, &mut self.out, now);
         }
         // Acknowledge quickly.

@@ -106,6 +106,8 @@ struct Running {
     watch_task: Option<JoinHandle<()>>,
     epoch: Instant,
     op_timeout: Duration,
+    /// The bound on renewals and their read-backs (`Config::renewal_timeout`).
+    renewal_timeout: Duration,
     heartbeat_interval: Duration,
     hook_budget: Duration,
     stop_waiters: Vec<oneshot::Sender<()>>,
@@ -172,6 +174,7 @@ impl Driver {
             watch_task: None,
             epoch: Instant::now(),
             op_timeout: config.operation_timeout,
+            renewal_timeout: config.renewal_timeout(),
             heartbeat_interval: config.heartbeat_interval,
             hook_budget: config.effective_hook_budget(),
             stop_waiters: Vec::new(),
@@ -320,20 +323,32 @@ impl Running {
         if self.hold_renewal(&command) {
             return;
         }
+        let timeout = self.timeout_of(&command);
         match Plan::of(command) {
             Plan::Notify(n) => self.notify(n).await,
             Plan::Watch { worker } => self.start_watch(worker),
             Plan::ListPartitions { op } => self.list_partitions(op),
-            Plan::Store(execution) => self.spawn_store(kind, execution),
+            Plan::Store(execution) => self.spawn_store(kind, execution, timeout),
+        }
+    }
+
+    /// The bound on each store operation of `command`: renewals and the
+    /// read-back after one get `Config::renewal_timeout`, the rest
+    /// `operation_timeout`.
+    fn timeout_of(&self, command: &Command) -> Duration {
+        match command {
+            Command::RenewLease { .. }
+            | Command::RenewLeadership { .. }
+            | Command::ReadMember { .. } => self.renewal_timeout,
+            _ => self.op_timeout,
         }
     }
 
     /// Runs store operations on a task of their own; the outcome comes back
     /// as an event.
-    fn spawn_store(&self, kind: &'static str, execution: Box<Execution>) {
+    fn spawn_store(&self, kind: &'static str, execution: Box<Execution>, timeout: Duration) {
         let backend = self.backend.clone();
         let events = self.events.clone();
-        let timeout = self.op_timeout;
         tokio::spawn(async move {
             let Some((op, outcome)) = ops::run(backend, execution, timeout).await else {
                 return;

@@ -72,8 +72,9 @@ impl Running {
             expected: held.expected,
         };
         let kind = command_kind(&command);
+        let timeout = self.timeout_of(&command);
         if let Plan::Store(execution) = Plan::of(command) {
-            self.spawn_store(kind, execution);
+            self.spawn_store(kind, execution, timeout);
         }
     }
 
@@ -103,7 +104,7 @@ impl Running {
         };
         let backend = self.backend.clone();
         let internal = self.internal.clone();
-        let timeout = self.op_timeout;
+        let timeout = self.renewal_timeout;
         tokio::spawn(async move {
             let outcome = ops::run(backend, execution, timeout)
                 .await

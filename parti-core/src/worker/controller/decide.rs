@@ -64,7 +64,7 @@ impl Controller {
             .filter(|(w, v)| {
                 **w != self.me
                     && v.record.status == MemberStatus::Active
-                    && now >= v.last_change + wait
+                    && self.silent_for(v.last_change, wait)
                     && !self.evicting.contains_key(*w)
             })
             .map(|(w, v)| (w.clone(), v.record.clone(), v.revision))
@@ -85,7 +85,7 @@ impl Controller {
 
     /// The workers a target is computed for: active members seen within the
     /// heartbeat TTL plus the emergency grace.
-    pub(super) fn basis(&self, config: &Config, roster: &Roster, now: Instant) -> Vec<WorkerSpec> {
+    pub(super) fn basis(&self, config: &Config, roster: &Roster) -> Vec<WorkerSpec> {
         let ttl = config
             .heartbeat_ttl
             .saturating_add(config.effective_emergency_grace());
@@ -93,7 +93,7 @@ impl Controller {
             .members()
             .filter(|(w, v)| {
                 v.record.status == MemberStatus::Active
-                    && (now.saturating_since(v.last_change) < ttl || **w == self.me)
+                    && (**w == self.me || !self.silent_for(v.last_change, ttl))
                     && !self.evicting.contains_key(*w)
             })
             .map(|(w, v)| WorkerSpec {
@@ -174,7 +174,7 @@ impl Controller {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let specs = self.basis(config, roster, now);
+        let specs = self.basis(config, roster);
         let basis: BTreeSet<WorkerId> = specs.iter().map(|w| w.id.clone()).collect();
         let ghosts = self.ghosts(config, roster, &basis, now);
         if self.target.is_none() {

@@ -123,6 +123,10 @@ pub(crate) struct Controller {
     retry_at: Option<Instant>,
     /// After an eviction that did not go through: when to try evictions again.
     evict_retry_at: Option<Instant>,
+    /// How far the leader's view of the members is known to be complete:
+    /// the send time of its own latest confirmed renewal that the watch has
+    /// delivered back (every write committed before it was delivered too).
+    fresh_through: Option<Instant>,
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
@@ -182,6 +186,7 @@ impl Controller {
             reconcile_op: None,
             retry_at: None,
             evict_retry_at: None,
+            fresh_through: None,
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
@@ -284,6 +289,26 @@ impl Controller {
             *cold = (*cold).max(until);
         }
         self.changed = true;
+    }
+
+    /// The watch delivered the leader's own renewal sent at `sent`: its view
+    /// of the members is complete up to then.
+    pub(crate) fn watch_fresh_through(&mut self, sent: Instant) {
+        if self.fresh_through.is_none_or(|f| f < sent) {
+            self.fresh_through = Some(sent);
+            self.changed = true;
+        }
+    }
+
+    /// Whether a member whose record last changed at `last_change` has been
+    /// silent for `period` as far as the leader can tell: up to the point its
+    /// view is known to be complete. A silence that coincides with the
+    /// leader's own writes failing (a stream electing a new leader) or with
+    /// its watch stalling (its consumer on a dead node) is no evidence of a
+    /// crash.
+    pub(super) fn silent_for(&self, last_change: Instant, period: Duration) -> bool {
+        self.fresh_through
+            .is_some_and(|f| f >= last_change + period)
     }
 
     /// A member record changed in a way that matters (status, acknowledgement,

@@ -81,7 +81,7 @@ impl Controller {
             .max(seen);
         let version = base_version.saturating_add(1);
         let live: BTreeSet<WorkerId> = self
-            .basis(config, roster, now)
+            .basis(config, roster)
             .into_iter()
             .map(|w| w.id)
             .collect();

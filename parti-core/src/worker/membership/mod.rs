@@ -109,6 +109,9 @@ struct Lease {
     renew: Option<(OpId, Instant)>,
     /// The read-back after a renewal with an unknown outcome or a conflict.
     reconcile: Option<OpId>,
+    /// Start of the first of the renewals (or the claim) that have succeeded
+    /// since the last one that did not; `None` right after a failure.
+    ok_since: Option<Instant>,
     /// The record changed and must be written as soon as possible.
     dirty: bool,
 }
@@ -123,6 +126,7 @@ impl Lease {
             next_renew: sent + config.heartbeat_interval,
             renew: None,
             reconcile: None,
+            ok_since: Some(sent),
             dirty: false,
         }
     }
@@ -200,6 +204,17 @@ impl Membership {
     /// The held ID.
     pub(crate) fn id(&self) -> Option<&WorkerId> {
         self.lease().map(|l| &l.id)
+    }
+
+    /// The last confirmed write of the member record: the ID, the revision
+    /// it got and when it was sent (on this worker's clock).
+    pub(crate) fn confirmed_write(&self) -> Option<(&WorkerId, Revision, Instant)> {
+        self.lease().map(|l| (&l.id, l.revision, l.last_ok_start))
+    }
+
+    /// Whether an ID is held and its last renewal did not go through.
+    pub(crate) fn renewals_failing(&self) -> bool {
+        self.lease().is_some_and(|l| l.ok_since.is_none())
     }
 
     /// Whether the member key's deletion (the end of a stop) has been sent.

@@ -34,10 +34,12 @@ impl Membership {
             Outcome::Written(rev) => {
                 lease.revision = *rev;
                 lease.last_ok_start = sent;
+                lease.ok_since.get_or_insert(sent);
                 lease.next_renew = sent + config.heartbeat_interval;
                 Signal::Reachable
             }
             Outcome::Unavailable => {
+                lease.ok_since = None;
                 lease.dirty = true;
                 let until = now + retry_delay(config);
                 self.backoff_until = Some(until);
@@ -47,6 +49,7 @@ impl Membership {
             _ => {
                 // Conflict or unknown: read back to learn whether our write
                 // landed or someone else wrote.
+                lease.ok_since = None;
                 lease.dirty = true;
                 let read = out.op();
                 out.push(Command::ReadMember {
