@@ -1,4 +1,4 @@
-//! Divan benches of the strategies on the cells of BENCH_SPEC.md, for regression
+//! Divan benches of the strategies on the cells of docs/benchmark-spec.md, for regression
 //! tracking: cold assignments (fresh strategy value, no previous) and the sticky
 //! scale-up call. Allocation counts come from divan's `AllocProfiler`; on a noisy
 //! 2-core machine prefer them (and the strategy report) to wall times.

@@ -1,6 +1,6 @@
 //! Benchmarks of Parti's assignment strategies.
 //!
-//! - [`spec`]: the inputs of BENCH_SPEC.md (sizes, the skewed weight generator,
+//! - [`spec`]: the inputs of docs/benchmark-spec.md (sizes, the skewed weight generator,
 //!   the scale-up and remove-one worker lists);
 //! - [`report`]: the measures of one strategy on one cell, used by the
 //!   `strategy-report` binary (`cargo run --release -p parti-benches --bin

@@ -1,4 +1,4 @@
-//! The measures of BENCH_SPEC.md for one strategy on one cell.
+//! The measures of docs/benchmark-spec.md for one strategy on one cell.
 
 use crate::alloc;
 use crate::spec::{self, Weights};

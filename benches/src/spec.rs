@@ -1,4 +1,4 @@
-//! The inputs of BENCH_SPEC.md, exactly.
+//! The inputs of docs/benchmark-spec.md, exactly.
 
 use parti_core::{Partition, WorkerId, WorkerSpec};
 use std::fmt;

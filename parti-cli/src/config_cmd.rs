@@ -27,8 +27,15 @@ pub enum ConfigCmd {
 }
 
 /// Reads and validates a configuration file; YAML for `.yaml`/`.yml`, TOML
-/// otherwise. Errors name the file and the field.
+/// otherwise; Parti's keys or the Go library's. Errors name the file and the
+/// field.
 pub fn load_config_file(path: &Path) -> Result<Config, String> {
+    load_config_file_with_warnings(path).map(|(config, _)| config)
+}
+
+/// [`load_config_file`], also returning the warnings about Go settings that
+/// were ignored or adjusted.
+pub fn load_config_file_with_warnings(path: &Path) -> Result<(Config, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse_config(path, &text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -40,13 +47,15 @@ fn is_yaml(path: &Path) -> bool {
     )
 }
 
-/// Parses `text` as the format `path`'s extension says.
-pub fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
+/// Parses `text` as the format `path`'s extension says, with the warnings
+/// about Go settings that have no meaning here.
+pub fn parse_config(path: &Path, text: &str) -> Result<(Config, Vec<String>), String> {
     if is_yaml(path) {
-        Config::from_yaml(text)
+        Config::from_yaml_with_warnings(text)
     } else {
-        Config::from_toml(text)
+        Config::from_toml_with_warnings(text)
     }
+    .map(|(config, warnings)| (config, warnings.iter().map(|w| w.to_string()).collect()))
     .map_err(|e| e.to_string())
 }
 
@@ -89,7 +98,10 @@ pub fn render_config(config: &Config, yaml: bool) -> Result<String, String> {
 pub fn run(cmd: ConfigCmd) -> Result<(), String> {
     match cmd {
         ConfigCmd::Check { file, yaml } => {
-            let config = load_config_file(&file)?;
+            let (config, warnings) = load_config_file_with_warnings(&file)?;
+            for warning in &warnings {
+                eprintln!("warning: {}: {warning}", file.display());
+            }
             println!("# {}: valid; effective configuration:", file.display());
             print!("{}", render_config(&config, yaml)?);
         }
@@ -112,14 +124,15 @@ mod tests {
             assert!(text.contains("2s"), "durations are human-readable: {text}");
             assert!(text.contains("emergency_grace = 3s"), "{text}");
             let path = Path::new(if yaml { "c.yaml" } else { "c.toml" });
-            let back = parse_config(path, &text).unwrap();
+            let (back, warnings) = parse_config(path, &text).unwrap();
             assert_eq!(back, Config::default());
+            assert!(warnings.is_empty(), "{warnings:?}");
         }
     }
 
     #[test]
     fn check_fills_defaults_and_names_bad_fields() {
-        let config = parse_config(
+        let (config, _) = parse_config(
             Path::new("g.toml"),
             "group = \"orders\"\nheartbeat_interval = \"500ms\"\nheartbeat_ttl = \"2s\"\n",
         )

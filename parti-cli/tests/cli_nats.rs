@@ -497,6 +497,20 @@ fn config_commands_validate_and_print() {
         stdout.contains("worker_id_ttl = \"30s\""),
         "defaults filled in: {stdout}"
     );
+    // A file written for the Go library loads; its settings without meaning
+    // here are named in warnings.
+    let go = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../parti-core/tests/fixtures/go_production.yaml"
+    );
+    let out = parti(&["config", "check", go], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("worker_id_prefix = \"ingest\""));
 }
 
 /// Lines a child process printed so far, collected by a reader thread.

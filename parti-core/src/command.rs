@@ -4,7 +4,8 @@
 use crate::event::OpId;
 use crate::ids::WorkerId;
 use crate::records::{
-    AssignmentMeta, LeaderRecord, MemberRecord, OwnedPartition, Revision, WorkerAssignment,
+    AssignmentMeta, LeaderRecord, Lifecycle, MemberRecord, OwnedPartition, Revision,
+    WorkerAssignment,
 };
 use crate::state::State;
 use std::time::Duration;
@@ -216,6 +217,11 @@ pub enum Notification {
         granted: usize,
         /// Partitions revoked in it.
         revoked: usize,
+        /// Why it was published.
+        lifecycle: Lifecycle,
+        /// Whether moves are still waiting for a release (a two-version
+        /// handoff is under way after this version).
+        handoff_pending: bool,
     },
     /// Still degraded.
     DegradedAlert {

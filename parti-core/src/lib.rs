@@ -7,7 +7,7 @@
 //! feeds back their results.
 //!
 //! The guarantees S1–S6 that the simulator checks are described in the
-//! repository's ARCHITECTURE.md.
+//! repository's `docs/architecture-and-protocol.md`.
 
 pub mod backend;
 pub mod command;
@@ -26,7 +26,7 @@ pub mod time;
 mod worker;
 
 pub use command::{AlertLevel, Command, FatalError, Notification};
-pub use config::{Config, ConfigError, DegradedPolicy};
+pub use config::{Config, ConfigError, ConfigWarning, DegradedPolicy};
 pub use event::{Event, OpId, Outcome, StopMode};
 pub use ids::{InstanceId, WorkerId};
 pub use partition::{Partition, PartitionId};

@@ -49,19 +49,25 @@ impl Roster {
         revision: Revision,
         now: Instant,
     ) {
-        if self
-            .departed
-            .get(&id)
-            .is_some_and(|d| d.revision >= revision)
+        // The first value of a key in a new watch's snapshot is its current
+        // value, whatever its revision: the bucket may have been lost and
+        // recreated, its revisions starting again from 1.
+        let first_in_snapshot = self
+            .snapshot_seen
+            .as_mut()
+            .is_some_and(|seen| seen.insert(id.clone()));
+        if !first_in_snapshot
+            && self
+                .departed
+                .get(&id)
+                .is_some_and(|d| d.revision >= revision)
         {
             return; // older than the removal we already saw
         }
-        if let Some(seen) = &mut self.snapshot_seen {
-            seen.insert(id.clone());
-        }
         self.departed.remove(&id);
         match self.members.get_mut(&id) {
-            Some(view) if view.revision >= revision => {}
+            Some(view) if first_in_snapshot && view.revision == revision => {}
+            Some(view) if !first_in_snapshot && view.revision >= revision => {}
             Some(view) => {
                 view.record = record;
                 view.revision = revision;

@@ -29,22 +29,24 @@
 //!   [`AlertLevel`] of its degraded alerts), [`Assignment`], [`Error`];
 //! - configuration: [`Config`] and its parts ([`ConfigBuilder`],
 //!   [`DegradedConfig`], [`DegradedPolicy`], [`AlertConfig`], [`BucketConfig`],
-//!   [`Storage`], [`ConfigError`]);
+//!   [`Storage`], [`ConfigError`], [`ConfigWarning`]);
 //! - partitions and workers: [`Partition`], [`PartitionId`], [`WorkerId`],
 //!   [`OwnedPartition`], [`State`], and where the partitions come from:
 //!   [`PartitionSource`], [`StaticSource`], [`FnSource`], [`SourceError`];
 //! - strategies: [`Sticky`] (the [`default_strategy`]), [`BoundedLoad`],
 //!   [`ConsistentHash`], [`RoundRobin`], and what a custom one implements:
 //!   [`AssignmentStrategy`], [`AssignmentInput`], [`WorkerSpec`], [`Placement`],
-//!   [`StrategyError`] (more in [`strategies`]);
+//!   [`StrategyError`], [`validate_input`], [`carry_over`] (more in
+//!   [`strategies`]);
 //! - backends: [`Backend`], [`BackendError`], the [`backend`] and [`records`]
 //!   modules for writing one, and with the `nats` feature (on by default)
 //!   [`nats`]: the NATS JetStream backend and the `async_nats` client crate.
 //!
 //! The guarantees (unique IDs, one effective leader, exclusive ownership with
 //! fencing epochs, convergence, stable rolling restarts, monotonic versions) are
-//! described in the repository's ARCHITECTURE.md and checked by the simulator
-//! in `parti-testkit`.
+//! described in the repository's `docs/architecture-and-protocol.md` and
+//! checked by the simulator in `parti-testkit`. Metrics: [`metrics`] and
+//! `docs/metrics.md`.
 
 mod driver;
 mod error;
@@ -66,14 +68,15 @@ pub use source::{FnSource, PartitionSource, SourceError, StaticSource};
 pub use view::Assignment;
 
 pub use parti_core::config::{
-    AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, DegradedConfig, DegradedPolicy,
-    Storage,
+    AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, ConfigWarning, DegradedConfig,
+    DegradedPolicy, Storage,
 };
 pub use parti_core::records::OwnedPartition;
 pub use parti_core::{AlertLevel, FatalError, InstanceId, Partition, PartitionId, State, WorkerId};
 
 pub use parti_core::strategy::{
-    AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec,
+    AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec, carry_over,
+    validate_input,
 };
 /// The built-in strategies with their tuning constants and
 /// [`strategies::by_name`].

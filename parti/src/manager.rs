@@ -31,6 +31,7 @@ pub struct ManagerBuilder {
     hooks: Arc<dyn Hooks>,
     refresh_every: Option<Duration>,
     instance: Option<InstanceId>,
+    metrics_labels: Vec<(String, String)>,
 }
 
 impl ManagerBuilder {
@@ -43,6 +44,7 @@ impl ManagerBuilder {
             hooks: Arc::new(NoHooks),
             refresh_every: None,
             instance: None,
+            metrics_labels: Vec::new(),
         }
     }
 
@@ -74,6 +76,14 @@ impl ManagerBuilder {
     /// Re-read the partition list this often (on the leader).
     pub fn refresh_every(mut self, period: Duration) -> Self {
         self.refresh_every = Some(period);
+        self
+    }
+
+    /// Adds a constant label to every metric this manager emits (besides
+    /// `group`), e.g. to tell apart several workers of one group run in one
+    /// process. Keep its values bounded (see [`crate::metrics`]).
+    pub fn metrics_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metrics_labels.push((key.into(), value.into()));
         self
     }
 
@@ -131,6 +141,7 @@ impl ManagerBuilder {
             shared: shared.clone(),
             control: control_rx,
             refresh_every: self.refresh_every,
+            metrics_labels: self.metrics_labels,
         }
         .spawn();
         let mut manager = Manager {

@@ -1,4 +1,4 @@
-//! The strategy report: every strategy on every cell of BENCH_SPEC.md.
+//! The strategy report: every strategy on every cell of docs/benchmark-spec.md.
 //!
 //! ```text
 //! cargo run --release -p parti-benches --bin strategy-report -- [--json] [--quick] [--size PxW]

@@ -1,5 +1,8 @@
 //! Configuration: defaults of the Go original, a builder, serde with human
 //! durations (TOML and YAML), and validation that names the field and the rule.
+//! Files written for the Go library load too: its camelCase keys are mapped
+//! (the table is in `docs/migrating-from-go.md`), and
+//! its settings with no meaning here are reported as [`ConfigWarning`]s.
 //!
 //! Field names (TOML/YAML, snake_case; durations as `"2s"`, `"1500ms"`, `"1m 30s"`).
 //! Every field has a range that [`Config::validate`] enforces (the error names the
@@ -25,7 +28,7 @@
 //! | `rebalance_cooldown` | 10s | 1 ms – `planned_scale_window` | minimum time between planned rebalances |
 //! | `imbalance_threshold` | 0.15 | [0, 10] | a partition-list change that leaves max/avg load − 1 within this does not reshuffle |
 //! | `degraded.policy` | `keep_processing` | `keep_processing`, `stop_when_lease_expires` | what a cut-off worker does |
-//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 5s | 1 ms – 1 day, 0 – 1 day | hysteresis of degraded mode |
+//! | `degraded.enter_after`, `degraded.exit_after` | 10s, 2s | 1 ms – 1 day, 0 – 1 day | hysteresis of degraded mode (exit: short, so that a worker is `Stable` again within `heartbeat_ttl` + 1 s of a server's return even after a 4 s client reconnect backoff; the Go original waits 5 s) |
 //! | `degraded.recovery_grace` | 15s | 0 – 1 day | after recovery the leader declares no emergency for this long |
 //! | `alerts.info`/`warn`/`error`/`critical` | 30s/2m/5m/10m | non-decreasing, ≤ 1 day | degraded-duration alert levels |
 //! | `alerts.interval` | 1m | 1 ms – 1 day | repeat interval of degraded alerts |
@@ -57,8 +60,10 @@
 //! Even a configuration that was never validated cannot make the core panic: all
 //! arithmetic on durations and instants saturates.
 
+mod go;
 mod validate;
 
+pub use go::ConfigWarning;
 pub use validate::ConfigError;
 
 /// Longest duration any field accepts: one day.
@@ -117,7 +122,7 @@ impl Default for DegradedConfig {
         DegradedConfig {
             policy: DegradedPolicy::KeepProcessing,
             enter_after: Duration::from_secs(10),
-            exit_after: Duration::from_secs(5),
+            exit_after: Duration::from_secs(2),
             recovery_grace: Duration::from_secs(15),
         }
     }
@@ -360,19 +365,75 @@ impl Config {
         }
     }
 
-    /// Parses and validates TOML.
+    /// Parses and validates TOML. A file written for the Go library is read
+    /// too (see [`Config::from_toml_with_warnings`]); its warnings are logged
+    /// with `tracing`.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        config.validate()?;
+        let (config, warnings) = Self::from_toml_with_warnings(text)?;
+        log_warnings(&warnings);
         Ok(config)
     }
 
-    /// Parses and validates YAML (the Go original's users have YAML files).
+    /// Parses and validates YAML. A file written for the Go library is read
+    /// too (see [`Config::from_yaml_with_warnings`]); its warnings are logged
+    /// with `tracing`.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        config.validate()?;
+        let (config, warnings) = Self::from_yaml_with_warnings(text)?;
+        log_warnings(&warnings);
         Ok(config)
+    }
+
+    /// Parses and validates TOML, Parti's keys or the Go library's, and
+    /// returns the Go settings that were ignored or adjusted (empty for a
+    /// Parti file). The mapping of Go keys is in `docs/migrating-from-go.md`.
+    pub fn from_toml_with_warnings(text: &str) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        match toml::from_str::<Config>(text) {
+            Ok(config) => {
+                config.validate()?;
+                Ok((config, Vec::new()))
+            }
+            Err(native) => {
+                let tree = toml::from_str::<serde_json::Value>(text)
+                    .map_err(|_| ConfigError::Parse(native.to_string()))?;
+                Self::from_go_tree(tree, native.to_string())
+            }
+        }
+    }
+
+    /// Parses and validates YAML, Parti's keys or the Go library's (camelCase
+    /// keys such as `workerIdTtl`, `electionTimeout`,
+    /// `assignment.minRebalanceInterval`, `degradedAlert.infoThreshold`), and
+    /// returns the Go settings that were ignored or adjusted (empty for a
+    /// Parti file).
+    pub fn from_yaml_with_warnings(text: &str) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        match serde_norway::from_str::<Config>(text) {
+            Ok(config) => {
+                config.validate()?;
+                Ok((config, Vec::new()))
+            }
+            Err(native) => {
+                let tree = serde_norway::from_str::<serde_json::Value>(text)
+                    .map_err(|_| ConfigError::Parse(native.to_string()))?;
+                Self::from_go_tree(tree, native.to_string())
+            }
+        }
+    }
+
+    /// The second reading of a document Parti's keys did not fit: move the Go
+    /// keys, then read what is left as Parti's. Without any Go key the first
+    /// reading's error stands.
+    fn from_go_tree(
+        mut tree: serde_json::Value,
+        native_error: String,
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        let (found, warnings) = go::translate(&mut tree)?;
+        if !found {
+            return Err(ConfigError::Parse(native_error));
+        }
+        let config: Config =
+            serde_json::from_value(tree).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok((config, warnings))
     }
 
     /// Serialises to TOML.
@@ -448,6 +509,12 @@ impl Config {
         self.worker_id_max
             .saturating_sub(self.worker_id_min)
             .saturating_add(1)
+    }
+}
+
+fn log_warnings(warnings: &[ConfigWarning]) {
+    for w in warnings {
+        tracing::warn!(warning = %w, "configuration");
     }
 }
 

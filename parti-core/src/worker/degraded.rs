@@ -226,11 +226,12 @@ mod tests {
             d.on_timeout(&c, s(130)),
             Signal::Alert(Warn, Duration::from_secs(120))
         );
+        // Exit needs `exit_after` (2 s) of uninterrupted reachability.
         d.on_reachable(s(131));
         d.on_unreachable(s(132));
         d.on_reachable(s(133));
-        assert_eq!(d.on_timeout(&c, s(137)), Signal::None);
-        assert_eq!(d.on_timeout(&c, s(138)), Signal::Exited);
+        assert_eq!(d.on_timeout(&c, s(134)), Signal::None);
+        assert_eq!(d.on_timeout(&c, s(135)), Signal::Exited);
         assert!(!d.is_degraded());
         assert_eq!(d.poll_timeout(&c), None);
     }

@@ -66,9 +66,13 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    /// Forgets the assignment (ID lost). Returns what was held.
+    /// Forgets the assignment (ID lost). Returns what was held. The commit
+    /// record is forgotten too: the next claim's watch delivers the current
+    /// one, which may carry a lower term if the buckets were lost and
+    /// recreated (terms are revisions of the new leader key).
     pub(crate) fn reset(&mut self) -> Diff {
         let diff = self.drop_all();
+        self.meta = None;
         self.records.clear();
         self.applied = None;
         self.ever_applied = false;
@@ -110,7 +114,6 @@ impl Follower {
     }
 
     /// The highest commit record seen.
-    #[cfg(test)]
     pub(crate) fn meta(&self) -> Option<&AssignmentMeta> {
         self.meta.as_ref()
     }

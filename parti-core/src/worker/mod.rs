@@ -183,6 +183,22 @@ impl Worker {
         self.follower.applied_version()
     }
 
+    /// The highest committed assignment version this worker has seen (from
+    /// the commit record), whether or not it applied it yet; `None` before
+    /// the first. `committed_version() - assignment_version()` is how far
+    /// this worker lags behind the group.
+    pub fn committed_version(&self) -> Option<u64> {
+        self.follower.meta().map(|m| m.version)
+    }
+
+    /// Whether the worker is in degraded mode (cut off from the store for
+    /// longer than `degraded.enter_after`, and not yet reachable again for
+    /// `degraded.exit_after`): the degraded tracker's own view, which the
+    /// `Degraded` state follows.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.is_degraded()
+    }
+
     /// The members as this worker sees them.
     pub fn roster(&self) -> &Roster {
         &self.roster

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
-//!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage]
+//!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage,wipe]
 //!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]
 //! ```
 //!

@@ -147,6 +147,14 @@ pub struct Commits {
 }
 
 impl Commits {
+    /// The store lost its buckets: terms (revisions of the new leader key)
+    /// and the commit sequence start again. What must not go back is what
+    /// a worker sees: [`check_applied_version`] and [`Epochs`].
+    pub fn on_store_wiped(&mut self) {
+        self.last_term = 0;
+        self.count = 0;
+    }
+
     /// A commit record was accepted by the store.
     pub fn on_commit(
         &mut self,
@@ -186,6 +194,29 @@ impl Commits {
         self.last_version = self.last_version.max(version);
         self.count += 1;
     }
+}
+
+/// S6 as a worker sees it: the assignment versions a process applies never
+/// go back (version 0 reports a release of everything and is skipped).
+/// `max_seen` is the highest version the process applied so far.
+pub fn check_applied_version(
+    who: &str,
+    version: u64,
+    max_seen: &mut u64,
+    at: u64,
+    out: &mut Vec<Violation>,
+) {
+    if version == 0 {
+        return;
+    }
+    if version < *max_seen {
+        out.push(Violation {
+            guarantee: Guarantee::S6,
+            at,
+            detail: format!("{who} applied version {version} after version {max_seen}"),
+        });
+    }
+    *max_seen = (*max_seen).max(version);
 }
 
 /// S6 on epochs: a grant never carries a smaller epoch than one seen before for

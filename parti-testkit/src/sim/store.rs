@@ -194,6 +194,17 @@ impl SimStore {
         }
     }
 
+    /// Loses every key (memory storage and a server restart): the store is
+    /// empty and its revisions start again from 1. No change is reported (a
+    /// lost bucket tells its watchers nothing; their watches end).
+    pub fn wipe(&mut self) {
+        self.entries.clear();
+        self.revision = 0;
+        self.expiries.clear();
+        self.changes.clear();
+        self.max_leader_term = 0;
+    }
+
     /// Reads `key`.
     pub fn get(&self, key: &Key) -> Option<&Entry> {
         self.entries.get(key)

@@ -92,6 +92,7 @@ pub(crate) struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) refresh_every: Option<Duration>,
+    pub(crate) metrics_labels: Vec<(String, String)>,
 }
 
 struct Running {
@@ -111,7 +112,8 @@ struct Running {
     heartbeat_interval: Duration,
     hook_budget: Duration,
     stop_waiters: Vec<oneshot::Sender<()>>,
-    group: String,
+    /// The metrics this driver writes.
+    metrics: m::Recorder,
     /// Calls waiting on the assignment lane, and the one running.
     lane: VecDeque<LaneCall>,
     lane_task: Option<LaneTask>,
@@ -156,6 +158,7 @@ impl Driver {
             shared,
             mut control,
             refresh_every,
+            metrics_labels,
         } = self;
         let (events, mut events_rx) = mpsc::unbounded_channel();
         let (internal, mut internal_rx) = mpsc::unbounded_channel();
@@ -178,7 +181,7 @@ impl Driver {
             heartbeat_interval: config.heartbeat_interval,
             hook_budget: config.effective_hook_budget(),
             stop_waiters: Vec::new(),
-            group: config.group.clone(),
+            metrics: m::Recorder::new(&config.group, metrics_labels),
             lane: VecDeque::new(),
             lane_task: None,
             held: None,
@@ -206,6 +209,7 @@ impl Driver {
             {
                 r.execute(command).await;
             }
+            r.metrics.observe(&r.worker, None);
             if r.worker.is_stopped() || r.abandoned {
                 break;
             }
@@ -255,8 +259,9 @@ impl Driver {
             let from = r.shared.state.send_replace(State::Shutdown);
             r.shared.assignment.send_replace(Assignment::default());
             r.shared.leader.send_replace(false);
+            r.metrics.observe(&r.worker, Some(State::Shutdown));
             if from != State::Shutdown {
-                m::state_changed(&r.group, from, State::Shutdown);
+                r.metrics.state_changed(from, State::Shutdown);
                 let _ = r.hook_calls.send(HookCall::State(from, State::Shutdown));
             }
         }

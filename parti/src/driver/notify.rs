@@ -8,7 +8,6 @@
 use super::Running;
 use super::hooks::{HookCall, LaneCall};
 use crate::Error;
-use crate::metrics as m;
 use crate::view::Assignment;
 use parti_core::{Notification, State};
 
@@ -18,7 +17,7 @@ impl Running {
         match notification {
             Notification::StateChanged { from, to } => {
                 tracing::info!(%from, %to, "state changed");
-                m::state_changed(&self.group, from, to);
+                self.metrics.state_changed(from, to);
                 self.shared.state.send_replace(to);
                 let _ = self.hook_calls.send(HookCall::State(from, to));
             }
@@ -47,7 +46,8 @@ impl Running {
                     version: self.worker.assignment_version(),
                     partitions: self.worker.assignment(),
                 };
-                m::assignment(&self.group, &view, added.len(), removed.len());
+                self.metrics
+                    .assignment_changed(&view, added.len(), removed.len());
                 self.shared.assignment.send_replace(view);
                 // On its own task; the renewal confirming it waits for it.
                 if !self.failed {
@@ -62,20 +62,28 @@ impl Running {
             Notification::LeadershipChanged { leader, term } => {
                 span.record("term", term);
                 tracing::info!(leader, term, "leadership changed");
-                m::leader(&self.group, leader);
+                self.metrics.leadership_changed(leader);
                 self.shared.leader.send_replace(leader);
             }
             Notification::Published {
                 version,
                 granted,
                 revoked,
+                lifecycle,
+                handoff_pending,
             } => {
-                tracing::info!(version, granted, revoked, "published an assignment");
-                m::published(&self.group);
+                tracing::info!(
+                    version,
+                    granted,
+                    revoked,
+                    ?lifecycle,
+                    "published an assignment"
+                );
+                self.metrics.published(lifecycle, handoff_pending);
             }
             Notification::DegradedAlert { level, elapsed } => {
                 tracing::warn!(?level, ?elapsed, "still degraded");
-                m::degraded_alert(&self.group, level);
+                self.metrics.degraded_alert(level);
                 let _ = self
                     .hook_calls
                     .send(HookCall::DegradedAlert(level, elapsed));
@@ -101,6 +109,5 @@ impl Running {
                 self.shared.state.send_replace(State::Shutdown);
             }
         }
-        m::skipped_values(&self.group, self.worker.skipped_values());
     }
 }

@@ -203,6 +203,7 @@ impl Controller {
                 .insert(w, rec.version, rec.instance, Arc::new(set));
         }
         let version = next.meta.version;
+        let lifecycle = next.meta.lifecycle;
         if self.takeover_pending {
             self.takeover_pending = false;
             out.push(Command::CleanupAssignments {
@@ -225,6 +226,8 @@ impl Controller {
             version,
             granted: publishing.granted,
             revoked: publishing.revoked,
+            lifecycle,
+            handoff_pending: self.pending_handoff,
         });
     }
 }

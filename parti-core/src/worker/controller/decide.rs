@@ -192,10 +192,21 @@ impl Controller {
             }
             let cold = self.committed.is_none() || self.restart_detected;
             if cold {
+                // Members that saw assignments before, with nothing
+                // committed: the buckets were lost, not the processes. The
+                // group re-forms after the planned-scale window, not the
+                // cold-start one.
+                let reforming =
+                    self.committed.is_none() && roster.members().any(|(_, v)| v.record.seen > 0);
+                let window = if reforming {
+                    config.planned_scale_window
+                } else {
+                    config.cold_start_window
+                };
                 // Just back from an outage, the window also covers the
                 // recovery grace: the workers may still be reconnecting.
-                let window_end = (self.since + config.cold_start_window)
-                    .max(self.recovery_until.unwrap_or(self.since));
+                let window_end =
+                    (self.since + window).max(self.recovery_until.unwrap_or(self.since));
                 let until = *self.cold_until.get_or_insert(window_end);
                 if now >= until {
                     self.rebalance(Lifecycle::ColdStart, &specs, &ghosts, out, now);

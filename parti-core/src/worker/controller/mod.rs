@@ -15,7 +15,7 @@ mod handoff;
 mod holdings;
 mod publish;
 
-use super::planted::PlantedBugs;
+use super::planted::{PlantedBug, PlantedBugs};
 use crate::command::{Command, Notification};
 use crate::config::Config;
 use crate::event::OpId;
@@ -291,6 +291,24 @@ impl Controller {
         self.changed = true;
     }
 
+    /// A member has seen a higher version than the committed one (the
+    /// buckets were lost and recreated, and it came back after the leader's
+    /// first publication): it would ignore every record below what it saw,
+    /// so everything is re-staged under a version above it.
+    fn restage_if_behind(&mut self, roster: &Roster) {
+        if self.publishing.is_some() || self.takeover_pending {
+            return;
+        }
+        let Some(c) = &self.committed else { return };
+        let behind = roster.members().any(|(_, v)| {
+            v.record.status == MemberStatus::Active && v.record.seen > c.meta.version
+        });
+        if behind && !self.planted.has(PlantedBug::VersionReset) {
+            self.takeover_pending = true;
+            self.dirty = true;
+        }
+    }
+
     /// The watch delivered the leader's own renewal sent at `sent`: its view
     /// of the members is complete up to then.
     pub(crate) fn watch_fresh_through(&mut self, sent: Instant) {
@@ -359,6 +377,7 @@ impl Controller {
             return;
         }
         self.evict_vanished(config, roster, out, now);
+        self.restage_if_behind(roster);
         if self.publishing.is_some() {
             return;
         }

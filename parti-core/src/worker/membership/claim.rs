@@ -49,16 +49,21 @@ impl Membership {
         let mut own_evicted = Vec::new();
         let mut free = Vec::new();
         let mut held = Vec::new();
+        let mut previous = None;
         for n in config.worker_id_min..=config.worker_id_max {
             let id = WorkerId::new(&config.worker_id_prefix, n);
+            let was_mine = self.previous.as_ref() == Some(&id);
             match roster.get(&id) {
                 _ if self.planted.has(PlantedBug::BlindClaim) => free.push(n),
+                None if was_mine => previous = Some(n),
                 None => free.push(n),
                 Some(v) if self.is_mine(v.record.instance) => own_evicted.push(n),
                 Some(_) => held.push(n),
             }
         }
-        let mut order = own_evicted;
+        // The ID held last comes first when it is free again; then IDs whose
+        // records are this process's own earlier claims.
+        let mut order: Vec<u32> = previous.into_iter().chain(own_evicted).collect();
         if let Some(p) = config.preferred_worker_id {
             order.retain(|&n| n != p);
             order.insert(0, p);
@@ -189,6 +194,7 @@ impl Membership {
         sent: Instant,
     ) -> Signal {
         let id = WorkerId::new(&config.worker_id_prefix, n);
+        self.previous = Some(id.clone());
         self.phase = Phase::Held(Lease::claimed(id, revision, sent, config));
         Signal::Claimed
     }

@@ -164,6 +164,10 @@ pub(crate) struct Membership {
     /// Delay before the next retry while the range is full (doubles up to
     /// [`claim::max_full_range_delay`]).
     full_range_delay: Duration,
+    /// The last ID this process held: claimed first again after a loss (the
+    /// store may have lost its buckets, or the key lapsed), so that the
+    /// process keeps its place in the assignment.
+    previous: Option<WorkerId>,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -171,6 +175,7 @@ pub(crate) struct Membership {
 impl Membership {
     pub(crate) fn new(instance: InstanceId, capacity: u32) -> Self {
         Membership {
+            previous: None,
             base: instance,
             claims: 0,
             past: Vec::new(),

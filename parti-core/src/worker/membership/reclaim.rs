@@ -147,6 +147,7 @@ impl Membership {
             Reclaim::Writing { op: write, sent } if *write == op => match outcome {
                 Outcome::Written(revision) => {
                     let lease = Lease::claimed(id.clone(), *revision, *sent, config);
+                    self.previous = Some(id.clone());
                     self.phase = Phase::Held(lease);
                     Some(Signal::Reclaimed)
                 }

@@ -70,6 +70,8 @@ pub enum Scripted {
     /// The store is down for everybody for this many ms: every process,
     /// running or started meanwhile, is cut off (its keys still expire).
     CutAll(u64),
+    /// Like `CutAll`, and the store comes back empty (every bucket lost).
+    LoseBuckets(u64),
 }
 
 impl SimConfig {

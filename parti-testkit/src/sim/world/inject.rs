@@ -137,6 +137,10 @@ impl Simulator {
                 let ms = self.rng.range(1_000, 45_000);
                 self.store_down_for_everybody(ms);
             }
+            FaultKind::Wipe => {
+                let ms = self.rng.range(1_000, 10_000);
+                self.lose_buckets(ms);
+            }
             FaultKind::Drift | FaultKind::Lost | FaultKind::Delay => {}
         }
         // Any other disturbance voids a pending graceful-restart comparison.
@@ -212,6 +216,7 @@ impl Simulator {
                 self.announce_partitions(false);
             }
             Scripted::CutAll(ms) => self.store_down_for_everybody(ms),
+            Scripted::LoseBuckets(ms) => self.lose_buckets(ms),
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
                     self.cut_off(slot, ms);
@@ -240,6 +245,33 @@ impl Simulator {
             if self.procs[slot].alive {
                 self.cut_off_until_outage_ends(slot);
             }
+        }
+    }
+
+    /// The store goes down for everybody for `ms` and comes back empty.
+    fn lose_buckets(&mut self, ms: u64) {
+        self.store_down_for_everybody(ms);
+        self.log(|| "the store loses every bucket".to_string());
+        self.store.wipe();
+        self.commits.on_store_wiped();
+        for p in self.procs.iter_mut().filter(|p| p.alive && p.watch_gen > 0) {
+            // Items of the old watch still on their way are dropped.
+            p.watch_gen += 1;
+            p.watch_lost = true;
+        }
+    }
+
+    /// Back in reach of a store that lost its buckets: the process's watch
+    /// ends (`WatchLost`) and its driver opens a new one.
+    pub(super) fn end_lost_watch(&mut self, slot: usize, inc: u64) {
+        let p = &mut self.procs[slot];
+        if !std::mem::take(&mut p.watch_lost) {
+            return;
+        }
+        let worker = p.watch_worker.clone();
+        self.deliver_now(slot, Event::WatchLost);
+        if self.live(slot, inc) {
+            self.open_watch(slot, inc, worker);
         }
     }
 

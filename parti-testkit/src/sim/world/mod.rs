@@ -173,6 +173,8 @@ impl Simulator {
             restart_after_stop: false,
             restart_preferred: None,
             latest_pending: std::collections::HashMap::new(),
+            watch_lost: false,
+            max_version: 0,
             label: format!("p{slot}.{inc}"),
         };
         if slot < self.procs.len() {
@@ -316,6 +318,7 @@ impl Simulator {
                     p.cut_until = None;
                     self.log(|| format!("p{slot} reconnects to the store"));
                     self.deliver_now(slot, Event::Reconnected);
+                    self.end_lost_watch(slot, inc);
                 }
                 let p = &mut self.procs[slot];
                 if p.paused_until.is_some_and(|t| t <= self.now) {
@@ -342,7 +345,7 @@ impl Simulator {
         }
     }
 
-    fn live(&self, slot: usize, inc: u64) -> bool {
+    pub(super) fn live(&self, slot: usize, inc: u64) -> bool {
         self.procs
             .get(slot)
             .is_some_and(|p| p.alive && p.inc == inc)

@@ -64,6 +64,7 @@ impl Simulator {
                 version,
                 granted,
                 revoked,
+                ..
             } => {
                 self.log(|| {
                     format!(
@@ -77,6 +78,13 @@ impl Simulator {
                 version,
             } => {
                 let now = self.now;
+                checks::check_applied_version(
+                    &label,
+                    version,
+                    &mut self.procs[slot].max_version,
+                    now,
+                    &mut self.violations,
+                );
                 if !removed.is_empty() {
                     self.report
                         .releases

@@ -79,8 +79,13 @@ pub(super) struct Proc {
     pub(super) cut_until: Option<u64>,
     pub(super) watch_gen: u64,
     pub(super) watch_worker: Option<WorkerId>,
+    /// The store lost its buckets while this process watched: its watch
+    /// ends when it reaches the store again.
+    pub(super) watch_lost: bool,
     pub(super) last_watch_at: u64,
     pub(super) held: BTreeMap<PartitionId, u64>,
+    /// The highest assignment version this process applied.
+    pub(super) max_version: u64,
     pub(super) timer_at: Option<u64>,
     pub(super) restart_after_stop: bool,
     pub(super) restart_preferred: Option<u32>,

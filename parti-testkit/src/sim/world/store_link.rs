@@ -112,7 +112,12 @@ impl Simulator {
     /// Opens a watch for process `slot`: a new generation (items of older
     /// watches are dropped), the current value of every watched key, then
     /// `CaughtUp`.
-    fn open_watch(&mut self, slot: usize, inc: u64, worker: Option<parti_core::WorkerId>) {
+    pub(super) fn open_watch(
+        &mut self,
+        slot: usize,
+        inc: u64,
+        worker: Option<parti_core::WorkerId>,
+    ) {
         if !self.live(slot, inc) {
             return;
         }
