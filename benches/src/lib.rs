@@ -5,7 +5,9 @@
 //! - [`report`]: the measures of one strategy on one cell, used by the
 //!   `strategy-report` binary (`cargo run --release -p parti-benches --bin
 //!   strategy-report -- [--json] [--quick]`);
-//! - [`alloc`]: a counting global allocator for the report's memory column.
+//! - [`alloc`]: a counting global allocator for the report's memory column;
+//! - [`publication`]: assignment records of a cold start and their stored
+//!   size (`cargo run --release -p parti-benches --bin publication-report`).
 //!
 //! The divan bench `benches/strategies.rs` times the same cells for regression
 //! tracking (`cargo bench -p parti-benches`).
@@ -14,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod alloc;
+pub mod publication;
 pub mod report;
 pub mod spec;
 

@@ -25,6 +25,69 @@ pub struct DemoArgs {
     connect: ConnectArgs,
 }
 
+/// Above this many workers the live view is one summary line.
+const DETAILED_VIEW_MAX: usize = 12;
+
+/// Workers a demo may add beyond those it starts with (it adds two).
+const SPARE_IDS: usize = 10;
+
+/// The live view of many workers: how many are in each state, the leader,
+/// the spread of partition counts and of applied versions.
+fn summary_line(running: &[&Manager]) -> String {
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut counts = Vec::with_capacity(running.len());
+    let mut versions = Vec::with_capacity(running.len());
+    let mut leader = None;
+    for m in running {
+        *states.entry(format!("{:?}", m.state())).or_default() += 1;
+        let a = m.assignment();
+        counts.push(a.len());
+        versions.push(a.version);
+        if m.is_leader() {
+            leader = m.worker_id().map(|w| w.to_string());
+        }
+    }
+    let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let range = |v: &[usize]| {
+        let (lo, hi) = (v.iter().min(), v.iter().max());
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+            _ => "-".into(),
+        }
+    };
+    let versions: Vec<usize> = versions.iter().map(|v| *v as usize).collect();
+    format!(
+        "{} workers ({}) | leader {} | owns {} | v{}",
+        running.len(),
+        states.join(", "),
+        leader.unwrap_or_else(|| "none".into()),
+        range(&counts),
+        range(&versions)
+    )
+}
+
+/// The demo's timings: the test timings, stretched with the number of
+/// workers (all of them share this process and its cores: every heartbeat
+/// reaches every worker, so the load grows with the square of their number),
+/// and an ID range with room for every worker the demo starts.
+fn demo_config(workers: usize) -> Config {
+    let mut config = Config::for_tests();
+    let stretch = (workers / 25).clamp(1, 20) as u32;
+    config.heartbeat_interval *= stretch;
+    config.heartbeat_ttl *= stretch;
+    config.lease_safety_margin *= stretch;
+    config.worker_id_ttl *= stretch;
+    config.election_ttl *= stretch;
+    config.emergency_grace = config.emergency_grace.map(|g| g * stretch);
+    config.operation_timeout *= stretch;
+    config.startup_timeout *= stretch;
+    config.cold_start_window *= stretch.min(4);
+    config.planned_scale_window *= stretch.min(4);
+    config.worker_id_min = 0;
+    config.worker_id_max = (workers + SPARE_IDS).max(100) as u32 - 1;
+    config
+}
+
 /// Who holds what, as reported by the hooks; counts overlaps.
 #[derive(Default)]
 struct Ledger {
@@ -154,8 +217,12 @@ impl Demo {
     }
 
     fn status_line(&self) -> String {
+        let running: Vec<&Manager> = self.workers.iter().flatten().collect();
+        if running.len() > DETAILED_VIEW_MAX {
+            return summary_line(&running);
+        }
         let mut parts = Vec::new();
-        for m in self.workers.iter().flatten() {
+        for m in running {
             let id = m.worker_id().map_or("?".into(), |w| w.to_string());
             let a = m.assignment();
             parts.push(format!(
@@ -171,7 +238,7 @@ impl Demo {
 
     /// Prints the live view whenever it changes, until the group converged.
     async fn settle(&mut self, what: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30) + self.config.heartbeat_ttl * 20;
         let mut stable_since: Option<Instant> = None;
         loop {
             let line = self.status_line();
@@ -217,8 +284,11 @@ impl Demo {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Result<(), String> {
-    let mut config = Config::for_tests();
+    let mut config = demo_config(args.workers);
     config.group = format!("demo{}", std::process::id());
+    config
+        .validate()
+        .map_err(|e| format!("demo configuration for {} workers: {e}", args.workers))?;
     let on_nats = args.connect.nats.is_some() || args.connect.context.is_some();
     let backend = if on_nats {
         Backend::Nats(args.connect.connect().await.map_err(|e| e.to_string())?)

@@ -46,6 +46,18 @@ pub enum BackendError {
     /// credentials may not use a bucket's subjects). Retrying does not help.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// A value is larger than the store accepts (NATS: the server's
+    /// `max_payload`) and cannot be cut smaller. Retrying does not help; the
+    /// worker reports it (the user's `on_error`).
+    #[error("{what} needs {size} bytes, above the store's limit of {limit} bytes")]
+    TooLarge {
+        /// What could not be written.
+        what: String,
+        /// Its size in bytes.
+        size: usize,
+        /// The largest value the store accepts.
+        limit: usize,
+    },
     /// Anything else.
     #[error("backend error: {0}")]
     Other(String),

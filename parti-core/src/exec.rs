@@ -217,6 +217,7 @@ pub fn outcome_of_error(error: &BackendError) -> Outcome {
         BackendError::Unavailable(_) => Outcome::Unavailable,
         BackendError::Misconfigured(e) => Outcome::Failed(e.clone()),
         BackendError::PermissionDenied(e) => Outcome::Failed(format!("permission denied: {e}")),
+        BackendError::TooLarge { .. } => Outcome::Failed(error.to_string()),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod layout;
 mod outbox;
 pub mod partition;
+pub mod pieces;
 pub mod records;
 pub mod roster;
 pub mod state;

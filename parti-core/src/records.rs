@@ -12,7 +12,9 @@
 //! - assignments bucket, key `meta`: [`AssignmentMeta`], the commit point; keys
 //!   `w.<term>.<worker>`: [`WorkerAssignment`], staged per worker under the term of
 //!   the leader that wrote them, so that a deposed leader can never overwrite a
-//!   record of its successor.
+//!   record of its successor. A store with a value size limit (NATS) writes a
+//!   record in a compact form, cut into as many pieces as needed
+//!   (`w.<term>.<worker>.<i>` for the further pieces): see [`crate::pieces`].
 
 use crate::ids::{InstanceId, WorkerId};
 use crate::partition::Partition;

@@ -5,9 +5,10 @@
 use async_nats::HeaderMap;
 use parti_core::backend::{Change, WatchEvent};
 use parti_core::ids::WorkerId;
-use parti_core::layout::{LEADER_KEY, META_KEY, parse_worker_assignment_key};
+use parti_core::layout::{LEADER_KEY, META_KEY, parse_assignment_piece_key};
+use parti_core::pieces::{Assembler, Piece, decode_piece};
 use parti_core::records::{
-    AssignmentMeta, DecodeError, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode,
+    AssignmentMeta, DecodeError, LeaderRecord, MemberRecord, Revision, decode,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,11 +57,14 @@ pub(crate) enum Source {
     Assignments,
 }
 
-/// Turns entries into events and counts what it skips.
+/// Turns entries into events and counts what it skips. Pieces of
+/// assignment records are collected until a record is complete (see
+/// [`parti_core::pieces`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Decoder {
     worker_prefix: String,
     skipped: Arc<AtomicU64>,
+    assembler: Assembler,
 }
 
 impl Decoder {
@@ -68,6 +72,7 @@ impl Decoder {
         Decoder {
             worker_prefix,
             skipped,
+            assembler: Assembler::new(),
         }
     }
 
@@ -89,9 +94,10 @@ impl Decoder {
     }
 
     /// The event for one entry, or `None` when the entry means nothing to the
-    /// protocol (e.g. removal of a stale assignment record).
+    /// protocol (e.g. removal of a stale assignment record, a piece of a
+    /// record not complete yet).
     pub(crate) fn event(
-        &self,
+        &mut self,
         source: Source,
         bucket: &str,
         key: &str,
@@ -162,7 +168,7 @@ impl Decoder {
     }
 
     fn assignment_event(
-        &self,
+        &mut self,
         bucket: &str,
         key: &str,
         op: Op,
@@ -190,40 +196,47 @@ impl Decoder {
                 Err(error) => self.skipped(bucket, key, error),
             });
         }
-        Some(match decode_assignment(key, payload) {
-            Ok(record) => WatchEvent::Assignment { revision, record },
-            Err(error) => self.skipped(bucket, key, error),
-        })
+        match decode_piece_at(key, payload) {
+            Ok(piece) => self
+                .assembler
+                .add(piece)
+                .map(|record| WatchEvent::Assignment { revision, record }),
+            Err(error) => Some(self.skipped(bucket, key, error)),
+        }
     }
 }
 
-/// Decodes a per-worker record and checks that it belongs at `key`
-/// (`w.<record.term>.<record.worker>`).
-pub(crate) fn decode_assignment(
-    key: &str,
-    payload: &[u8],
-) -> Result<WorkerAssignment, DecodeError> {
-    let Some((term, worker)) = parse_worker_assignment_key(key) else {
+/// Decodes a piece of a per-worker record and checks that it belongs at
+/// `key` (`w.<term>.<worker>` for piece 0, `w.<term>.<worker>.<index>`).
+pub(crate) fn decode_piece_at(key: &str, payload: &[u8]) -> Result<Piece, DecodeError> {
+    let Some((term, worker, index)) = parse_assignment_piece_key(key) else {
         return Err(DecodeError::Malformed(format!(
-            "key {key:?} is not an assignment key w.<term>.<worker>"
+            "key {key:?} is not an assignment key w.<term>.<worker>[.<piece>]"
         )));
     };
-    let record = decode::<WorkerAssignment>(payload)?;
-    if record.term != term || record.worker != worker {
+    let piece = decode_piece(payload)?;
+    if piece.term != term || piece.worker != worker || piece.index != index {
         return Err(DecodeError::Malformed(format!(
-            "record for {} at term {} stored under key {key:?}",
-            record.worker, record.term
+            "piece {} of the record for {} at term {} stored under key {key:?}",
+            piece.index, piece.worker, piece.term
         )));
     }
-    Ok(record)
+    Ok(piece)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use parti_core::ids::InstanceId;
-    use parti_core::layout::worker_assignment_key;
-    use parti_core::records::encode;
+    use parti_core::layout::{assignment_piece_key, worker_assignment_key};
+    use parti_core::pieces::{assemble, encode_pieces};
+    use parti_core::records::{OwnedPartition, WorkerAssignment, encode};
+
+    /// A whole record stored in one value (of either format).
+    fn decode_assignment(key: &str, payload: &[u8]) -> Result<WorkerAssignment, DecodeError> {
+        let piece = decode_piece_at(key, payload)?;
+        assemble([piece]).ok_or_else(|| DecodeError::Malformed("not a whole record".into()))
+    }
 
     fn decoder() -> (Decoder, Arc<AtomicU64>) {
         let counter = Arc::new(AtomicU64::new(0));
@@ -246,7 +259,7 @@ mod tests {
 
     #[test]
     fn members_decode_skip_and_remove() {
-        let (d, counter) = decoder();
+        let (mut d, counter) = decoder();
         let rec = MemberRecord::fresh(InstanceId(7), 1);
         let ev = d.event(Source::Members, "b", "worker-3", Op::Put, 5, &encode(&rec));
         assert_eq!(
@@ -292,7 +305,8 @@ mod tests {
         assert!(decode_assignment("w.8.worker-1", &bytes).is_err());
         assert!(decode_assignment("w.9.worker-2", &bytes).is_err());
         assert!(decode_assignment("meta", &bytes).is_err());
-        let (d, counter) = decoder();
+        assert!(decode_assignment("w.9.worker-1.1", &bytes).is_err());
+        let (mut d, counter) = decoder();
         assert_eq!(
             d.event(Source::Assignments, "a", "meta", Op::Removed, 3, b""),
             None
@@ -306,6 +320,54 @@ mod tests {
             Some(WatchEvent::Assignment { revision: 4, .. })
         ));
         assert_eq!(counter.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_record_in_pieces_is_delivered_once_complete() {
+        let rec = WorkerAssignment {
+            v: 1,
+            worker: WorkerId::new("worker", 1),
+            instance: InstanceId(1),
+            version: 3,
+            term: 9,
+            partitions: (0..500)
+                .map(|i| OwnedPartition {
+                    partition: parti_core::Partition::new([format!("p-{i:05}")]),
+                    epoch: 2,
+                })
+                .collect(),
+        };
+        let pieces = encode_pieces(&rec, 1000).unwrap();
+        assert!(pieces.len() > 3);
+        let (mut d, counter) = decoder();
+        let last = pieces.len() - 1;
+        for (i, value) in pieces.iter().enumerate().rev() {
+            let key = assignment_piece_key(9, &rec.worker, i as u32);
+            let ev = d.event(
+                Source::Assignments,
+                "a",
+                &key,
+                Op::Put,
+                10 + i as u64,
+                value,
+            );
+            if i == 0 {
+                assert_eq!(
+                    ev,
+                    Some(WatchEvent::Assignment {
+                        revision: 10,
+                        record: rec.clone()
+                    })
+                );
+            } else {
+                assert_eq!(ev, None, "piece {i} of {last} completes nothing");
+            }
+        }
+        // A piece under another piece's key is skipped.
+        let key = assignment_piece_key(9, &rec.worker, 2);
+        let ev = d.event(Source::Assignments, "a", &key, Op::Put, 30, &pieces[1]);
+        assert!(matches!(ev, Some(WatchEvent::Skipped { .. })));
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
     }
 
     mod fuzz {
@@ -338,7 +400,7 @@ mod tests {
                 revision in any::<u64>(),
                 payload in prop::collection::vec(any::<u8>(), 0..512),
             ) {
-                let (d, _) = decoder();
+                let (mut d, _) = decoder();
                 let op = if removed { Op::Removed } else { Op::Put };
                 let _ = d.event(source, "b", &key, op, revision, &payload);
                 let _ = decode_assignment(&key, &payload);
@@ -367,7 +429,7 @@ mod tests {
 
         #[test]
         fn oversized_values_are_skipped() {
-            let (d, counter) = decoder();
+            let (mut d, counter) = decoder();
             let payload = vec![b' '; MAX_VALUE_BYTES + 1];
             let ev = d.event(Source::Members, "b", "worker-1", Op::Put, 1, &payload);
             assert!(matches!(

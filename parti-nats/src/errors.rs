@@ -9,6 +9,7 @@
 //! | wrong last sequence (10071) / `WrongLastRevision` | [`BackendError::Conflict`] |
 //! | any timed-out request or ack, a broken ack pipe | [`BackendError::Timeout`] (outcome unknown) |
 //! | no responders, JetStream temporarily unavailable (503), I/O, closed client | [`BackendError::Unavailable`] |
+//! | a message above the server's `max_payload` (refused by the client) | [`BackendError::TooLarge`] |
 //! | anything else | [`BackendError::Other`] with the whole chain as text |
 //!
 //! A write whose ack timed out may have been applied: `Timeout` is never turned
@@ -46,6 +47,7 @@ fn classify_layer(err: &(dyn StdError + 'static)) -> Option<BackendError> {
             PublishErrorKind::StreamNotFound => Some(BackendError::Unavailable(
                 "no JetStream stream answered (no responders)".into(),
             )),
+            PublishErrorKind::MaxPayloadExceeded => Some(too_large(&e.to_string())),
             _ => None,
         };
     }
@@ -87,6 +89,20 @@ fn classify_layer(err: &(dyn StdError + 'static)) -> Option<BackendError> {
     None
 }
 
+/// The client's refusal of a message above `max_payload`; its text is
+/// "… limit of <max_payload> exceeded by message size of <size>".
+fn too_large(text: &str) -> BackendError {
+    let numbers: Vec<usize> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    BackendError::TooLarge {
+        what: String::new(),
+        size: numbers.get(1).copied().unwrap_or(0),
+        limit: numbers.first().copied().unwrap_or(0),
+    }
+}
+
 fn classify_server(e: &jetstream::Error) -> Option<BackendError> {
     if e.error_code().0 == WRONG_LAST_SEQUENCE {
         return Some(BackendError::Conflict);
@@ -122,6 +138,11 @@ pub(crate) fn classify(what: &str, err: &(dyn StdError + 'static)) -> BackendErr
                 BackendError::Unavailable(msg) => {
                     BackendError::Unavailable(format!("{what}: {msg}"))
                 }
+                BackendError::TooLarge { size, limit, .. } => BackendError::TooLarge {
+                    what: format!("the value of {what}"),
+                    size,
+                    limit,
+                },
                 other => other,
             };
         }

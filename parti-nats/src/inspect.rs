@@ -5,8 +5,8 @@
 //! writes nothing — and the deletion of a group's buckets
 //! ([`GroupReader::delete_buckets`], the one call here that changes anything).
 
+use crate::NatsBackend;
 use crate::buckets::classify_bucket;
-use crate::codec::decode_assignment;
 use crate::errors::classify;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::kv::{self, Operation};
@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, ContextBuilder, ErrorCode};
 use futures_util::TryStreamExt;
 use parti_core::backend::BackendError;
 use parti_core::ids::WorkerId;
-use parti_core::layout::{BucketNames, LEADER_KEY, META_KEY, worker_assignment_key};
+use parti_core::layout::{BucketNames, LEADER_KEY, META_KEY};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode,
 };
@@ -109,6 +109,9 @@ pub struct GroupState {
 #[derive(Clone, Debug)]
 pub struct GroupReader {
     js: jetstream::Context,
+    /// Only its record reader is used (never `ensure_ready`, which would
+    /// create buckets).
+    records: std::sync::Arc<NatsBackend>,
     names: BucketNames,
     worker_prefix: String,
 }
@@ -123,10 +126,15 @@ impl GroupReader {
         worker_prefix: impl Into<String>,
         timeout: Duration,
     ) -> Self {
+        let worker_prefix = worker_prefix.into();
+        let mut config = parti_core::Config::default();
+        config.worker_id_prefix = worker_prefix.clone();
+        config.operation_timeout = timeout;
         GroupReader {
+            records: std::sync::Arc::new(NatsBackend::new(client.clone(), &config)),
             js: ContextBuilder::new().timeout(timeout).build(client),
             names,
-            worker_prefix: worker_prefix.into(),
+            worker_prefix,
         }
     }
 
@@ -213,7 +221,7 @@ impl GroupReader {
             self.read_leader(store, &mut state).await?;
         }
         if let Some((store, _)) = &assignments_bucket {
-            read_assignments(store, &mut state).await?;
+            read_assignments(&self.records, store, &mut state).await?;
         }
         Ok(state)
     }
@@ -326,7 +334,11 @@ async fn read_entry(store: &kv::Store, key: &str) -> Result<Option<kv::Entry>, B
     Ok(entry.filter(|e| e.operation == Operation::Put))
 }
 
-async fn read_assignments(store: &kv::Store, state: &mut GroupState) -> Result<(), BackendError> {
+async fn read_assignments(
+    records: &NatsBackend,
+    store: &kv::Store,
+    state: &mut GroupState,
+) -> Result<(), BackendError> {
     let Some(entry) = read_entry(store, META_KEY).await? else {
         return Ok(());
     };
@@ -340,21 +352,16 @@ async fn read_assignments(store: &kv::Store, state: &mut GroupState) -> Result<(
         }
     };
     for (worker, version) in &meta.records {
-        let key = worker_assignment_key(meta.term, worker);
-        let Some(e) = read_entry(store, &key).await? else {
-            state.problems.push(format!(
-                "{}/{key}: missing, though the commit record names it",
-                store.name
-            ));
-            continue;
-        };
-        match decode_assignment(&key, &e.value) {
-            Ok(record) if record.version == *version => state.records.push(record),
-            Ok(record) => state.problems.push(format!(
-                "{}/{key}: version {} where the commit record names {version}",
+        match records.record_get(store, meta.term, worker).await? {
+            Some(record) if record.version == *version => state.records.push(record),
+            Some(record) => state.problems.push(format!(
+                "{}: record of {worker} at version {} where the commit record names {version}",
                 store.name, record.version
             )),
-            Err(err) => state.problems.push(format!("{}/{key}: {err}", store.name)),
+            None => state.problems.push(format!(
+                "{}: record of {worker} (term {}) missing or incomplete, though the commit record names it",
+                store.name, meta.term
+            )),
         }
     }
     state.meta = Some((meta, entry.revision));

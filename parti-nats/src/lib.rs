@@ -46,6 +46,7 @@ mod consumer;
 mod errors;
 pub mod inspect;
 mod ops;
+mod partitioned;
 pub mod redact;
 mod watch;
 
@@ -68,10 +69,22 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 pub use crate::buckets::MIN_MAX_AGE;
+pub use crate::partitioned::{
+    ConsumerHealth, Delivery, HandlerError, PartitionConsumer, PartitionConsumerBuilder,
+    PartitionConsumerError, PartitionHealth,
+};
 
 /// Default lifetime of the marker the server writes when a key expires: a
 /// watcher that reconnects within it still sees the removal.
 pub const DEFAULT_LIMIT_MARKER_TTL: Duration = Duration::from_secs(30);
+
+/// Bytes kept free below the server's `max_payload` for a message's headers
+/// (a compare-and-set write carries its expected revision in one).
+pub const PAYLOAD_HEADROOM: usize = 1024;
+
+/// The `max_payload` assumed while the connection has not reported the
+/// server's (the server's default, 1 MiB).
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Shortest time between two checks for lost buckets.
 const REBUILD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,6 +131,8 @@ pub struct NatsBackend {
     skipped: Arc<AtomicU64>,
     /// When the buckets were last checked after a failed operation.
     last_rebuild_check: std::sync::Mutex<Option<std::time::Instant>>,
+    /// A cap on value sizes below the server's (tests, tuning).
+    max_value: Option<usize>,
 }
 
 impl NatsBackend {
@@ -150,6 +165,7 @@ impl NatsBackend {
             stores: OnceCell::new(),
             skipped: Arc::new(AtomicU64::new(0)),
             last_rebuild_check: std::sync::Mutex::new(None),
+            max_value: None,
         }
     }
 
@@ -172,6 +188,36 @@ impl NatsBackend {
     pub fn with_limit_marker_ttl(mut self, ttl: Duration) -> Self {
         self.marker_ttl = ttl;
         self
+    }
+
+    /// Caps the size of the values this backend writes below what the server
+    /// accepts (see [`value_limit`](Self::value_limit)); records larger than
+    /// the cap are cut into more pieces. Mostly for tests.
+    pub fn with_max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value = Some(bytes);
+        self
+    }
+
+    /// The largest value this backend writes: the connected server's
+    /// `max_payload` (as the connection reports it, never assumed) less
+    /// [`PAYLOAD_HEADROOM`], or the cap of
+    /// [`with_max_value_bytes`](Self::with_max_value_bytes) if lower. An
+    /// assignment record larger than this is written in several pieces (see
+    /// [`parti_core::pieces`]); a value that cannot be cut (one huge
+    /// partition name, a commit record naming very many workers) fails with
+    /// [`BackendError::TooLarge`].
+    pub fn value_limit(&self) -> usize {
+        let server = match self.client.max_payload() {
+            0 => self.client.server_info().max_payload,
+            known => known,
+        };
+        let server = if server == 0 {
+            DEFAULT_MAX_PAYLOAD
+        } else {
+            server
+        };
+        let limit = server.saturating_sub(PAYLOAD_HEADROOM);
+        self.max_value.map_or(limit, |cap| cap.min(limit))
     }
 
     /// The bucket names in use.
@@ -319,7 +365,9 @@ impl NatsBackend {
         let stores = self.stores().await?;
         let mut assignment_keys = vec![META_KEY.to_string()];
         if let Some(worker) = worker {
+            // Piece 0 of its records, and the further pieces of large ones.
             assignment_keys.push(format!("w.*.{worker}"));
+            assignment_keys.push(format!("w.*.{worker}.*"));
         }
         let mut subs = Vec::with_capacity(3);
         for (source, store, keys) in [

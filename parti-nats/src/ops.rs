@@ -3,16 +3,15 @@
 //! per-worker records, and the reads the protocol needs.
 
 use crate::NatsBackend;
-use crate::codec::decode_assignment;
+use crate::codec::decode_piece_at;
 use crate::errors::classify;
 use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use parti_core::backend::{AssignmentSnapshot, BackendError, StoreReply};
 use parti_core::ids::WorkerId;
-use parti_core::layout::{
-    LEADER_KEY, META_KEY, parse_worker_assignment_key, worker_assignment_key,
-};
+use parti_core::layout::{LEADER_KEY, META_KEY, assignment_piece_key, parse_assignment_piece_key};
+use parti_core::pieces::{Assembler, Piece, encode_pieces};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, MemberRecord, Revision, WorkerAssignment, decode, encode,
 };
@@ -106,17 +105,98 @@ impl NatsBackend {
         delete(&stores.leader, LEADER_KEY, expected).await
     }
 
-    pub(crate) async fn assignment_put(
+    /// The values of `record`'s pieces, with their keys (see
+    /// [`parti_core::pieces`]), each at most [`NatsBackend::value_limit`]
+    /// bytes.
+    fn record_pieces(
         &self,
         record: &WorkerAssignment,
-    ) -> Result<Revision, BackendError> {
+    ) -> Result<Vec<(String, Bytes)>, BackendError> {
+        let pieces =
+            encode_pieces(record, self.value_limit()).map_err(|e| BackendError::TooLarge {
+                what: format!(
+                    "a piece of the assignment record of {} (version {}, {} partitions)",
+                    record.worker,
+                    record.version,
+                    record.partitions.len()
+                ),
+                size: e.size,
+                limit: e.limit,
+            })?;
+        Ok((0u32..)
+            .zip(pieces)
+            .map(|(i, v)| {
+                (
+                    assignment_piece_key(record.term, &record.worker, i),
+                    v.into(),
+                )
+            })
+            .collect())
+    }
+
+    async fn piece_put(&self, key: &str, value: Bytes) -> Result<Revision, BackendError> {
         let stores = self.stores().await?;
         let store = &stores.assignments;
-        let key = worker_assignment_key(record.term, &record.worker);
         store
-            .put(&key, encode(record).into())
+            .put(key, value)
             .await
-            .map_err(|e| classify(&what("writing", store, &key), &e))
+            .map_err(|e| classify(&what("writing", store, key), &e))
+    }
+
+    /// Reads the record of `worker` staged under `term`: piece 0, then the
+    /// others it announces. `None` (with a warning or a skip) when a piece is
+    /// missing, undecodable or of another version.
+    pub(crate) async fn record_get(
+        &self,
+        store: &kv::Store,
+        term: u64,
+        worker: &parti_core::ids::WorkerId,
+    ) -> Result<Option<WorkerAssignment>, BackendError> {
+        let Some(head) = self.piece_get(store, term, worker, 0).await? else {
+            return Ok(None);
+        };
+        let (version, count) = (head.version, head.count);
+        let mut assembler = Assembler::new();
+        let mut record = assembler.add(head);
+        for index in 1..count {
+            let Some(piece) = self.piece_get(store, term, worker, index).await? else {
+                return Ok(None);
+            };
+            if piece.version != version {
+                tracing::warn!(
+                    bucket = %store.name, %worker, term, index, found = piece.version, expected = version,
+                    "a piece of the record is of another version; left out"
+                );
+                return Ok(None);
+            }
+            record = assembler.add(piece);
+        }
+        Ok(record)
+    }
+
+    async fn piece_get(
+        &self,
+        store: &kv::Store,
+        term: u64,
+        worker: &parti_core::ids::WorkerId,
+        index: u32,
+    ) -> Result<Option<Piece>, BackendError> {
+        let key = assignment_piece_key(term, worker, index);
+        let entry = store
+            .entry(key.as_str())
+            .await
+            .map_err(|e| classify(&what("reading", store, &key), &e))?;
+        let Some(e) = entry.filter(|e| e.operation == Operation::Put) else {
+            tracing::warn!(bucket = %store.name, key, "record piece named by meta is missing");
+            return Ok(None);
+        };
+        match decode_piece_at(&key, &e.value) {
+            Ok(piece) => Ok(Some(piece)),
+            Err(err) => {
+                self.note_skipped(&store.name, &key, &err);
+                Ok(None)
+            }
+        }
     }
 
     /// `expected == None` is a create: [`BackendError::AlreadyExists`] if a meta
@@ -128,6 +208,18 @@ impl NatsBackend {
     ) -> Result<Revision, BackendError> {
         let stores = self.stores().await?;
         let value: Bytes = encode(meta).into();
+        let limit = self.value_limit();
+        if value.len() > limit {
+            return Err(BackendError::TooLarge {
+                what: format!(
+                    "the commit record of version {} ({} workers)",
+                    meta.version,
+                    meta.records.len()
+                ),
+                size: value.len(),
+                limit,
+            });
+        }
         match expected {
             None => create(&stores.assignments, META_KEY, value).await,
             Some(rev) => cas(&stores.assignments, META_KEY, value, rev).await,
@@ -160,22 +252,13 @@ impl NatsBackend {
         };
         let mut records = Vec::with_capacity(meta.records.len());
         for (worker, version) in &meta.records {
-            let key = worker_assignment_key(meta.term, worker);
-            let entry = store
-                .entry(key.as_str())
-                .await
-                .map_err(|e| classify(&what("reading", store, &key), &e))?;
-            let Some(e) = entry.filter(|e| e.operation == Operation::Put) else {
-                tracing::warn!(bucket = %store.name, key, "record named by meta is missing");
-                continue;
-            };
-            match decode_assignment(&key, &e.value) {
-                Ok(record) if record.version == *version => records.push(record),
-                Ok(record) => tracing::warn!(
-                    bucket = %store.name, key, found = record.version, expected = version,
+            match self.record_get(store, meta.term, worker).await? {
+                Some(record) if record.version == *version => records.push(record),
+                Some(record) => tracing::warn!(
+                    bucket = %store.name, %worker, found = record.version, expected = version,
                     "record version differs from the one meta names; left out"
                 ),
-                Err(err) => self.note_skipped(&store.name, &key, &err),
+                None => {}
             }
         }
         Ok(AssignmentSnapshot {
@@ -200,8 +283,8 @@ impl NatsBackend {
         let stale: BTreeSet<u64> = subjects
             .iter()
             .filter_map(|(subject, _)| subject.strip_prefix(store.prefix.as_str()))
-            .filter_map(parse_worker_assignment_key)
-            .map(|(term, _)| term)
+            .filter_map(parse_assignment_piece_key)
+            .map(|(term, _, _)| term)
             .filter(|term| *term != keep_term)
             .collect();
         for term in stale {
@@ -217,15 +300,25 @@ impl NatsBackend {
         Ok(())
     }
 
-    /// Writes every record (a few at a time); fails with the first failure.
+    /// Writes every piece of every record (a few at a time); fails with the
+    /// first failure, or before writing anything if a record cannot be cut
+    /// into pieces small enough ([`BackendError::TooLarge`]).
     pub(crate) async fn stage(
         &self,
         records: &[WorkerAssignment],
     ) -> Result<StoreReply, BackendError> {
+        let mut writes = Vec::with_capacity(records.len());
+        for record in records {
+            writes.extend(self.record_pieces(record)?);
+        }
         let mut last = None;
-        for chunk in records.chunks(STAGING_CONCURRENCY) {
-            let staged =
-                futures_util::future::join_all(chunk.iter().map(|r| self.assignment_put(r))).await;
+        for chunk in writes.chunks(STAGING_CONCURRENCY) {
+            let staged = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|(key, value)| self.piece_put(key, value.clone())),
+            )
+            .await;
             for result in staged {
                 last = Some(result?);
             }

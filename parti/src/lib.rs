@@ -48,6 +48,8 @@
 //! checked by the simulator in `parti-testkit`. Metrics: [`metrics`] and
 //! `docs/metrics.md`.
 
+#[cfg(feature = "nats")]
+mod consume;
 mod driver;
 mod error;
 mod hooks;
@@ -66,6 +68,14 @@ pub use hooks::{Hooks, NoHooks};
 pub use manager::{Manager, ManagerBuilder};
 pub use source::{FnSource, PartitionSource, SourceError, StaticSource};
 pub use view::Assignment;
+
+/// The partition consumer (NATS feature): consume exactly the owned
+/// partitions of a JetStream stream; wire it with [`ManagerBuilder::consumer`].
+#[cfg(feature = "nats")]
+pub use parti_nats::{
+    ConsumerHealth, Delivery, HandlerError, PartitionConsumer, PartitionConsumerBuilder,
+    PartitionConsumerError, PartitionHealth,
+};
 
 pub use parti_core::config::{
     AlertConfig, BucketConfig, Config, ConfigBuilder, ConfigError, ConfigWarning, DegradedConfig,

@@ -31,6 +31,8 @@ pub struct ManagerBuilder {
     hooks: Arc<dyn Hooks>,
     refresh_every: Option<Duration>,
     instance: Option<InstanceId>,
+    #[cfg(feature = "nats")]
+    consumer: Option<parti_nats::PartitionConsumer>,
     metrics_labels: Vec<(String, String)>,
 }
 
@@ -44,6 +46,8 @@ impl ManagerBuilder {
             hooks: Arc::new(NoHooks),
             refresh_every: None,
             instance: None,
+            #[cfg(feature = "nats")]
+            consumer: None,
             metrics_labels: Vec::new(),
         }
     }
@@ -70,6 +74,18 @@ impl ManagerBuilder {
     /// Application callbacks.
     pub fn hooks(mut self, hooks: impl Hooks) -> Self {
         self.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// Consume the owned partitions with `consumer`: every assignment change
+    /// goes through [`parti_nats::PartitionConsumer::apply`] before the
+    /// application's `on_assignment_changed`, so a revoked partition is
+    /// confirmed to the leader only after its message in flight finished and
+    /// its progress was recorded. Keep each handler call well below
+    /// `hook_budget`.
+    #[cfg(feature = "nats")]
+    pub fn consumer(mut self, consumer: parti_nats::PartitionConsumer) -> Self {
+        self.consumer = Some(consumer);
         self
     }
 
@@ -131,13 +147,24 @@ impl ManagerBuilder {
             instance,
             CoreInstant::ZERO,
         );
+        #[cfg(feature = "nats")]
+        let hooks: Arc<dyn Hooks> = match self.consumer {
+            Some(consumer) => Arc::new(crate::consume::ConsumingHooks {
+                consumer,
+                app: self.hooks,
+                cleanup_wait: self.config.effective_hook_budget() / 2,
+            }),
+            None => self.hooks,
+        };
+        #[cfg(not(feature = "nats"))]
+        let hooks = self.hooks;
         let shared = Shared::new();
         let (control_tx, control_rx) = mpsc::channel(16);
         let task = Driver {
             worker,
             backend,
             source: self.source,
-            hooks: self.hooks,
+            hooks,
             shared: shared.clone(),
             control: control_rx,
             refresh_every: self.refresh_every,

@@ -439,6 +439,21 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_applying_a_lower_version_is_caught() {
+        let mut v = Vec::new();
+        let mut max = 0;
+        check_applied_version("p0", 4, &mut max, 1, &mut v);
+        check_applied_version("p0", 0, &mut max, 2, &mut v); // released everything
+        check_applied_version("p0", 5, &mut max, 3, &mut v);
+        assert!(v.is_empty());
+        // Planted: version 3 after 5 (a leader that restarted versions).
+        check_applied_version("p0", 3, &mut max, 4, &mut v);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].guarantee, Guarantee::S6);
+        assert_eq!(max, 5);
+    }
+
+    #[test]
     fn ownership_tracks_contest_and_completeness() {
         let mut o = Ownership::default();
         o.set_listed([p(1), p(2)].into_iter().collect(), 0);

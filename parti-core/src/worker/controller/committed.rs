@@ -69,14 +69,23 @@ impl Controller {
             .map(|(w, _)| w.clone())
         {
             self.evicting.remove(&w);
-            if matches!(
-                outcome,
-                Outcome::Unavailable | Outcome::Unknown | Outcome::Failed(_)
-            ) {
-                // Not through: try again after a pause, not in a busy loop
-                // while the store is out of reach.
-                self.evict_retry_at =
-                    Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+            match outcome {
+                Outcome::Written(revision) => {
+                    // The compare-and-set held: the watch shows the evicted
+                    // record (or already ours).
+                    let before = roster.get(&w).map_or(revision, |v| v.revision);
+                    self.evicted.insert(w, (before, revision));
+                }
+                Outcome::Unavailable | Outcome::Unknown | Outcome::Failed(_) => {
+                    // Not through: try again after a pause, not in a busy
+                    // loop while the store is out of reach.
+                    self.evict_retry_at =
+                        Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+                }
+                // It wrote since the revision the eviction expected: alive.
+                _ => {
+                    self.alive_at.insert(w, now);
+                }
             }
             self.dirty = true;
             return Some(Signal::None);
@@ -94,9 +103,20 @@ impl Controller {
                     publishing.next.revision = revision;
                     self.commit_done(publishing, out, now);
                 }
-                Outcome::Unavailable | Outcome::Failed(_) => {
+                Outcome::Unavailable => {
                     self.retry_at =
                         Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
+                    self.dirty = true;
+                }
+                Outcome::Failed(e) => {
+                    // Not a passing outage (a value too large for the store, a
+                    // refused permission): say so every time it is tried.
+                    out.notify(Notification::Error(format!(
+                        "publishing assignment version {} failed: {e}",
+                        publishing.next.meta.version
+                    )));
+                    self.retry_at =
+                        Some(now + config.heartbeat_interval.max(Duration::from_millis(10)));
                     self.dirty = true;
                 }
                 _ => {
@@ -159,6 +179,7 @@ impl Controller {
         let Some((meta, revision)) = snapshot.meta else {
             self.loaded = true;
             self.committed = None;
+            self.committed_gen += 1;
             return Signal::None;
         };
         if meta.term > self.term && !self.planted.has(PlantedBug::IgnoreTerms) {
@@ -190,6 +211,7 @@ impl Controller {
             self.restart_detected = !self.incarnations_returned(&committed, roster);
         }
         self.committed = Some(committed);
+        self.committed_gen += 1;
         self.loaded = true;
         Signal::None
     }
@@ -211,6 +233,8 @@ impl Controller {
             });
         }
         self.committed = Some(next);
+        self.committed_gen += 1;
+        self.lifecycle_published = true;
         self.pending_handoff = self.compute_handoff_pending();
         self.awaiting = publishing.awaiting;
         self.hold_until = if publishing.revoked > 0 {

@@ -38,9 +38,33 @@ impl Controller {
         before == 0 || (alive as f64) >= self.restart_ratio * before as f64
     }
 
+    /// The latest evidence that `w` is alive: the last change of its record
+    /// as the watch showed it, or a failed eviction (it wrote since the
+    /// revision the eviction expected) if that came later.
+    pub(super) fn last_sign_of_life(&self, w: &WorkerId, last_change: Instant) -> Instant {
+        self.alive_at
+            .get(w)
+            .map_or(last_change, |t| (*t).max(last_change))
+    }
+
+    /// Drops what evictions taught once the watch shows newer records (a
+    /// new claim of an evicted ID, renewals after a failed eviction).
+    pub(super) fn forget_stale_evictions(&mut self, roster: &Roster) {
+        self.evicted.retain(|w, (before, written)| {
+            roster
+                .get(w)
+                .is_some_and(|v| v.revision == *before || v.revision == *written)
+        });
+        self.alive_at
+            .retain(|w, t| roster.get(w).is_some_and(|v| v.last_change < *t));
+    }
+
     /// Members whose record has not changed for the heartbeat TTL plus the
     /// emergency grace (and at least the time after which their ownership lease
-    /// has certainly expired) are evicted with compare-and-set.
+    /// has certainly expired) are evicted with compare-and-set. The eviction
+    /// is the proof that a member vanished: it fails if the member wrote
+    /// since the revision this leader last saw, which a leader whose watch
+    /// lags behind (an overloaded process) cannot tell by the clock alone.
     pub(super) fn evict_vanished(
         &mut self,
         config: &Config,
@@ -64,8 +88,9 @@ impl Controller {
             .filter(|(w, v)| {
                 **w != self.me
                     && v.record.status == MemberStatus::Active
-                    && self.silent_for(v.last_change, wait)
+                    && self.silent_for(self.last_sign_of_life(w, v.last_change), wait)
                     && !self.evicting.contains_key(*w)
+                    && !self.evicted.contains_key(*w)
             })
             .map(|(w, v)| (w.clone(), v.record.clone(), v.revision))
             .collect();
@@ -83,18 +108,17 @@ impl Controller {
         }
     }
 
-    /// The workers a target is computed for: active members seen within the
-    /// heartbeat TTL plus the emergency grace.
-    pub(super) fn basis(&self, config: &Config, roster: &Roster) -> Vec<WorkerSpec> {
-        let ttl = config
-            .heartbeat_ttl
-            .saturating_add(config.effective_emergency_grace());
+    /// The workers a target is computed for: active members, except those
+    /// this leader evicted. A member that merely looks quiet (its record
+    /// unchanged for a while, as the watch shows it) stays until its
+    /// eviction succeeded: the watch of a busy leader can lag behind by more
+    /// than the heartbeat TTL, and a rebalance from such a picture would
+    /// move the partitions of live workers away and back.
+    pub(super) fn basis(&self, roster: &Roster) -> Vec<WorkerSpec> {
         roster
             .members()
             .filter(|(w, v)| {
-                v.record.status == MemberStatus::Active
-                    && (**w == self.me || !self.silent_for(v.last_change, ttl))
-                    && !self.evicting.contains_key(*w)
+                v.record.status == MemberStatus::Active && !self.evicted.contains_key(*w)
             })
             .map(|(w, v)| WorkerSpec {
                 id: w.clone(),
@@ -174,7 +198,7 @@ impl Controller {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let specs = self.basis(config, roster);
+        let specs = self.basis(roster);
         let basis: BTreeSet<WorkerId> = specs.iter().map(|w| w.id.clone()).collect();
         let ghosts = self.ghosts(config, roster, &basis, now);
         if self.target.is_none() {
@@ -213,8 +237,10 @@ impl Controller {
                 }
             } else if let Some(c) = &self.committed {
                 self.target = Some(c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect());
+                self.target_gen += 1;
                 self.target_workers = c.records.keys().cloned().collect();
                 self.lifecycle = Lifecycle::Takeover;
+                self.lifecycle_published = false;
                 self.dirty = true;
                 // The list may have changed while no one led: reconcile it.
                 let listed = self
@@ -263,6 +289,7 @@ impl Controller {
                 // restart. Wait for the cold-start window for them to come back
                 // rather than piling everything on the survivors.
                 self.target = None;
+                self.target_gen += 1;
                 self.restart_detected = true;
                 self.cold_until = Some(now + config.cold_start_window);
                 self.dirty = true;
@@ -321,7 +348,9 @@ impl Controller {
         {
             minimal.extend(pinned);
             self.target = Some(minimal);
+            self.target_gen += 1;
             self.lifecycle = Lifecycle::Refresh;
+            self.lifecycle_published = false;
             self.dirty = true;
             return;
         }
@@ -396,12 +425,14 @@ impl Controller {
             }
         }
         self.target = Some(target);
+        self.target_gen += 1;
         self.target_workers = specs
             .iter()
             .map(|w| w.id.clone())
             .chain(ghosts.iter().cloned())
             .collect();
         self.lifecycle = lifecycle;
+        self.lifecycle_published = false;
         self.last_rebalance = Some(now);
         self.planned_since = None;
         self.cold_until = None;

@@ -114,6 +114,9 @@ pub(crate) struct Controller {
     target: Option<BTreeMap<PartitionId, WorkerId>>,
     target_workers: BTreeSet<WorkerId>,
     lifecycle: Lifecycle,
+    /// Whether a version of the current lifecycle was committed (the ones
+    /// after it that only grant are its handoff).
+    lifecycle_published: bool,
     cold_until: Option<Instant>,
     planned_since: Option<Instant>,
     ghost_since: BTreeMap<WorkerId, Instant>,
@@ -130,6 +133,14 @@ pub(crate) struct Controller {
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
+    /// Members this leader evicted, with the revision of the record it
+    /// evicted and the revision its eviction wrote: gone while the watch
+    /// shows either (a later record, even one of a lower revision after
+    /// the buckets were lost and rebuilt, is a new claim).
+    evicted: BTreeMap<WorkerId, (Revision, Revision)>,
+    /// Members whose eviction failed (they wrote since, or the store could
+    /// not say): alive as of then, whatever the watch shows so far.
+    alive_at: BTreeMap<WorkerId, Instant>,
     known: KnownRecords,
     recovery_until: Option<Instant>,
     emergency: bool,
@@ -142,6 +153,15 @@ pub(crate) struct Controller {
     next_due: Option<Instant>,
     /// Whether committed differs from target (cached after each evaluation).
     pending_handoff: bool,
+    /// Bumped whenever `target` is replaced.
+    target_gen: u64,
+    /// Bumped whenever `committed` is replaced.
+    committed_gen: u64,
+    /// [`Controller::compute_handoff_pending`]'s last answer and for which
+    /// generations.
+    handoff_memo: Option<((u64, u64), bool)>,
+    /// The partition list changed since the last full publication step.
+    list_changed: bool,
     handoff_hold: Duration,
 }
 
@@ -178,6 +198,7 @@ impl Controller {
             target: None,
             target_workers: BTreeSet::new(),
             lifecycle: Lifecycle::ColdStart,
+            lifecycle_published: false,
             cold_until: None,
             planned_since: None,
             ghost_since: BTreeMap::new(),
@@ -190,6 +211,8 @@ impl Controller {
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
+            evicted: BTreeMap::new(),
+            alive_at: BTreeMap::new(),
             known: KnownRecords::default(),
             recovery_until: None,
             emergency: false,
@@ -199,6 +222,10 @@ impl Controller {
             changed: true,
             next_due: None,
             pending_handoff: false,
+            target_gen: 0,
+            committed_gen: 0,
+            handoff_memo: None,
+            list_changed: false,
             handoff_hold: config.heartbeat_interval,
         };
         match partitions {
@@ -233,7 +260,22 @@ impl Controller {
         Activity::Idle
     }
 
-    fn compute_handoff_pending(&self) -> bool {
+    /// Whether the committed owners differ from the target. O(partitions),
+    /// so the answer is kept until either changes (it is asked after every
+    /// evaluation).
+    fn compute_handoff_pending(&mut self) -> bool {
+        let key = (self.target_gen, self.committed_gen);
+        if let Some((k, pending)) = self.handoff_memo
+            && k == key
+        {
+            return pending;
+        }
+        let pending = self.handoff_pending_now();
+        self.handoff_memo = Some((key, pending));
+        pending
+    }
+
+    fn handoff_pending_now(&self) -> bool {
         match (&self.target, &self.committed) {
             (Some(target), Some(c)) => {
                 target.len() != c.owners.len()
@@ -271,6 +313,7 @@ impl Controller {
         if self.partitions.as_ref() != Some(&map) {
             let had = self.partitions.is_some();
             self.partitions = Some(map);
+            self.list_changed = true;
             if had {
                 self.partitions_dirty = true;
             }
@@ -376,9 +419,15 @@ impl Controller {
         if !self.loaded || self.partitions.is_none() {
             return;
         }
+        self.forget_stale_evictions(roster);
         self.evict_vanished(config, roster, out, now);
         self.restage_if_behind(roster);
         if self.publishing.is_some() {
+            return;
+        }
+        // Who vanished is known only once the evictions answered: deciding
+        // before would rebalance from a partial (or a mistaken) picture.
+        if !self.evicting.is_empty() {
             return;
         }
         self.decide(config, roster, now, out);
@@ -434,8 +483,9 @@ impl Controller {
                     && v.record.status == MemberStatus::Active
                     && !self.evicting.contains_key(w)
                 {
-                    candidates.push(Some(v.last_change + basis_ttl));
-                    candidates.push(Some(v.last_change + wait));
+                    let seen = self.last_sign_of_life(w, v.last_change);
+                    candidates.push(Some(seen + basis_ttl));
+                    candidates.push(Some(seen + wait));
                 }
             }
         }

@@ -26,15 +26,14 @@ impl Controller {
     /// committed (or if a takeover must re-stage everything under our term).
     pub(super) fn publish_step(
         &mut self,
-        config: &Config,
+        _config: &Config,
         roster: &Roster,
         out: &mut Outbox,
         now: Instant,
     ) {
-        if !self.dirty {
+        if !self.dirty || self.target.is_none() {
             return;
         }
-        let Some(target) = &self.target else { return };
         // After revocations, give the old owners a moment to confirm so that the
         // grants go out in one version rather than one per acknowledgement.
         if let Some(hold) = self.hold_until {
@@ -53,6 +52,21 @@ impl Controller {
             }
             self.hold_until = None;
         }
+        // Fast path (O(workers)): the owners are the target's and every record
+        // stays as it is, so there is nothing to publish. Building the step
+        // costs O(partitions · log) and would run after every change of any
+        // member.
+        if !self.takeover_pending
+            && !self.list_changed
+            && !self.compute_handoff_pending()
+            && self.records_stay(roster)
+        {
+            self.dirty = false;
+            self.emergency = false;
+            return;
+        }
+        self.list_changed = false;
+        let Some(target) = &self.target else { return };
         let empty = Owners::new();
         let committed_owners = self.committed.as_ref().map_or(&empty, |c| &c.owners);
         let current_records: BTreeMap<WorkerId, u64> = self
@@ -80,11 +94,7 @@ impl Controller {
             .map_or(0, |c| c.meta.version)
             .max(seen);
         let version = base_version.saturating_add(1);
-        let live: BTreeSet<WorkerId> = self
-            .basis(config, roster)
-            .into_iter()
-            .map(|w| w.id)
-            .collect();
+        let live: BTreeSet<WorkerId> = self.basis(roster).into_iter().map(|w| w.id).collect();
         let step = handoff::next_step(
             committed_owners,
             target,
@@ -211,10 +221,26 @@ impl Controller {
         });
     }
 
-    fn lifecycle_done(&self) -> bool {
-        self.committed.as_ref().is_some_and(|c| {
-            c.meta.lifecycle == self.lifecycle || c.meta.lifecycle == Lifecycle::Handoff
+    /// Whether the full step would keep every committed record: each is
+    /// still addressed to its member's current claim, and an empty one still
+    /// belongs to an active member.
+    fn records_stay(&self, roster: &Roster) -> bool {
+        let Some(c) = &self.committed else {
+            return false;
+        };
+        c.records.iter().all(|(w, rec)| {
+            let view = roster.get(w);
+            let instance = view.map_or(rec.instance, |v| v.record.instance);
+            let active = view.is_some_and(|v| v.record.status == MemberStatus::Active);
+            instance == rec.instance && (active || !rec.partitions.is_empty())
         })
+    }
+
+    fn lifecycle_done(&self) -> bool {
+        self.lifecycle_published
+            && self.committed.as_ref().is_some_and(|c| {
+                c.meta.lifecycle == self.lifecycle || c.meta.lifecycle == Lifecycle::Handoff
+            })
     }
 }
 

@@ -56,6 +56,8 @@ pub enum Scripted {
     Join,
     /// A worker that does not lead leaves (`StopMode::Leave`).
     LeaveFollower,
+    /// A worker that does not lead stops gracefully and does not come back.
+    StopFollower,
     /// A worker that does not lead stops gracefully and restarts under its ID.
     RestartFollower,
     /// Partitions are added to and removed from the list.
@@ -67,6 +69,15 @@ pub enum Scripted {
     },
     /// The leader is cut off from the store for this many ms.
     CutLeader(u64),
+    /// The leader falls behind: for `for_ms` ms every change reaches it
+    /// `lag` ms late (an overloaded process: its timers run on time, its
+    /// watch queue is long), then the backlog drains.
+    LagLeader {
+        /// How late changes arrive.
+        lag: u64,
+        /// For how long.
+        for_ms: u64,
+    },
     /// The store is down for everybody for this many ms: every process,
     /// running or started meanwhile, is cut off (its keys still expire).
     CutAll(u64),

@@ -186,6 +186,11 @@ impl Simulator {
                     self.deliver_now(slot, Event::Stop(StopMode::Leave));
                 }
             }
+            Scripted::StopFollower => {
+                if let Some(slot) = self.follower_slot() {
+                    self.deliver_now(slot, Event::Stop(StopMode::Graceful));
+                }
+            }
             Scripted::RestartFollower => {
                 if let Some(slot) = self.follower_slot() {
                     let index = self.procs[slot]
@@ -220,6 +225,13 @@ impl Simulator {
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
                     self.cut_off(slot, ms);
+                }
+            }
+            Scripted::LagLeader { lag, for_ms } => {
+                if let Some(slot) = self.leader_slot() {
+                    let label = self.procs[slot].label.clone();
+                    self.log(|| format!("{label} sees changes {lag} ms late for {for_ms} ms"));
+                    self.procs[slot].watch_lag = Some((self.now + for_ms, lag));
                 }
             }
         }

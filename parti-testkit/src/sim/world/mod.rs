@@ -168,6 +168,7 @@ impl Simulator {
             watch_gen: 0,
             watch_worker: None,
             last_watch_at: 0,
+            watch_lag: None,
             held: BTreeMap::new(),
             timer_at: None,
             restart_after_stop: false,

@@ -83,6 +83,10 @@ pub(super) struct Proc {
     /// ends when it reaches the store again.
     pub(super) watch_lost: bool,
     pub(super) last_watch_at: u64,
+    /// Until when (global ms) and by how much its watch falls behind: an
+    /// overloaded process whose timers still run on time but which sees
+    /// every change late.
+    pub(super) watch_lag: Option<(u64, u64)>,
     pub(super) held: BTreeMap<PartitionId, u64>,
     /// The highest assignment version this process applied.
     pub(super) max_version: u64,

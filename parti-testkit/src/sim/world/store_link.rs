@@ -135,7 +135,11 @@ impl Simulator {
     /// When the next batch of watch items reaches `slot`: after a network
     /// delay, and never before an earlier batch (a watch keeps its order).
     fn watch_delivery_time(&mut self, slot: usize) -> u64 {
-        let d = self.net_delay();
+        let lag = match self.procs[slot].watch_lag {
+            Some((until, lag)) if self.now < until => lag,
+            _ => 0,
+        };
+        let d = self.net_delay() + lag;
         let at = (self.now + d).max(self.procs[slot].last_watch_at);
         self.procs[slot].last_watch_at = at;
         at

@@ -1,0 +1,271 @@
+//! Throughput of Parti's `PartitionConsumer` against a plain async-nats pull
+//! consumer, on a real nats-server, in the same run and on the same stream.
+//!
+//! ```text
+//! NATS_SERVER_BIN=… cargo bench -p parti-benches --bench consumer_throughput
+//! ```
+//!
+//! The stream (file storage) holds `MESSAGES` small messages spread over 64
+//! partition subjects. Each round measures, on fresh consumers:
+//!
+//! - `plain`: one durable pull consumer over every subject (async-nats and
+//!   server defaults: `messages()`, file-stored consumer state), each message
+//!   acknowledged;
+//! - `plain-per-partition`: 64 pull consumers, one per partition subject, each
+//!   read by a task of its own (the layout the partition consumer uses,
+//!   without Parti: consumer state in memory, as the partition consumer's);
+//! - `parti-1` and `parti-4`: 1 and 4 in-process workers (`Manager` with
+//!   `ManagerBuilder::consumer`, no-op handler); the workers first settle on an
+//!   empty partition list, then the 64 partitions are published with
+//!   `refresh_partitions`, and the clock runs from there until every message
+//!   was handled.
+//!
+//! The figure is messages per second (median of the rounds) and the ratio to
+//! `plain`. Under `cargo test` (no `--bench` argument) it runs one small round
+//! as a smoke test, and nothing without a nats-server binary.
+//! `BENCH_MESSAGES=N` changes the message count.
+
+// Bench code: unwrap, expect and panic are how it reports setup failures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use futures_util::StreamExt;
+use parti::nats::async_nats::{self, jetstream};
+use parti::{Config, Manager, Partition, PartitionConsumer, StaticSource};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: usize = 64;
+
+struct Setup {
+    url: String,
+    stream: String,
+    prefix: String,
+    messages: u64,
+}
+
+async fn publish(setup: &Setup) {
+    let client = async_nats::connect(setup.url.as_str()).await.unwrap();
+    let js = jetstream::new(client);
+    js.create_stream(jetstream::stream::Config {
+        name: setup.stream.clone(),
+        subjects: vec![format!("{}.>", setup.prefix)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut acks = Vec::with_capacity(512);
+    for j in 0..setup.messages as usize {
+        let i = j % PARTITIONS;
+        acks.push(
+            js.publish(
+                format!("{}.p-{i}", setup.prefix),
+                format!("p-{i}:{j}").into(),
+            )
+            .await
+            .unwrap(),
+        );
+        if acks.len() == 512 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+/// One pull consumer over every subject: messages per second.
+async fn plain(setup: &Setup, round: usize) -> f64 {
+    let client = async_nats::connect(setup.url.as_str()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js.get_stream(&setup.stream).await.unwrap();
+    let began = Instant::now();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(format!("plain-{round}")),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut n = 0;
+    while n < setup.messages {
+        let message = messages.next().await.unwrap().unwrap();
+        message.ack().await.unwrap();
+        n += 1;
+    }
+    let rate = n as f64 / began.elapsed().as_secs_f64();
+    stream
+        .delete_consumer(&format!("plain-{round}"))
+        .await
+        .unwrap();
+    rate
+}
+
+/// One pull consumer per partition subject, each read by a task of its own:
+/// messages per second (what the partition consumer's layout costs by itself).
+async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
+    let client = async_nats::connect(setup.url.as_str()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js.get_stream(&setup.stream).await.unwrap();
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..PARTITIONS {
+        let name = format!("plain64-{round}-{i}");
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                name: Some(name),
+                filter_subject: format!("{}.p-{i}", setup.prefix),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                inactive_threshold: Duration::from_secs(5),
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let expected = setup.messages / PARTITIONS as u64
+            + u64::from((i as u64) < setup.messages % PARTITIONS as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut messages = consumer.messages().await.unwrap();
+            for _ in 0..expected {
+                let message = messages.next().await.unwrap().unwrap();
+                message.ack().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    setup.messages as f64 / began.elapsed().as_secs_f64()
+}
+
+/// `workers` in-process Parti workers with a no-op handler: messages per second.
+async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
+    let group = format!("bench-{workers}-{round}-{}", std::process::id());
+    let handled = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(std::sync::OnceLock::new());
+    let source = StaticSource::new(Vec::new());
+    let mut managers = Vec::new();
+    let mut config = Config::for_tests();
+    config.group = group.clone();
+    for _ in 0..workers {
+        let client = async_nats::connect(setup.url.as_str()).await.unwrap();
+        let count = handled.clone();
+        let first = first.clone();
+        let consumer = PartitionConsumer::builder(client.clone(), &group, &setup.stream)
+            .subject_template(&format!("{}.{{key}}", setup.prefix))
+            .max_concurrency(64)
+            .handler(move |_| {
+                if count.fetch_add(1, Ordering::Relaxed) == 0 {
+                    let _ = first.set(Instant::now());
+                }
+                async { Ok::<(), std::io::Error>(()) }
+            })
+            .build()
+            .await
+            .unwrap();
+        let manager = Manager::builder_nats(client)
+            .config(config.clone())
+            .partitions(source.clone())
+            .consumer(consumer)
+            .start()
+            .await
+            .unwrap();
+        managers.push(manager);
+    }
+    let began = Instant::now();
+    source.set(
+        (0..PARTITIONS)
+            .map(|i| Partition::new([format!("p-{i}")]))
+            .collect(),
+    );
+    for m in &managers {
+        m.refresh_partitions().await.unwrap();
+    }
+    let deadline = began + Duration::from_secs(120);
+    while handled.load(Ordering::Relaxed) < setup.messages {
+        assert!(Instant::now() < deadline, "parti-{workers} did not finish");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = began.elapsed();
+    let rate = handled.load(Ordering::Relaxed) as f64 / took.as_secs_f64();
+    let to_first = first
+        .get()
+        .map(|f| f.duration_since(began))
+        .unwrap_or_default();
+    let owners: Vec<usize> = managers
+        .iter()
+        .map(|m| m.assignment().partitions.len())
+        .collect();
+    for m in managers {
+        m.leave().await.unwrap();
+    }
+    eprintln!(
+        "  parti-{workers}: first message after {} ms, all after {} ms; partitions per worker {owners:?}",
+        to_first.as_millis(),
+        took.as_millis()
+    );
+    rate
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let Some(server) = parti_testkit::nats_server::start_or_skip() else {
+        return;
+    };
+    let (messages, rounds) = if bench { (100_000, 3) } else { (2_000, 1) };
+    // BENCH_MESSAGES overrides the message count.
+    let messages = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(messages);
+    let setup = Setup {
+        url: server.client_url(),
+        stream: "BENCH".into(),
+        prefix: "bench".into(),
+        messages,
+    };
+    let t = Instant::now();
+    publish(&setup).await;
+    eprintln!(
+        "published {messages} messages over {PARTITIONS} partitions in {} ms",
+        t.elapsed().as_millis()
+    );
+    let (mut p, mut p64, mut one, mut four) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        p.push(plain(&setup, round).await);
+        p64.push(plain_per_partition(&setup, round).await);
+        one.push(parti(&setup, 1, round).await);
+        four.push(parti(&setup, 4, round).await);
+        eprintln!(
+            "round {round}: plain {:.0}/s, plain-per-partition {:.0}/s, parti-1 {:.0}/s, parti-4 {:.0}/s",
+            p[round], p64[round], one[round], four[round]
+        );
+    }
+    let (p, p64, one, four) = (median(p), median(p64), median(one), median(four));
+    println!(
+        "consumer throughput ({messages} messages, {PARTITIONS} partitions, median of {rounds} rounds):"
+    );
+    println!("  plain pull consumer: {p:.0} msg/s");
+    println!(
+        "  plain, one pull consumer per partition: {p64:.0} msg/s ({:.2}x plain)",
+        p64 / p
+    );
+    println!(
+        "  parti 1 worker:      {one:.0} msg/s ({:.2}x plain)",
+        one / p
+    );
+    println!(
+        "  parti 4 workers:     {four:.0} msg/s ({:.2}x plain)",
+        four / p
+    );
+}

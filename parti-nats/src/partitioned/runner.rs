@@ -1,0 +1,500 @@
+//! The task that consumes one owned partition: grant (find where to start,
+//! claim the progress entry, create the consumer), the ordered handling loop,
+//! and the revoke (stop, record progress, delete the consumer).
+
+use super::progress::{self, ProgressError, ProgressRecord};
+use super::stats::{PartitionMetrics, PartitionStats};
+use super::{DeadLetter, Delivery, Handler, SubjectFn, partition_token};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::{kv, stream};
+use futures_util::{FutureExt, StreamExt};
+use parti_core::Partition;
+use parti_core::records::OwnedPartition;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Pull expiry and idle heartbeat of the message streams.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Pause between attempts to set up or re-create a consumer.
+const SETUP_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Attempts of the final progress write of a revoke.
+const FINAL_WRITE_ATTEMPTS: u32 = 3;
+
+/// What every partition task shares.
+pub(crate) struct Shared {
+    pub client: async_nats::Client,
+    pub stream: stream::Stream,
+    pub stream_name: String,
+    pub name: String,
+    pub progress: kv::Store,
+    pub subject: Arc<SubjectFn>,
+    pub handler: Arc<Handler>,
+    pub dead_letter: Arc<DeadLetter>,
+    pub permits: Semaphore,
+    pub max_deliver: u32,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub prefetch: usize,
+    pub ack_wait: Duration,
+    pub inactive_threshold: Duration,
+    pub request_timeout: Duration,
+}
+
+/// The name of the consumer of `partition` under `epoch`.
+pub(crate) fn consumer_name(name: &str, partition: &Partition, epoch: u64) -> String {
+    format!("{name}-{}-e{epoch}", partition_token(partition))
+}
+
+/// A running partition task.
+pub(crate) struct Running {
+    pub owned: OwnedPartition,
+    pub stats: Arc<PartitionStats>,
+    stop: watch::Sender<bool>,
+    /// Fires once the handler is done with the partition and the acks were
+    /// flushed: from then on the next owner can take over.
+    handed: oneshot::Receiver<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    pub(crate) fn start(shared: Arc<Shared>, owned: OwnedPartition) -> Running {
+        let stats = Arc::new(PartitionStats::default());
+        let (stop, stopped) = watch::channel(false);
+        let (handed_tx, handed) = oneshot::channel();
+        let span =
+            tracing::info_span!("partition", partition = %owned.partition, epoch = owned.epoch);
+        let task = Task {
+            key: partition_token(&owned.partition),
+            consumer: consumer_name(&shared.name, &owned.partition, owned.epoch),
+            metrics: PartitionMetrics::new(&shared.stream_name),
+            shared,
+            owned: owned.clone(),
+            stats: stats.clone(),
+            stopped,
+            last_acked: 0,
+            partition: Arc::new(owned.partition.clone()),
+            revision: 0,
+            handed: Some(handed_tx),
+        };
+        let handle = tokio::spawn(task.run().instrument(span));
+        Running {
+            owned,
+            stats,
+            stop,
+            handed,
+            handle,
+        }
+    }
+
+    /// Asks the task to stop and waits until the partition is handed over:
+    /// the message in flight finished and the acks were flushed. Then waits
+    /// until `deadline` for the clean-up (progress recorded, consumer
+    /// deleted); a clean-up still running then is returned, to finish in the
+    /// background. Handing over is safe without it: the progress entry names
+    /// this owner's consumer, whose ack floor the next owner reads.
+    pub(crate) async fn stop(mut self, deadline: tokio::time::Instant) -> Option<JoinHandle<()>> {
+        let _ = self.stop.send(true);
+        // An error means the task ended (without handing over anything).
+        let _ = (&mut self.handed).await;
+        match tokio::time::timeout_at(deadline, &mut self.handle).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                tracing::error!(partition = %self.owned.partition, error = %e, "partition task failed");
+                None
+            }
+            Err(_) => Some(self.handle),
+        }
+    }
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    owned: OwnedPartition,
+    key: String,
+    consumer: String,
+    stats: Arc<PartitionStats>,
+    metrics: PartitionMetrics,
+    stopped: watch::Receiver<bool>,
+    /// Last stream sequence acknowledged (or terminated).
+    last_acked: u64,
+    /// The partition, shared by the deliveries.
+    partition: Arc<Partition>,
+    /// Revision of the progress entry as we last wrote it.
+    revision: u64,
+    /// Told once the partition is handed over (see [`Running::stop`]).
+    handed: Option<oneshot::Sender<()>>,
+}
+
+/// How the handling of one message ended.
+enum Handled {
+    Done,
+    /// A revoke came during a retry pause: the message stays for the next owner.
+    Abandoned,
+}
+
+impl Task {
+    fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Sleeps `pause`; `false` if a stop came first.
+    async fn pause(&mut self, pause: Duration) -> bool {
+        tokio::select! {
+            _ = self.stopped.wait_for(|s| *s) => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+
+    async fn run(mut self) {
+        self.metrics.partitions.increment(1.0);
+        let claimed = self.claim_with_retries().await;
+        if claimed {
+            self.consume().await;
+            self.release().await;
+        }
+        self.stats.consuming.store(false, Ordering::Relaxed);
+        self.metrics.partitions.decrement(1.0);
+        let lag = self.stats.lag.swap(0, Ordering::Relaxed);
+        self.metrics.lag.decrement(lag as f64);
+    }
+
+    /// Claims the partition until it succeeds, is fenced or is stopped.
+    async fn claim_with_retries(&mut self) -> bool {
+        let mut backoff = SETUP_BACKOFF_MIN;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let timeout = self.shared.request_timeout * 4;
+            match tokio::time::timeout(timeout, self.claim()).await {
+                Ok(Ok(Some((start, revision)))) => {
+                    self.revision = revision;
+                    self.last_acked = start;
+                    self.stats.last_acked.store(start, Ordering::Relaxed);
+                    tracing::debug!(from = start + 1, consumer = %self.consumer, "partition claimed");
+                    return true;
+                }
+                Ok(Ok(None)) => continue, // lost a race on the entry: read again
+                Ok(Err(ProgressError::Fenced { stored, ours })) => {
+                    tracing::warn!(
+                        stored,
+                        ours,
+                        "a later owner holds the partition; not consuming"
+                    );
+                    return false;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot claim the partition yet; retrying")
+                }
+                Err(_) => tracing::warn!("claiming the partition timed out; retrying"),
+            }
+            if !self.pause(backoff).await {
+                return false;
+            }
+            backoff = (backoff * 2).min(SETUP_BACKOFF_MAX);
+        }
+    }
+
+    /// One claim attempt: `Some((last handled sequence, entry revision))`, or
+    /// `None` when the entry changed under us.
+    async fn claim(&self) -> Result<Option<(u64, u64)>, ProgressError> {
+        let current = progress::read(&self.shared.progress, &self.key).await?;
+        let mut last = current.record.seq;
+        let previous = current
+            .record
+            .consumer
+            .clone()
+            .filter(|c| *c != self.consumer);
+        if let Some(previous) = &previous {
+            // The previous owner did not hand over (it crashed): its consumer's
+            // ack floor is how far it got.
+            match self.shared.stream.consumer_info(previous).await {
+                Ok(info) => last = last.max(info.ack_floor.stream_sequence),
+                Err(e) => {
+                    tracing::debug!(consumer = %previous, error = %e, "previous consumer gone")
+                }
+            }
+        }
+        let record = ProgressRecord {
+            seq: last,
+            epoch: self.owned.epoch,
+            consumer: Some(self.consumer.clone()),
+        };
+        let Some(revision) =
+            progress::write(&self.shared.progress, &self.key, &current, &record).await?
+        else {
+            return Ok(None);
+        };
+        if let Some(previous) = previous {
+            let _ = self.shared.stream.delete_consumer(&previous).await;
+        }
+        Ok(Some((last, revision)))
+    }
+
+    fn consumer_config(&self) -> pull::Config {
+        pull::Config {
+            name: Some(self.consumer.clone()),
+            description: Some(format!(
+                "parti {} {}",
+                self.shared.name, self.owned.partition
+            )),
+            deliver_policy: if self.last_acked == 0 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: self.last_acked + 1,
+                }
+            },
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.shared.ack_wait,
+            max_ack_pending: i64::try_from(self.shared.prefetch * 2).unwrap_or(i64::MAX),
+            filter_subject: (self.shared.subject)(&self.owned.partition),
+            inactive_threshold: self.shared.inactive_threshold,
+            // The ack state in memory (replicated like the stream): the
+            // progress that must outlive a server restart is in the KV entry.
+            memory_storage: true,
+            ..Default::default()
+        }
+    }
+
+    /// (Re)creates our consumer from `last_acked + 1`.
+    async fn open(&self) -> Result<PullConsumer, String> {
+        // A consumer of ours left from before (a message stream that failed)
+        // cannot change its start: replace it.
+        let _ = self.shared.stream.delete_consumer(&self.consumer).await;
+        self.shared
+            .stream
+            .create_consumer(self.consumer_config())
+            .await
+            .map_err(|e| format!("creating consumer {}: {e}", self.consumer))
+    }
+
+    /// Reads and handles messages until stopped.
+    async fn consume(&mut self) {
+        let mut backoff = SETUP_BACKOFF_MIN;
+        while !self.stopping() {
+            let opened = tokio::time::timeout(self.shared.request_timeout * 2, async {
+                let consumer = self.open().await?;
+                consumer
+                    .stream()
+                    .max_messages_per_batch(self.shared.prefetch)
+                    .expires(PULL_EXPIRES)
+                    .heartbeat(PULL_HEARTBEAT)
+                    .messages()
+                    .await
+                    .map_err(|e| format!("pulling from {}: {e}", self.consumer))
+            })
+            .await
+            .unwrap_or_else(|_| Err("setting up the consumer timed out".into()));
+            let mut messages = match opened {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the partition yet; retrying");
+                    if !self.pause(backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(SETUP_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            self.stats.consuming.store(true, Ordering::Relaxed);
+            backoff = SETUP_BACKOFF_MIN;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = self.stopped.wait_for(|s| *s) => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        if let Handled::Abandoned = self.handle(message).await {
+                            return;
+                        }
+                        if self.stopping() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "message stream failed; re-creating the consumer");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("message stream ended; re-creating the consumer");
+                        break;
+                    }
+                }
+            }
+            self.stats.consuming.store(false, Ordering::Relaxed);
+            if !self.pause(backoff).await {
+                return;
+            }
+        }
+    }
+
+    /// Handles one message: skips what was already handled, retries errors
+    /// in place, dead-letters after `max_deliver` calls.
+    async fn handle(&mut self, message: async_nats::jetstream::Message) -> Handled {
+        let (seq, pending) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.pending),
+            Err(e) => {
+                tracing::warn!(error = %e, "message without JetStream metadata; ignored");
+                return Handled::Done;
+            }
+        };
+        // The gauge is the sum over partitions: move it by our change.
+        let before = self.stats.lag.swap(pending, Ordering::Relaxed);
+        self.metrics.lag.increment(pending as f64 - before as f64);
+        if seq <= self.last_acked {
+            // A server redelivery of a message handled already.
+            self.metrics.duplicates.increment(1);
+            let _ = message.ack().await;
+            return Handled::Done;
+        }
+        let shared = self.shared.clone();
+        let mut delivery = Delivery {
+            partition: self.partition.clone(),
+            epoch: self.owned.epoch,
+            subject: message.subject.clone(),
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+            stream_sequence: seq,
+            attempt: 0,
+        };
+        let mut backoff = shared.backoff_min;
+        loop {
+            delivery.attempt += 1;
+            let result = {
+                // A revoke while waiting for a permit: the message stays for
+                // the next owner.
+                let permit = tokio::select! {
+                    biased;
+                    _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
+                    permit = shared.permits.acquire() => permit,
+                };
+                let Ok(_permit) = permit else {
+                    return Handled::Abandoned;
+                };
+                self.stats.in_flight.store(true, Ordering::Relaxed);
+                self.metrics.in_flight.increment(1.0);
+                // A panicking handler counts as a failed call (retried, then
+                // dead-lettered) rather than ending the partition's task.
+                let call = std::panic::AssertUnwindSafe((shared.handler)(delivery.clone()));
+                let result = match call.catch_unwind().await {
+                    Ok(result) => result,
+                    Err(_) => Err("the handler panicked".into()),
+                };
+                self.metrics.in_flight.decrement(1.0);
+                self.stats.in_flight.store(false, Ordering::Relaxed);
+                result
+            };
+            match result {
+                Ok(()) => {
+                    if let Err(e) = message.ack().await {
+                        tracing::debug!(error = %e, seq, "ack not sent");
+                    }
+                    self.done(seq);
+                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.handled.increment(1);
+                    return Handled::Done;
+                }
+                Err(error) if delivery.attempt >= shared.max_deliver => {
+                    tracing::warn!(seq, attempts = delivery.attempt, %error, "giving the message up");
+                    (shared.dead_letter)(delivery, error).await;
+                    if let Err(e) = message.ack_with(AckKind::Term).await {
+                        tracing::debug!(error = %e, seq, "term not sent");
+                    }
+                    self.done(seq);
+                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dead_letters.increment(1);
+                    return Handled::Done;
+                }
+                Err(error) => {
+                    tracing::debug!(seq, attempt = delivery.attempt, %error, retry_in = ?backoff, "handler failed; retrying");
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.retries.increment(1);
+                    // Keeps the server from redelivering it meanwhile.
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    if !self.pause(backoff).await {
+                        return Handled::Abandoned;
+                    }
+                    backoff = (backoff * 2).min(shared.backoff_max);
+                }
+            }
+        }
+    }
+
+    fn done(&mut self, seq: u64) {
+        self.last_acked = seq;
+        self.stats.last_acked.store(seq, Ordering::Relaxed);
+    }
+
+    /// Hands the partition over: acks flushed (then [`Running::stop`] may
+    /// return), progress recorded (fenced), consumer deleted. If the record
+    /// cannot be written, the consumer is kept: the next owner then reads its
+    /// ack floor.
+    async fn release(&mut self) {
+        let timeout = self.shared.request_timeout;
+        if tokio::time::timeout(timeout, self.shared.client.flush())
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            tracing::warn!("acks not flushed before the handoff");
+        }
+        if let Some(handed) = self.handed.take() {
+            let _ = handed.send(());
+        }
+        let record = ProgressRecord {
+            seq: self.last_acked,
+            epoch: self.owned.epoch,
+            consumer: None,
+        };
+        let mut recorded = false;
+        // First against the revision we wrote ourselves: one request.
+        let mut current = Some(progress::Current {
+            record: ProgressRecord {
+                epoch: self.owned.epoch,
+                ..ProgressRecord::default()
+            },
+            revision: self.revision,
+        });
+        for _ in 0..FINAL_WRITE_ATTEMPTS {
+            let attempt = tokio::time::timeout(timeout, async {
+                let current = match current.take() {
+                    Some(c) => c,
+                    None => progress::read(&self.shared.progress, &self.key).await?,
+                };
+                progress::write(&self.shared.progress, &self.key, &current, &record).await
+            })
+            .await;
+            match attempt {
+                Ok(Ok(Some(_))) => {
+                    recorded = true;
+                    break;
+                }
+                Ok(Ok(None)) => continue,
+                Ok(Err(e @ ProgressError::Fenced { .. })) => {
+                    tracing::warn!(error = %e, "progress not recorded");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "recording progress failed"),
+                Err(_) => tracing::warn!("recording progress timed out"),
+            }
+        }
+        if recorded {
+            let deleted =
+                tokio::time::timeout(timeout, self.shared.stream.delete_consumer(&self.consumer))
+                    .await;
+            if !matches!(deleted, Ok(Ok(_))) {
+                tracing::debug!(consumer = %self.consumer, "consumer not deleted (the server drops it when inactive)");
+            }
+        }
+        tracing::debug!(last = self.last_acked, recorded, "partition released");
+    }
+}
