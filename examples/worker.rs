@@ -5,6 +5,10 @@
 //!     [--config FILE.toml|FILE.yaml] [--test-timings] [--leave-on-signal]
 //! ```
 //!
+//! Connection options (`--creds`, `--user`/`--password`, `--token`, `--tls-*`,
+//! `--context`, also from `NATS_*` variables) are those of the `parti` CLI;
+//! `--help` lists them. Passwords and tokens never appear in its output.
+//!
 //! Partitions are named `p-0` … `p-<N-1>`. On stdout it prints one JSON object
 //! per line:
 //!
@@ -22,10 +26,11 @@
 //! `Error::HookPanicked`, gives its partitions up and goes to `Shutdown`, and
 //! the process exits with the error instead of lingering as a zombie.
 
-use parti::nats::async_nats;
+use clap::Parser;
 use parti::{
     Config, Hooks, Manager, OwnedPartition, Partition, State, StaticSource, WorkerId, async_trait,
 };
+use parti_nats::connect::ConnectArgs;
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -79,40 +84,30 @@ impl Hooks for PrintHooks {
     }
 }
 
+/// One Parti worker process printing its ownership changes as JSON lines.
+#[derive(Parser, Debug)]
+#[command(
+    name = "worker",
+    about = "One Parti worker process (JSON events on stdout)"
+)]
 struct Args {
-    nats: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Group name.
+    #[arg(long, default_value = "parti")]
     group: String,
+    /// Number of partitions (named p-0 … p-<N-1>).
+    #[arg(long, default_value_t = 16)]
     partitions: usize,
+    /// Configuration file (.toml, or .yaml/.yml); --group overrides its group.
+    #[arg(long, value_name = "FILE")]
     config: Option<String>,
+    /// Use the short test timings (Config::for_tests) when no --config is given.
+    #[arg(long)]
     test_timings: bool,
+    /// On SIGTERM/SIGINT, leave for good (leave()) instead of stopping (stop()).
+    #[arg(long = "leave-on-signal")]
     leave: bool,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        nats: "nats://127.0.0.1:4222".into(),
-        group: "parti".into(),
-        partitions: 16,
-        config: None,
-        test_timings: false,
-        leave: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--nats" => a.nats = value()?,
-            "--group" => a.group = value()?,
-            "--partitions" => {
-                a.partitions = value()?.parse().map_err(|e| format!("--partitions: {e}"))?
-            }
-            "--config" => a.config = Some(value()?),
-            "--test-timings" => a.test_timings = true,
-            "--leave-on-signal" => a.leave = true,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(a)
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -130,9 +125,7 @@ async fn run(args: Args) -> Result<(), String> {
         None => Config::default(),
     };
     config.group = args.group.clone();
-    let client = async_nats::connect(args.nats.as_str())
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.nats))?;
+    let client = args.connect.connect().await.map_err(|e| e.to_string())?;
     let partitions: Vec<Partition> = (0..args.partitions)
         .map(|i| Partition::new([format!("p-{i}")]))
         .collect();
@@ -204,17 +197,13 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match parse() {
-        Ok(args) => match run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("worker: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    // Bad arguments: clap prints the usage and exits with 2; --help exits 0.
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("worker: {e}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }

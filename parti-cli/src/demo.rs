@@ -3,6 +3,7 @@
 //! that no partition is ever owned by two workers at once.
 
 use parti::nats::async_nats;
+use parti::nats::connect::ConnectArgs;
 use parti::{Config, Hooks, Manager, OwnedPartition, PartitionId, StaticSource, async_trait};
 use parti_testkit::MemoryBackend;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,9 +19,10 @@ pub struct DemoArgs {
     /// Number of partitions.
     #[arg(long, default_value_t = 48)]
     partitions: usize,
-    /// Run against this NATS server instead of the in-memory backend.
-    #[arg(long)]
-    nats: Option<String>,
+    /// Connection options: with --nats (or NATS_URL) or --context the demo
+    /// runs on that NATS server, else in memory.
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 /// Above this many workers the live view is one summary line.
@@ -287,23 +289,17 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     config
         .validate()
         .map_err(|e| format!("demo configuration for {} workers: {e}", args.workers))?;
-    let backend = match &args.nats {
-        Some(url) => Backend::Nats(
-            async_nats::connect(url.as_str())
-                .await
-                .map_err(|e| format!("cannot connect to {url}: {e}"))?,
-        ),
-        None => Backend::Memory(MemoryBackend::new(&config)),
+    let on_nats = args.connect.nats.is_some() || args.connect.context.is_some();
+    let backend = if on_nats {
+        Backend::Nats(args.connect.connect().await.map_err(|e| e.to_string())?)
+    } else {
+        Backend::Memory(MemoryBackend::new(&config))
     };
     println!(
         "parti demo: {} workers, {} partitions, {} backend, test timings (heartbeat {:?}, TTL {:?})",
         args.workers,
         args.partitions,
-        if args.nats.is_some() {
-            "NATS"
-        } else {
-            "in-memory"
-        },
+        if on_nats { "NATS" } else { "in-memory" },
         config.heartbeat_interval,
         config.heartbeat_ttl
     );

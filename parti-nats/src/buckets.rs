@@ -266,7 +266,7 @@ fn bucket_layer(what: &str, err: &(dyn StdError + 'static)) -> Option<BackendErr
 /// [`classify`] for bucket requests: first the server answers that async-nats
 /// keeps out of the error chain (see [`bucket_layer`]), so that a cluster in
 /// the middle of an election reads as `Unavailable`, not as a bucket problem.
-fn classify_bucket(what: &str, err: &(dyn StdError + 'static)) -> BackendError {
+pub(crate) fn classify_bucket(what: &str, err: &(dyn StdError + 'static)) -> BackendError {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(found) = bucket_layer(what, e) {

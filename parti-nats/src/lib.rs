@@ -40,10 +40,14 @@
 
 mod buckets;
 mod codec;
+#[cfg(feature = "connect")]
+pub mod connect;
 mod consumer;
 mod errors;
+pub mod inspect;
 mod ops;
 mod partitioned;
+pub mod redact;
 mod watch;
 
 use crate::buckets::BucketSpec;
@@ -85,6 +89,21 @@ const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// Shortest time between two checks for lost buckets.
 const REBUILD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The bucket names of `config`'s group: its `buckets.*` overrides, else
+/// [`BucketNames::for_group`].
+pub fn bucket_names(config: &Config) -> BucketNames {
+    let defaults = BucketNames::for_group(&config.group);
+    BucketNames {
+        members: config.buckets.members.clone().unwrap_or(defaults.members),
+        leader: config.buckets.leader.clone().unwrap_or(defaults.leader),
+        assignments: config
+            .buckets
+            .assignments
+            .clone()
+            .unwrap_or(defaults.assignments),
+    }
+}
+
 /// The opened buckets.
 #[derive(Clone, Debug)]
 struct Stores {
@@ -122,16 +141,7 @@ impl NatsBackend {
     /// [`BucketNames::for_group`]; every JetStream request is bounded by
     /// `config.operation_timeout`.
     pub fn new(client: async_nats::Client, config: &Config) -> Self {
-        let defaults = BucketNames::for_group(&config.group);
-        let names = BucketNames {
-            members: config.buckets.members.clone().unwrap_or(defaults.members),
-            leader: config.buckets.leader.clone().unwrap_or(defaults.leader),
-            assignments: config
-                .buckets
-                .assignments
-                .clone()
-                .unwrap_or(defaults.assignments),
-        };
+        let names = bucket_names(config);
         let js = ContextBuilder::new()
             .timeout(config.operation_timeout)
             .build(client.clone());
@@ -167,9 +177,9 @@ impl NatsBackend {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let client = async_nats::connect(servers.as_slice())
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("connecting to {url}: {e}")))?;
+        let client = async_nats::connect(servers.as_slice()).await.map_err(|e| {
+            BackendError::Unavailable(redact::redact_urls_in(&format!("connecting to {url}: {e}")))
+        })?;
         Ok(Self::new(client, config))
     }
 
@@ -373,5 +383,22 @@ impl NatsBackend {
             self.decoder(),
             self.snapshot_timeout,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_errors_do_not_quote_the_password() {
+        // Nothing listens on port 1 of the loopback interface.
+        let err = NatsBackend::connect("nats://op:pa55word@127.0.0.1:1", &Config::default())
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("nats://op:***@127.0.0.1:1"), "{err}");
+        assert!(!err.contains("pa55word"), "{err}");
     }
 }

@@ -146,7 +146,7 @@ impl NatsBackend {
     /// Reads the record of `worker` staged under `term`: piece 0, then the
     /// others it announces. `None` (with a warning or a skip) when a piece is
     /// missing, undecodable or of another version.
-    async fn record_get(
+    pub(crate) async fn record_get(
         &self,
         store: &kv::Store,
         term: u64,

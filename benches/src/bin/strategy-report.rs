@@ -29,6 +29,13 @@ fn main() {
         match a.as_str() {
             "--json" => json = true,
             "--quick" => reps = 3,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                println!("  --json       one JSON object per line instead of the table");
+                println!("  --quick      3 repetitions per cell instead of 31");
+                println!("  --size PxW   only the cell of P partitions and W workers");
+                return;
+            }
             "--size" => {
                 let parsed = it.next().and_then(|s| {
                     let (p, w) = s.split_once('x')?;
@@ -65,7 +72,9 @@ fn main() {
     }
 }
 
+const USAGE: &str = "usage: strategy-report [--json] [--quick] [--size PxW]";
+
 fn usage() -> ! {
-    eprintln!("usage: strategy-report [--json] [--quick] [--size PxW]");
+    eprintln!("{USAGE}");
     std::process::exit(2);
 }
