@@ -194,14 +194,7 @@ async fn cluster_node_restart_in_a_converged_group() {
     let commits_before = s.observer.metas().len();
     // Phase B: kill the node most workers talk to in the converged group, and
     // restart it after OUTAGE.
-    let victim = busiest_node(&s);
-    let on_victim = s
-        .clients
-        .iter()
-        .filter(|c| node_of(&s.urls, c) == Some(victim))
-        .count();
-    let killed = Instant::now();
-    s.cluster.kill(victim).unwrap();
+    let (victim, on_victim, killed) = kill_busiest_node(&mut s);
     println!(
         "cluster: killed node {} ({on_victim} of 5 worker clients on it)",
         victim + 1
@@ -287,14 +280,7 @@ async fn production_timings_ride_out_the_kill_of_a_workers_node() {
     let calls = s.fleet.rec.calls().len();
     let commits = s.observer.metas().len();
 
-    let victim = busiest_node(&s);
-    let on_victim = s
-        .clients
-        .iter()
-        .filter(|c| node_of(&s.urls, c) == Some(victim))
-        .count();
-    let killed = Instant::now();
-    s.cluster.kill(victim).unwrap();
+    let (victim, on_victim, killed) = kill_busiest_node(&mut s);
     // The node stays down 10 s: longer than the heartbeat TTL, shorter than
     // the ID TTL (this is the scenario, not a wait for a condition).
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -338,6 +324,20 @@ async fn production_timings_ride_out_the_kill_of_a_workers_node() {
 fn node_of(urls: &[String], client: &async_nats::Client) -> Option<usize> {
     let port = client.server_info().port;
     urls.iter().position(|u| u.ends_with(&format!(":{port}")))
+}
+
+/// Kills the node most worker clients are connected to: its index, how many
+/// worker clients were on it, and when.
+fn kill_busiest_node(s: &mut Setup) -> (usize, usize, Instant) {
+    let victim = busiest_node(s);
+    let on_victim = s
+        .clients
+        .iter()
+        .filter(|c| node_of(&s.urls, c) == Some(victim))
+        .count();
+    let killed = Instant::now();
+    s.cluster.kill(victim).unwrap();
+    (victim, on_victim, killed)
 }
 
 /// The node most worker clients are connected to.

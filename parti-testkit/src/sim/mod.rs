@@ -3,7 +3,7 @@
 
 mod checks;
 mod faults;
-mod rng;
+pub(crate) mod rng;
 mod runner;
 mod store;
 mod world;

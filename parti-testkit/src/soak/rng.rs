@@ -1,25 +1,22 @@
 //! A small seeded random generator (SplitMix64): the whole fault schedule
 //! follows from the seed, so a run can be replayed.
 
+use crate::sim::rng::Rng;
 use std::time::Duration;
 
-/// SplitMix64.
+/// The simulator's SplitMix64 generator, with the draws the soak needs.
 #[derive(Clone, Debug)]
-pub struct SoakRng(u64);
+pub struct SoakRng(Rng);
 
 impl SoakRng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        SoakRng(seed)
+        SoakRng(Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).
