@@ -86,6 +86,24 @@ struct Args {
     leave: bool,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "Usage: consume --nats URL --group G --stream NAME --subject-prefix PREFIX [--partitions N] [--config FILE] [--test-timings] [--work-ms W] [--leave-on-signal]
+
+One worker that consumes the partitions it owns from the stream and prints one
+JSON line per handled message, plus the acquired/released lines of `worker`.
+
+Options:
+  --nats URL               server (default nats://127.0.0.1:4222)
+  --group G                group name (default parti)
+  --stream NAME            the stream (required)
+  --subject-prefix PREFIX  subject prefix (required)
+  --partitions N           partitions (default 16)
+  --config FILE            a TOML or YAML Parti config
+  --test-timings           short timings (tests)
+  --work-ms W              simulated work per message, ms
+  --leave-on-signal        leave() instead of stop() on SIGTERM/SIGINT
+  -h, --help               this text";
+
 fn parse() -> Result<Args, String> {
     let mut a = Args {
         nats: "nats://127.0.0.1:4222".into(),
@@ -102,6 +120,10 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--nats" => a.nats = value()?,
             "--group" => a.group = value()?,
             "--stream" => a.stream = value()?,

@@ -32,6 +32,22 @@ struct Args {
     rate: Option<f64>,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "Usage: produce --nats URL --stream NAME --subject-prefix PREFIX [--partitions N] [--messages M] [--rate R]
+
+Creates the stream if missing (subjects PREFIX.>) and publishes M messages spread
+over partitions p-0 .. p-<N-1> on subjects PREFIX.p-<i>, payload p-<i>:<k>.
+Prints {\"event\":\"produced\",...} at the end.
+
+Options:
+  --nats URL               server (default nats://127.0.0.1:4222)
+  --stream NAME            the stream (required)
+  --subject-prefix PREFIX  subject prefix (required)
+  --partitions N           partitions (default 16)
+  --messages M             messages (default 1000)
+  --rate R                 messages per second (default: as fast as possible)
+  -h, --help               this text";
+
 fn parse() -> Result<Args, String> {
     let mut a = Args {
         nats: "nats://127.0.0.1:4222".into(),
@@ -45,6 +61,10 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--nats" => a.nats = value()?,
             "--stream" => a.stream = value()?,
             "--subject-prefix" => a.prefix = value()?,
