@@ -3,7 +3,7 @@
 //! per-worker records, and the reads the protocol needs.
 
 use crate::NatsBackend;
-use crate::codec::decode_piece_at;
+use crate::codec::{Op, decode_piece_at, operation};
 use crate::errors::classify;
 use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
@@ -61,25 +61,35 @@ impl NatsBackend {
 
     /// A tombstone reads as `None`; so does an undecodable value (counted and
     /// logged): the key then holds nothing this process wrote.
+    ///
+    /// Unlike the other reads, this one asks the stream leader (not a direct
+    /// get, which any replica may answer): its callers act on what it says
+    /// about one key (the lease after an unanswered renewal, a claim whose
+    /// outcome is unknown, a member whose eviction failed), and a replica that
+    /// lags behind, or still holds a value the leader expired, would send
+    /// them the wrong way.
     pub(crate) async fn member_get(
         &self,
         id: &WorkerId,
     ) -> Result<Option<(MemberRecord, Revision)>, BackendError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
         let stores = self.stores().await?;
         let store = &stores.members;
-        let entry = store
-            .entry(id.as_str())
-            .await
-            .map_err(|e| classify(&what("reading", store, id.as_str()), &e))?;
-        match entry {
-            Some(e) if e.operation == Operation::Put => match decode::<MemberRecord>(&e.value) {
-                Ok(record) => Ok(Some((record, e.revision))),
-                Err(err) => {
-                    self.note_skipped(&store.name, id.as_str(), &err);
-                    Ok(None)
-                }
-            },
-            _ => Ok(None),
+        let subject = format!("{}{}", store.prefix, id.as_str());
+        let message = match store.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(classify(&what("reading", store, id.as_str()), &e)),
+        };
+        if operation(Some(&message.headers)) == Op::Removed {
+            return Ok(None);
+        }
+        match decode::<MemberRecord>(&message.payload) {
+            Ok(record) => Ok(Some((record, message.sequence))),
+            Err(err) => {
+                self.note_skipped(&store.name, id.as_str(), &err);
+                Ok(None)
+            }
         }
     }
 

@@ -288,3 +288,20 @@ fn a_full_restart_is_detected_and_waits_for_the_cold_start_window() {
         "one cold-start rebalance, not one per arrival: {after:?}"
     );
 }
+
+/// A member that only the leader's watch shows (a lagging R3 replica still
+/// held the value the stream leader had expired): its eviction fails, the
+/// leader reads the key, finds it absent and forgets the member, instead of
+/// retrying the eviction forever and waiting for a worker that does not
+/// exist. Seen in the cluster soak: a new leader stuck in `Emergency` for a
+/// minute, partitions unowned.
+#[test]
+fn a_member_only_the_leaders_watch_shows_is_forgotten() {
+    let c = fast();
+    let r = run(3, c, vec![(60_000, Scripted::PhantomMember)]);
+    let phantom_rebalances = commits_between(&r, 60_000, 180_000);
+    assert!(
+        phantom_rebalances.is_empty(),
+        "the phantom member made the leader publish: {phantom_rebalances:?}"
+    );
+}

@@ -40,7 +40,7 @@ use crate::event::Event;
 use crate::ids::{InstanceId, WorkerId};
 use crate::outbox::Outbox;
 use crate::partition::Partition;
-use crate::records::OwnedPartition;
+use crate::records::{MemberRecord, OwnedPartition, Revision};
 use crate::roster::Roster;
 use crate::state::State;
 use crate::strategy::AssignmentStrategy;
@@ -323,11 +323,22 @@ impl Worker {
                     if outcome.is_unreachable() {
                         self.degraded.on_unreachable(now);
                     }
-                    if let Some(controller::Signal::Superseded) =
-                        c.on_completed(&self.config, &self.roster, op, outcome, &mut self.out, now)
-                    {
-                        let sig = self.election.abdicate();
-                        self.on_election(sig, now);
+                    match c.on_completed(
+                        &self.config,
+                        &self.roster,
+                        op,
+                        outcome,
+                        &mut self.out,
+                        now,
+                    ) {
+                        Some(controller::Signal::Superseded) => {
+                            let sig = self.election.abdicate();
+                            self.on_election(sig, now);
+                        }
+                        Some(controller::Signal::MemberRead { id, found }) => {
+                            self.on_member_read(id, found, now);
+                        }
+                        Some(controller::Signal::None) | None => {}
                     }
                 }
             }
@@ -374,6 +385,35 @@ impl Worker {
         self.membership.start_claiming(&self.config, now);
         self.begin_snapshot();
         self.out.push(Command::Watch { worker: None });
+    }
+
+    /// A member's record as a direct read found it: newer than the watch's
+    /// value, it replaces it as a watch item would; an absent key removes the
+    /// member (the read is the store's current state, so nothing the watch
+    /// showed of it is still true).
+    fn on_member_read(
+        &mut self,
+        id: WorkerId,
+        found: Option<(MemberRecord, Revision)>,
+        now: Instant,
+    ) {
+        let Some(known) = self.roster.get(&id).map(|v| v.revision) else {
+            return;
+        };
+        let change = match found {
+            Some((record, revision)) if revision > known => (revision, Change::Put(record)),
+            Some(_) => return,
+            None => (known, Change::Removed),
+        };
+        let (revision, change) = change;
+        self.on_watch(
+            WatchEvent::Member {
+                id,
+                revision,
+                change,
+            },
+            now,
+        );
     }
 
     fn on_watch(&mut self, item: WatchEvent, now: Instant) {

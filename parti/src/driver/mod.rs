@@ -329,6 +329,9 @@ impl Running {
             return;
         }
         let timeout = self.timeout_of(&command);
+        if let Command::Evict { id, expected, .. } = &command {
+            tracing::debug!(member = %id, ?expected, "evicting a silent member");
+        }
         match Plan::of(command) {
             Plan::Notify(n) => self.notify(n).await,
             Plan::Watch { worker } => self.start_watch(worker),

@@ -38,6 +38,7 @@ async fn watch_loop(
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(item) => {
+                            trace_item(&item);
                             if events.send(Event::Watch(item)).is_err() {
                                 return;
                             }
@@ -61,5 +62,35 @@ async fn watch_loop(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// One trace line per watch item: which key changed, at which revision.
+fn trace_item(item: &parti_core::backend::WatchEvent) {
+    use parti_core::backend::{Change, WatchEvent as W};
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    match item {
+        W::Member {
+            id,
+            revision,
+            change,
+        } => {
+            let status = match change {
+                Change::Put(r) => format!("{:?}", r.status),
+                Change::Removed => "removed".into(),
+            };
+            tracing::trace!(member = %id, ?revision, status, "watch: member");
+        }
+        W::Leader { revision, .. } => tracing::trace!(?revision, "watch: leader key"),
+        W::Meta { revision, meta } => {
+            tracing::trace!(?revision, version = meta.version, "watch: commit record")
+        }
+        W::Assignment { revision, record } => {
+            tracing::trace!(?revision, version = record.version, "watch: own assignment")
+        }
+        W::CaughtUp => tracing::trace!("watch: caught up"),
+        W::Skipped { key, .. } => tracing::trace!(key, "watch: skipped"),
     }
 }

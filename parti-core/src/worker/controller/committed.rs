@@ -31,6 +31,13 @@ impl Controller {
         now: Instant,
     ) -> Option<Signal> {
         self.changed = true;
+        if let Some(id) = self.rereading.remove(&op) {
+            return Some(match outcome {
+                Outcome::Member(found) => Signal::MemberRead { id, found },
+                // Unread: the next eviction attempt asks again.
+                _ => Signal::None,
+            });
+        }
         if self.load_op == Some(op) || self.reconcile_op == Some(op) {
             let reconciling = self.reconcile_op == Some(op);
             self.load_op = None;
@@ -82,9 +89,14 @@ impl Controller {
                     self.evict_retry_at =
                         Some(now + (config.heartbeat_interval / 2).max(Duration::from_millis(10)));
                 }
-                // It wrote since the revision the eviction expected: alive.
+                // The key changed since the revision the eviction expected:
+                // the member wrote (alive), or the watch showed a stale
+                // value. Read its current record to know which.
                 _ => {
-                    self.alive_at.insert(w, now);
+                    self.alive_at.insert(w.clone(), now);
+                    let read = out.op();
+                    self.rereading.insert(read, w.clone());
+                    out.push(Command::ReadMember { op: read, id: w });
                 }
             }
             self.dirty = true;

@@ -22,7 +22,9 @@ use crate::event::OpId;
 use crate::ids::WorkerId;
 use crate::outbox::Outbox;
 use crate::partition::{Partition, PartitionId};
-use crate::records::{AssignmentMeta, Lifecycle, MemberStatus, Revision, WorkerAssignment};
+use crate::records::{
+    AssignmentMeta, Lifecycle, MemberRecord, MemberStatus, Revision, WorkerAssignment,
+};
 use crate::roster::Roster;
 use crate::strategy::AssignmentStrategy;
 use crate::time::Instant;
@@ -38,6 +40,14 @@ pub(crate) enum Signal {
     None,
     /// A commit of a higher term exists: this worker is no longer leader.
     Superseded,
+    /// A member re-read after its eviction failed: its current record (or
+    /// none), fresher than what the watch showed.
+    MemberRead {
+        /// The member.
+        id: WorkerId,
+        /// Its record and revision, `None` if the key is absent.
+        found: Option<(MemberRecord, Revision)>,
+    },
 }
 
 /// What the leader is doing, for the state a user sees.
@@ -133,6 +143,11 @@ pub(crate) struct Controller {
     hold_until: Option<Instant>,
     awaiting: BTreeSet<WorkerId>,
     evicting: BTreeMap<WorkerId, OpId>,
+    /// Members re-read after an eviction found a newer revision than the
+    /// watch showed: a watch can start from a lagging replica of an R3
+    /// bucket and show a value that expired there, which no later change
+    /// will ever correct.
+    rereading: BTreeMap<OpId, WorkerId>,
     /// Members this leader evicted, with the revision of the record it
     /// evicted and the revision its eviction wrote: gone while the watch
     /// shows either (a later record, even one of a lower revision after
@@ -211,6 +226,7 @@ impl Controller {
             hold_until: None,
             awaiting: BTreeSet::new(),
             evicting: BTreeMap::new(),
+            rereading: BTreeMap::new(),
             evicted: BTreeMap::new(),
             alive_at: BTreeMap::new(),
             known: KnownRecords::default(),

@@ -83,6 +83,10 @@ pub enum Scripted {
     CutAll(u64),
     /// Like `CutAll`, and the store comes back empty (every bucket lost).
     LoseBuckets(u64),
+    /// The leader's watch shows a member that is not in the store: what a
+    /// watch started on a lagging replica of an R3 bucket delivers for a key
+    /// the stream leader already expired. No later change corrects it.
+    PhantomMember,
 }
 
 impl SimConfig {

@@ -7,7 +7,9 @@ use super::config::Scripted;
 use super::process::Ev;
 use crate::sim::checks::RestartWatch;
 use crate::sim::faults::FaultKind;
-use parti_core::{Event, Partition, PartitionId, State, StopMode};
+use parti_core::backend::{Change, WatchEvent};
+use parti_core::records::MemberRecord;
+use parti_core::{Event, InstanceId, Partition, PartitionId, State, StopMode, WorkerId};
 use std::collections::BTreeSet;
 
 impl Simulator {
@@ -225,6 +227,24 @@ impl Simulator {
             Scripted::CutLeader(ms) => {
                 if let Some(slot) = self.leader_slot() {
                     self.cut_off(slot, ms);
+                }
+            }
+            Scripted::PhantomMember => {
+                if let Some(slot) = self.leader_slot() {
+                    let config = &self.cfg.config;
+                    let id = WorkerId::new(&config.worker_id_prefix, config.worker_id_max);
+                    let label = self.procs[slot].label.clone();
+                    self.log(|| {
+                        format!("{label}'s watch shows {id}, which the store does not hold")
+                    });
+                    let record = MemberRecord::fresh(InstanceId(u64::MAX), 1);
+                    let change = Change::Put(record);
+                    let item = WatchEvent::Member {
+                        id,
+                        revision: 1,
+                        change,
+                    };
+                    self.deliver_now(slot, Event::Watch(item));
                 }
             }
             Scripted::LagLeader { lag, for_ms } => {
