@@ -6,19 +6,26 @@
 //! ```
 //!
 //! The stream (file storage) holds `MESSAGES` small messages spread over 64
-//! partition subjects. Each round measures, on fresh consumers:
+//! partition subjects. Every consumer pulls batches of [`BATCH`] messages
+//! (`messages()` with `max_messages_per_batch`; the partition consumer's
+//! `prefetch`) and keeps its state in memory. Each round measures, on fresh
+//! consumers:
 //!
-//! - `plain`: one durable pull consumer over every subject (async-nats and
-//!   server defaults: `messages()`, file-stored consumer state), each message
-//!   acknowledged;
-//! - `plain-per-partition`: 64 pull consumers, one per partition subject, each
-//!   read by a task of its own (the layout the partition consumer uses,
-//!   without Parti: consumer state in memory, as the partition consumer's);
+//! - `plain`: one pull consumer over every subject, explicit acks (the
+//!   async-nats default), each message acknowledged: a plain at-least-once
+//!   consumer, the reference of the ratios;
+//! - `plain-no-ack`: the same with `AckPolicy::None` (at-most-once: what the
+//!   server can deliver at best);
+//! - `plain-per-partition`: 64 pull consumers, one per partition subject,
+//!   `AckPolicy::None`, each read by a task of its own: the partition
+//!   consumer's layout without Parti;
 //! - `parti-1` and `parti-4`: 1 and 4 in-process workers (`Manager` with
 //!   `ManagerBuilder::consumer`, no-op handler); the workers first settle on an
 //!   empty partition list, then the 64 partitions are published with
 //!   `refresh_partitions`, and the clock runs from there until every message
-//!   was handled.
+//!   was handled. The partition consumer acknowledges nothing to the server;
+//!   it records each partition's progress in its KV bucket (every second and
+//!   at each revoke): at-least-once, as `plain`.
 //!
 //! The figure is messages per second (median of the rounds) and the ratio to
 //! `plain`. Under `cargo test` (no `--bench` argument) it runs one small round
@@ -36,6 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: usize = 64;
+/// Pull batch of every consumer (the partition consumer's default prefetch).
+const BATCH: usize = 256;
 
 struct Setup {
     url: String,
@@ -77,36 +86,46 @@ async fn publish(setup: &Setup) {
 }
 
 /// One pull consumer over every subject: messages per second.
-async fn plain(setup: &Setup, round: usize) -> f64 {
+async fn plain(setup: &Setup, round: usize, ack_policy: jetstream::consumer::AckPolicy) -> f64 {
+    let acked = ack_policy != jetstream::consumer::AckPolicy::None;
     let client = async_nats::connect(setup.url.as_str()).await.unwrap();
     let js = jetstream::new(client);
     let stream = js.get_stream(&setup.stream).await.unwrap();
     let began = Instant::now();
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some(format!("plain-{round}")),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            durable_name: Some(format!("plain-{round}-{acked}")),
+            ack_policy,
+            memory_storage: true,
             ..Default::default()
         })
         .await
         .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .unwrap();
     let mut n = 0;
     while n < setup.messages {
         let message = messages.next().await.unwrap().unwrap();
-        message.ack().await.unwrap();
+        if acked {
+            message.ack().await.unwrap();
+        }
         n += 1;
     }
     let rate = n as f64 / began.elapsed().as_secs_f64();
     stream
-        .delete_consumer(&format!("plain-{round}"))
+        .delete_consumer(&format!("plain-{round}-{acked}"))
         .await
         .unwrap();
     rate
 }
 
-/// One pull consumer per partition subject, each read by a task of its own:
-/// messages per second (what the partition consumer's layout costs by itself).
+/// One pull consumer per partition subject (no acks), each read by a task of
+/// its own: messages per second (what the partition consumer's layout costs
+/// by itself).
 async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
     let client = async_nats::connect(setup.url.as_str()).await.unwrap();
     let js = jetstream::new(client);
@@ -119,7 +138,7 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
             .create_consumer(jetstream::consumer::pull::Config {
                 name: Some(name),
                 filter_subject: format!("{}.p-{i}", setup.prefix),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_policy: jetstream::consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(5),
                 memory_storage: true,
                 ..Default::default()
@@ -129,10 +148,14 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
         let expected = setup.messages / PARTITIONS as u64
             + u64::from((i as u64) < setup.messages % PARTITIONS as u64);
         tasks.push(tokio::spawn(async move {
-            let mut messages = consumer.messages().await.unwrap();
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(BATCH)
+                .messages()
+                .await
+                .unwrap();
             for _ in 0..expected {
-                let message = messages.next().await.unwrap().unwrap();
-                message.ack().await.unwrap();
+                messages.next().await.unwrap().unwrap();
             }
         }));
     }
@@ -146,6 +169,7 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
 async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
     let group = format!("bench-{workers}-{round}-{}", std::process::id());
     let handled = Arc::new(AtomicU64::new(0));
+    let grants = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let first = Arc::new(std::sync::OnceLock::new());
     let source = StaticSource::new(Vec::new());
     let mut managers = Vec::new();
@@ -155,12 +179,17 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
         let client = async_nats::connect(setup.url.as_str()).await.unwrap();
         let count = handled.clone();
         let first = first.clone();
+        let grants = grants.clone();
         let consumer = PartitionConsumer::builder(client.clone(), &group, &setup.stream)
             .subject_template(&format!("{}.{{key}}", setup.prefix))
             .max_concurrency(64)
-            .handler(move |_| {
+            .prefetch(BATCH)
+            .handler(move |d: parti::Delivery| {
                 if count.fetch_add(1, Ordering::Relaxed) == 0 {
                     let _ = first.set(Instant::now());
+                }
+                if d.attempt == 1 && d.stream_sequence % 61 == 0 {
+                    grants.lock().unwrap().insert((d.partition.name(), d.epoch));
                 }
                 async { Ok::<(), std::io::Error>(()) }
             })
@@ -204,9 +233,10 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
         m.leave().await.unwrap();
     }
     eprintln!(
-        "  parti-{workers}: first message after {} ms, all after {} ms; partitions per worker {owners:?}",
+        "  parti-{workers}: first message after {} ms, all after {} ms; partitions per worker {owners:?}; {} (partition, epoch) pairs seen",
         to_first.as_millis(),
-        took.as_millis()
+        took.as_millis(),
+        grants.lock().unwrap().len()
     );
     rate
 }
@@ -240,24 +270,37 @@ async fn main() {
         "published {messages} messages over {PARTITIONS} partitions in {} ms",
         t.elapsed().as_millis()
     );
-    let (mut p, mut p64, mut one, mut four) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut p, mut pn, mut p64, mut one, mut four) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        p.push(plain(&setup, round).await);
+        use jetstream::consumer::AckPolicy;
+        p.push(plain(&setup, round, AckPolicy::Explicit).await);
+        pn.push(plain(&setup, round, AckPolicy::None).await);
         p64.push(plain_per_partition(&setup, round).await);
         one.push(parti(&setup, 1, round).await);
         four.push(parti(&setup, 4, round).await);
         eprintln!(
-            "round {round}: plain {:.0}/s, plain-per-partition {:.0}/s, parti-1 {:.0}/s, parti-4 {:.0}/s",
-            p[round], p64[round], one[round], four[round]
+            "round {round}: plain {:.0}/s, plain-no-ack {:.0}/s, plain-per-partition {:.0}/s, parti-1 {:.0}/s, parti-4 {:.0}/s",
+            p[round], pn[round], p64[round], one[round], four[round]
         );
     }
-    let (p, p64, one, four) = (median(p), median(p64), median(one), median(four));
-    println!(
-        "consumer throughput ({messages} messages, {PARTITIONS} partitions, median of {rounds} rounds):"
+    let (p, pn, p64, one, four) = (
+        median(p),
+        median(pn),
+        median(p64),
+        median(one),
+        median(four),
     );
-    println!("  plain pull consumer: {p:.0} msg/s");
     println!(
-        "  plain, one pull consumer per partition: {p64:.0} msg/s ({:.2}x plain)",
+        "consumer throughput ({messages} messages, {PARTITIONS} partitions, batch {BATCH}, median of {rounds} rounds):"
+    );
+    println!("  plain pull consumer, acked: {p:.0} msg/s");
+    println!(
+        "  plain pull consumer, no acks: {pn:.0} msg/s ({:.2}x plain)",
+        pn / p
+    );
+    println!(
+        "  plain, one pull consumer per partition, no acks: {p64:.0} msg/s ({:.2}x plain)",
         p64 / p
     );
     println!(
