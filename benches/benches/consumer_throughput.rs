@@ -30,7 +30,8 @@
 //! The figure is messages per second (median of the rounds) and the ratio to
 //! `plain`. Under `cargo test` (no `--bench` argument) it runs one small round
 //! as a smoke test, and nothing without a nats-server binary.
-//! `BENCH_MESSAGES=N` changes the message count.
+//! `BENCH_MESSAGES=N` changes the message count, `BENCH_ROUNDS=R` the number
+//! of rounds.
 
 // Bench code: unwrap, expect and panic are how it reports setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -241,6 +242,52 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
     rate
 }
 
+/// CPU time used so far, in ms: (this process, its nats-server children).
+/// Read from `/proc` (Linux; zeros elsewhere), at the clock-tick resolution
+/// (10 ms).
+fn cpu_ms() -> (f64, f64) {
+    fn ticks(pid: &str) -> Option<(u64, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let used = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let comm = head.rsplit_once('(').map(|(_, c)| c.to_string())?;
+        Some((used, format!("{comm} {}", fields.get(1)?)))
+    }
+    let me = std::process::id().to_string();
+    let client = ticks(&me).map_or(0, |(t, _)| t);
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((t, comm)) = ticks(&name)
+            && comm == format!("nats-server {me}")
+        {
+            server += t;
+        }
+    }
+    // 100 ticks per second on Linux.
+    (client as f64 * 10.0, server as f64 * 10.0)
+}
+
+/// Rate of one measurement, and the CPU ms it cost per 100 000 messages.
+struct Measured {
+    rate: f64,
+    client_ms: f64,
+    server_ms: f64,
+}
+
+async fn measure(messages: u64, run: impl Future<Output = f64>) -> Measured {
+    let before = cpu_ms();
+    let rate = run.await;
+    let after = cpu_ms();
+    let per = 100_000.0 / messages as f64;
+    Measured {
+        rate,
+        client_ms: (after.0 - before.0) * per,
+        server_ms: (after.1 - before.1) * per,
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -258,6 +305,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(messages);
+    // BENCH_ROUNDS overrides the number of rounds.
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(rounds);
     let setup = Setup {
         url: server.client_url(),
         stream: "BENCH".into(),
@@ -270,45 +322,39 @@ async fn main() {
         "published {messages} messages over {PARTITIONS} partitions in {} ms",
         t.elapsed().as_millis()
     );
-    let (mut p, mut pn, mut p64, mut one, mut four) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let names = [
+        "plain pull consumer, acked",
+        "plain pull consumer, no acks",
+        "plain, one pull consumer per partition, no acks",
+        "parti, 1 worker",
+        "parti, 4 workers",
+    ];
+    let mut rows: Vec<Vec<Measured>> = (0..names.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         use jetstream::consumer::AckPolicy;
-        p.push(plain(&setup, round, AckPolicy::Explicit).await);
-        pn.push(plain(&setup, round, AckPolicy::None).await);
-        p64.push(plain_per_partition(&setup, round).await);
-        one.push(parti(&setup, 1, round).await);
-        four.push(parti(&setup, 4, round).await);
-        eprintln!(
-            "round {round}: plain {:.0}/s, plain-no-ack {:.0}/s, plain-per-partition {:.0}/s, parti-1 {:.0}/s, parti-4 {:.0}/s",
-            p[round], pn[round], p64[round], one[round], four[round]
+        let n = setup.messages;
+        rows[0].push(measure(n, plain(&setup, round, AckPolicy::Explicit)).await);
+        rows[1].push(measure(n, plain(&setup, round, AckPolicy::None)).await);
+        rows[2].push(measure(n, plain_per_partition(&setup, round)).await);
+        rows[3].push(measure(n, parti(&setup, 1, round)).await);
+        rows[4].push(measure(n, parti(&setup, 4, round)).await);
+        let rates: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{:.0}", r[round].rate))
+            .collect();
+        eprintln!("round {round}: msg/s {}", rates.join(", "));
+    }
+    println!(
+        "consumer throughput ({messages} messages, {PARTITIONS} partitions, batch {BATCH}, median of {rounds} rounds; CPU ms per 100 000 messages):"
+    );
+    let reference = median(rows[0].iter().map(|m| m.rate).collect());
+    for (name, row) in names.iter().zip(&rows) {
+        let rate = median(row.iter().map(|m| m.rate).collect());
+        let client = median(row.iter().map(|m| m.client_ms).collect());
+        let server = median(row.iter().map(|m| m.server_ms).collect());
+        println!(
+            "  {name}: {rate:.0} msg/s ({:.2}x plain); CPU: client {client:.0} ms, nats-server {server:.0} ms",
+            rate / reference
         );
     }
-    let (p, pn, p64, one, four) = (
-        median(p),
-        median(pn),
-        median(p64),
-        median(one),
-        median(four),
-    );
-    println!(
-        "consumer throughput ({messages} messages, {PARTITIONS} partitions, batch {BATCH}, median of {rounds} rounds):"
-    );
-    println!("  plain pull consumer, acked: {p:.0} msg/s");
-    println!(
-        "  plain pull consumer, no acks: {pn:.0} msg/s ({:.2}x plain)",
-        pn / p
-    );
-    println!(
-        "  plain, one pull consumer per partition, no acks: {p64:.0} msg/s ({:.2}x plain)",
-        p64 / p
-    );
-    println!(
-        "  parti 1 worker:      {one:.0} msg/s ({:.2}x plain)",
-        one / p
-    );
-    println!(
-        "  parti 4 workers:     {four:.0} msg/s ({:.2}x plain)",
-        four / p
-    );
 }
