@@ -189,7 +189,7 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
                 if count.fetch_add(1, Ordering::Relaxed) == 0 {
                     let _ = first.set(Instant::now());
                 }
-                if d.attempt == 1 && d.stream_sequence % 61 == 0 {
+                if d.attempt == 1 && d.stream_sequence.is_multiple_of(61) {
                     grants.lock().unwrap().insert((d.partition.name(), d.epoch));
                 }
                 async { Ok::<(), std::io::Error>(()) }
