@@ -361,10 +361,13 @@ impl Task {
             self.stats.consuming.store(true, Ordering::Relaxed);
             backoff = SETUP_BACKOFF_MIN;
             loop {
+                // Messages first: the stop is then only waited for while
+                // idle (it is checked after every message anyway), which
+                // spares a wake-up registration per message.
                 let next = tokio::select! {
                     biased;
-                    _ = self.stopped.wait_for(|s| *s) => return,
                     next = messages.next() => next,
+                    _ = self.stopped.wait_for(|s| *s) => return,
                 };
                 match next {
                     Some(Ok(message)) => {
@@ -431,13 +434,22 @@ impl Task {
             let result = {
                 // A revoke while waiting for a permit: the message stays for
                 // the next owner.
-                let permit = tokio::select! {
-                    biased;
-                    _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
-                    permit = shared.permits.acquire() => permit,
-                };
-                let Ok(_permit) = permit else {
+                if self.stopping() {
                     return Handled::Abandoned;
+                }
+                let _permit = match shared.permits.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        let permit = tokio::select! {
+                            biased;
+                            _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
+                            permit = shared.permits.acquire() => permit,
+                        };
+                        let Ok(permit) = permit else {
+                            return Handled::Abandoned;
+                        };
+                        permit
+                    }
                 };
                 self.stats.in_flight.store(true, Ordering::Relaxed);
                 self.metrics.in_flight.increment(1.0);
