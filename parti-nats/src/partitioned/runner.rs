@@ -53,8 +53,8 @@ pub(crate) fn consumer_name(name: &str, partition: &Partition, epoch: u64) -> St
     format!("{name}-{}-e{epoch}", partition_token(partition))
 }
 
-/// Where the progress entry of a partition stands, shared by the handling
-/// loop and its background writer.
+/// Where the progress entry of a partition stands: kept by the background
+/// writer, handed to the revoke's final write.
 struct Recorded {
     /// Revision of the entry as we last wrote it.
     revision: u64,
