@@ -6,24 +6,32 @@
 //! ```
 //!
 //! The stream (file storage) holds `MESSAGES` small messages spread over 64
-//! partition subjects. Each round measures, on fresh consumers:
+//! partition subjects. Every consumer pulls batches of [`BATCH`] messages
+//! (`messages()` with `max_messages_per_batch`; the partition consumer's
+//! `prefetch`) and keeps its state in memory. Each round measures, on fresh
+//! consumers:
 //!
-//! - `plain`: one durable pull consumer over every subject (async-nats and
-//!   server defaults: `messages()`, file-stored consumer state), each message
-//!   acknowledged;
-//! - `plain-per-partition`: 64 pull consumers, one per partition subject, each
-//!   read by a task of its own (the layout the partition consumer uses,
-//!   without Parti: consumer state in memory, as the partition consumer's);
+//! - `plain`: one pull consumer over every subject, explicit acks (the
+//!   async-nats default), each message acknowledged: a plain at-least-once
+//!   consumer, the reference of the ratios;
+//! - `plain-no-ack`: the same with `AckPolicy::None` (at-most-once: what the
+//!   server can deliver at best);
+//! - `plain-per-partition`: 64 pull consumers, one per partition subject,
+//!   `AckPolicy::None`, each read by a task of its own: the partition
+//!   consumer's layout without Parti;
 //! - `parti-1` and `parti-4`: 1 and 4 in-process workers (`Manager` with
 //!   `ManagerBuilder::consumer`, no-op handler); the workers first settle on an
 //!   empty partition list, then the 64 partitions are published with
 //!   `refresh_partitions`, and the clock runs from there until every message
-//!   was handled.
+//!   was handled. The partition consumer acknowledges nothing to the server;
+//!   it records each partition's progress in its KV bucket (every second and
+//!   at each revoke): at-least-once, as `plain`.
 //!
 //! The figure is messages per second (median of the rounds) and the ratio to
 //! `plain`. Under `cargo test` (no `--bench` argument) it runs one small round
 //! as a smoke test, and nothing without a nats-server binary.
-//! `BENCH_MESSAGES=N` changes the message count.
+//! `BENCH_MESSAGES=N` changes the message count, `BENCH_ROUNDS=R` the number
+//! of rounds.
 
 // Bench code: unwrap, expect and panic are how it reports setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -36,6 +44,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: usize = 64;
+/// Pull batch of every consumer (the partition consumer's default prefetch).
+const BATCH: usize = 256;
 
 struct Setup {
     url: String,
@@ -77,36 +87,46 @@ async fn publish(setup: &Setup) {
 }
 
 /// One pull consumer over every subject: messages per second.
-async fn plain(setup: &Setup, round: usize) -> f64 {
+async fn plain(setup: &Setup, round: usize, ack_policy: jetstream::consumer::AckPolicy) -> f64 {
+    let acked = ack_policy != jetstream::consumer::AckPolicy::None;
     let client = async_nats::connect(setup.url.as_str()).await.unwrap();
     let js = jetstream::new(client);
     let stream = js.get_stream(&setup.stream).await.unwrap();
     let began = Instant::now();
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some(format!("plain-{round}")),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            durable_name: Some(format!("plain-{round}-{acked}")),
+            ack_policy,
+            memory_storage: true,
             ..Default::default()
         })
         .await
         .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .unwrap();
     let mut n = 0;
     while n < setup.messages {
         let message = messages.next().await.unwrap().unwrap();
-        message.ack().await.unwrap();
+        if acked {
+            message.ack().await.unwrap();
+        }
         n += 1;
     }
     let rate = n as f64 / began.elapsed().as_secs_f64();
     stream
-        .delete_consumer(&format!("plain-{round}"))
+        .delete_consumer(&format!("plain-{round}-{acked}"))
         .await
         .unwrap();
     rate
 }
 
-/// One pull consumer per partition subject, each read by a task of its own:
-/// messages per second (what the partition consumer's layout costs by itself).
+/// One pull consumer per partition subject (no acks), each read by a task of
+/// its own: messages per second (what the partition consumer's layout costs
+/// by itself).
 async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
     let client = async_nats::connect(setup.url.as_str()).await.unwrap();
     let js = jetstream::new(client);
@@ -119,7 +139,7 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
             .create_consumer(jetstream::consumer::pull::Config {
                 name: Some(name),
                 filter_subject: format!("{}.p-{i}", setup.prefix),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_policy: jetstream::consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(5),
                 memory_storage: true,
                 ..Default::default()
@@ -129,10 +149,14 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
         let expected = setup.messages / PARTITIONS as u64
             + u64::from((i as u64) < setup.messages % PARTITIONS as u64);
         tasks.push(tokio::spawn(async move {
-            let mut messages = consumer.messages().await.unwrap();
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(BATCH)
+                .messages()
+                .await
+                .unwrap();
             for _ in 0..expected {
-                let message = messages.next().await.unwrap().unwrap();
-                message.ack().await.unwrap();
+                messages.next().await.unwrap().unwrap();
             }
         }));
     }
@@ -146,6 +170,7 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
 async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
     let group = format!("bench-{workers}-{round}-{}", std::process::id());
     let handled = Arc::new(AtomicU64::new(0));
+    let grants = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let first = Arc::new(std::sync::OnceLock::new());
     let source = StaticSource::new(Vec::new());
     let mut managers = Vec::new();
@@ -155,12 +180,17 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
         let client = async_nats::connect(setup.url.as_str()).await.unwrap();
         let count = handled.clone();
         let first = first.clone();
+        let grants = grants.clone();
         let consumer = PartitionConsumer::builder(client.clone(), &group, &setup.stream)
             .subject_template(&format!("{}.{{key}}", setup.prefix))
             .max_concurrency(64)
-            .handler(move |_| {
+            .prefetch(BATCH)
+            .handler(move |d: parti::Delivery| {
                 if count.fetch_add(1, Ordering::Relaxed) == 0 {
                     let _ = first.set(Instant::now());
+                }
+                if d.attempt == 1 && d.stream_sequence.is_multiple_of(61) {
+                    grants.lock().unwrap().insert((d.partition.name(), d.epoch));
                 }
                 async { Ok::<(), std::io::Error>(()) }
             })
@@ -204,11 +234,58 @@ async fn parti(setup: &Setup, workers: usize, round: usize) -> f64 {
         m.leave().await.unwrap();
     }
     eprintln!(
-        "  parti-{workers}: first message after {} ms, all after {} ms; partitions per worker {owners:?}",
+        "  parti-{workers}: first message after {} ms, all after {} ms; partitions per worker {owners:?}; {} (partition, epoch) pairs seen",
         to_first.as_millis(),
-        took.as_millis()
+        took.as_millis(),
+        grants.lock().unwrap().len()
     );
     rate
+}
+
+/// CPU time used so far, in ms: (this process, its nats-server children).
+/// Read from `/proc` (Linux; zeros elsewhere), at the clock-tick resolution
+/// (10 ms).
+fn cpu_ms() -> (f64, f64) {
+    fn ticks(pid: &str) -> Option<(u64, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let used = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let comm = head.rsplit_once('(').map(|(_, c)| c.to_string())?;
+        Some((used, format!("{comm} {}", fields.get(1)?)))
+    }
+    let me = std::process::id().to_string();
+    let client = ticks(&me).map_or(0, |(t, _)| t);
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((t, comm)) = ticks(&name)
+            && comm == format!("nats-server {me}")
+        {
+            server += t;
+        }
+    }
+    // 100 ticks per second on Linux.
+    (client as f64 * 10.0, server as f64 * 10.0)
+}
+
+/// Rate of one measurement, and the CPU ms it cost per 100 000 messages.
+struct Measured {
+    rate: f64,
+    client_ms: f64,
+    server_ms: f64,
+}
+
+async fn measure(messages: u64, run: impl Future<Output = f64>) -> Measured {
+    let before = cpu_ms();
+    let rate = run.await;
+    let after = cpu_ms();
+    let per = 100_000.0 / messages as f64;
+    Measured {
+        rate,
+        client_ms: (after.0 - before.0) * per,
+        server_ms: (after.1 - before.1) * per,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -228,6 +305,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(messages);
+    // BENCH_ROUNDS overrides the number of rounds.
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(rounds);
     let setup = Setup {
         url: server.client_url(),
         stream: "BENCH".into(),
@@ -240,32 +322,39 @@ async fn main() {
         "published {messages} messages over {PARTITIONS} partitions in {} ms",
         t.elapsed().as_millis()
     );
-    let (mut p, mut p64, mut one, mut four) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let names = [
+        "plain pull consumer, acked",
+        "plain pull consumer, no acks",
+        "plain, one pull consumer per partition, no acks",
+        "parti, 1 worker",
+        "parti, 4 workers",
+    ];
+    let mut rows: Vec<Vec<Measured>> = (0..names.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        p.push(plain(&setup, round).await);
-        p64.push(plain_per_partition(&setup, round).await);
-        one.push(parti(&setup, 1, round).await);
-        four.push(parti(&setup, 4, round).await);
-        eprintln!(
-            "round {round}: plain {:.0}/s, plain-per-partition {:.0}/s, parti-1 {:.0}/s, parti-4 {:.0}/s",
-            p[round], p64[round], one[round], four[round]
+        use jetstream::consumer::AckPolicy;
+        let n = setup.messages;
+        rows[0].push(measure(n, plain(&setup, round, AckPolicy::Explicit)).await);
+        rows[1].push(measure(n, plain(&setup, round, AckPolicy::None)).await);
+        rows[2].push(measure(n, plain_per_partition(&setup, round)).await);
+        rows[3].push(measure(n, parti(&setup, 1, round)).await);
+        rows[4].push(measure(n, parti(&setup, 4, round)).await);
+        let rates: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{:.0}", r[round].rate))
+            .collect();
+        eprintln!("round {round}: msg/s {}", rates.join(", "));
+    }
+    println!(
+        "consumer throughput ({messages} messages, {PARTITIONS} partitions, batch {BATCH}, median of {rounds} rounds; CPU ms per 100 000 messages):"
+    );
+    let reference = median(rows[0].iter().map(|m| m.rate).collect());
+    for (name, row) in names.iter().zip(&rows) {
+        let rate = median(row.iter().map(|m| m.rate).collect());
+        let client = median(row.iter().map(|m| m.client_ms).collect());
+        let server = median(row.iter().map(|m| m.server_ms).collect());
+        println!(
+            "  {name}: {rate:.0} msg/s ({:.2}x plain); CPU: client {client:.0} ms, nats-server {server:.0} ms",
+            rate / reference
         );
     }
-    let (p, p64, one, four) = (median(p), median(p64), median(one), median(four));
-    println!(
-        "consumer throughput ({messages} messages, {PARTITIONS} partitions, median of {rounds} rounds):"
-    );
-    println!("  plain pull consumer: {p:.0} msg/s");
-    println!(
-        "  plain, one pull consumer per partition: {p64:.0} msg/s ({:.2}x plain)",
-        p64 / p
-    );
-    println!(
-        "  parti 1 worker:      {one:.0} msg/s ({:.2}x plain)",
-        one / p
-    );
-    println!(
-        "  parti 4 workers:     {four:.0} msg/s ({:.2}x plain)",
-        four / p
-    );
 }

@@ -475,3 +475,74 @@ async fn empty_assignment_consumes_nothing() {
     let names = consumer_names(&mut js_stream).await;
     assert!(names.is_empty(), "consumers left after stop(): {names:?}");
 }
+
+/// While a partition is consumed, its progress entry follows the messages
+/// handled (every `progress_interval`), naming the owner's consumer: a crash
+/// would make the next owner start there. Revoking it (`leave()`) records the
+/// exact last sequence and clears the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_recorded_while_consuming_and_at_revoke() {
+    let Some(server) = server() else { return };
+    let client = connect(&[server.client_url()]).await;
+    let g = group("progress");
+    let (name, prefix) = (format!("S{g}"), format!("ev{g}"));
+    let _stream = stream(&client, &name, &prefix).await;
+    publish(&client, &prefix, 1, 0, 5).await;
+    let log: Log = Arc::default();
+    let consumer = PartitionConsumer::builder(client.clone(), &g, &name)
+        .subject_template(&format!("{prefix}.{{key}}"))
+        .progress_interval(Duration::from_millis(50))
+        .handler({
+            let log = log.clone();
+            move |d: parti::Delivery| {
+                let log = log.clone();
+                async move {
+                    let now = Instant::now();
+                    lock(&log).push(Handled {
+                        worker: 0,
+                        partition: d.partition.name(),
+                        payload: String::from_utf8_lossy(&d.payload).into_owned(),
+                        seq: d.stream_sequence,
+                        epoch: d.epoch,
+                        start: now,
+                        end: now,
+                    });
+                    Ok::<(), std::io::Error>(())
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let m = worker(&client, &g, numbered(1), consumer).await;
+    wait_until(SETTLE, "the 5 messages handled", || lock(&log).len() == 5).await;
+    let last = lock(&log).iter().map(|h| h.seq).max().unwrap();
+    let js = jetstream::new(client.clone());
+    let bucket = js
+        .get_key_value(format!("parti-progress-{g}"))
+        .await
+        .unwrap();
+    let read = || async {
+        let value = bucket.get("p-0").await.unwrap().unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&value).unwrap_or_default()
+    };
+    let deadline = Instant::now() + SETTLE;
+    let recorded = loop {
+        let record = read().await;
+        if record["seq"] == last {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "progress not recorded while consuming: {record} (last handled {last})"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    let epoch = lock(&log)[0].epoch;
+    assert_eq!(recorded["epoch"], epoch, "{recorded}");
+    assert!(recorded["consumer"].is_string(), "{recorded}");
+    m.leave().await.unwrap();
+    let released = read().await;
+    assert_eq!(released["seq"], last, "{released}");
+    assert!(released.get("consumer").is_none(), "{released}");
+}

@@ -1,7 +1,7 @@
 //! How far each partition is done: one KV entry per partition in a bucket the
 //! consumer owns (never the application's stream).
 //!
-//! The entry holds the last stream sequence acknowledged for the partition,
+//! The entry holds the last stream sequence handled for the partition,
 //! the fencing epoch of the owner that wrote it, and the name of the JetStream
 //! consumer that owner is using (while it consumes) or `None` (once it has
 //! handed the partition over cleanly). Every write is a compare-and-set on the
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 /// The stored progress of one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProgressRecord {
-    /// Last stream sequence handled and acknowledged (0: none).
+    /// Last stream sequence handled (0: none): every message of the
+    /// partition up to it is done.
     pub seq: u64,
     /// Fencing epoch of the owner that wrote the record.
     pub epoch: u64,

@@ -1,12 +1,12 @@
 //! The task that consumes one owned partition: grant (find where to start,
-//! claim the progress entry, create the consumer), the ordered handling loop,
+//! claim the progress entry, create the consumer), the ordered handling loop
+//! (with the progress written in the background every `progress_interval`),
 //! and the revoke (stop, record progress, delete the consumer).
 
 use super::progress::{self, ProgressError, ProgressRecord};
 use super::stats::{PartitionMetrics, PartitionStats};
 use super::{DeadLetter, Delivery, Handler, SubjectFn, partition_token};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{kv, stream};
 use futures_util::{FutureExt, StreamExt};
 use parti_core::Partition;
@@ -26,10 +26,11 @@ const SETUP_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Attempts of the final progress write of a revoke.
 const FINAL_WRITE_ATTEMPTS: u32 = 3;
+/// Attempts of one periodic progress write (before the next period).
+const PERIODIC_WRITE_ATTEMPTS: u32 = 2;
 
 /// What every partition task shares.
 pub(crate) struct Shared {
-    pub client: async_nats::Client,
     pub stream: stream::Stream,
     pub stream_name: String,
     pub name: String,
@@ -42,7 +43,7 @@ pub(crate) struct Shared {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub prefetch: usize,
-    pub ack_wait: Duration,
+    pub progress_interval: Duration,
     pub inactive_threshold: Duration,
     pub request_timeout: Duration,
 }
@@ -52,13 +53,22 @@ pub(crate) fn consumer_name(name: &str, partition: &Partition, epoch: u64) -> St
     format!("{name}-{}-e{epoch}", partition_token(partition))
 }
 
+/// Where the progress entry of a partition stands: kept by the background
+/// writer, handed to the revoke's final write.
+struct Recorded {
+    /// Revision of the entry as we last wrote it.
+    revision: u64,
+    /// The sequence it holds.
+    seq: u64,
+}
+
 /// A running partition task.
 pub(crate) struct Running {
     pub owned: OwnedPartition,
     pub stats: Arc<PartitionStats>,
     stop: watch::Sender<bool>,
-    /// Fires once the handler is done with the partition and the acks were
-    /// flushed: from then on the next owner can take over.
+    /// Fires once the handler is done with the partition: from then on the
+    /// next owner can take over.
     handed: oneshot::Receiver<()>,
     handle: JoinHandle<()>,
 }
@@ -81,6 +91,7 @@ impl Running {
             last_acked: 0,
             partition: Arc::new(owned.partition.clone()),
             revision: 0,
+            fenced: Arc::default(),
             handed: Some(handed_tx),
         };
         let handle = tokio::spawn(task.run().instrument(span));
@@ -93,12 +104,12 @@ impl Running {
         }
     }
 
-    /// Asks the task to stop and waits until the partition is handed over:
-    /// the message in flight finished and the acks were flushed. Then waits
-    /// until `deadline` for the clean-up (progress recorded, consumer
-    /// deleted); a clean-up still running then is returned, to finish in the
-    /// background. Handing over is safe without it: the progress entry names
-    /// this owner's consumer, whose ack floor the next owner reads.
+    /// Asks the task to stop and waits until the handler is done with the
+    /// partition (the message in flight finished). Then waits until
+    /// `deadline` for the clean-up (progress recorded, consumer deleted); a
+    /// clean-up still running then is returned, to finish in the background.
+    /// Handing over without it is safe but not exact: the next owner starts
+    /// after the last periodic record and handles the messages since again.
     pub(crate) async fn stop(mut self, deadline: tokio::time::Instant) -> Option<JoinHandle<()>> {
         let _ = self.stop.send(true);
         // An error means the task ended (without handing over anything).
@@ -122,12 +133,15 @@ struct Task {
     stats: Arc<PartitionStats>,
     metrics: PartitionMetrics,
     stopped: watch::Receiver<bool>,
-    /// Last stream sequence acknowledged (or terminated).
+    /// Last stream sequence handled (or dead-lettered): every message of the
+    /// partition up to it is done.
     last_acked: u64,
     /// The partition, shared by the deliveries.
     partition: Arc<Partition>,
     /// Revision of the progress entry as we last wrote it.
     revision: u64,
+    /// Set by the background writer when a later owner holds the entry.
+    fenced: Arc<std::sync::atomic::AtomicBool>,
     /// Told once the partition is handed over (see [`Running::stop`]).
     handed: Option<oneshot::Sender<()>>,
 }
@@ -141,7 +155,7 @@ enum Handled {
 
 impl Task {
     fn stopping(&self) -> bool {
-        *self.stopped.borrow()
+        *self.stopped.borrow() || self.fenced.load(Ordering::Relaxed)
     }
 
     /// Sleeps `pause`; `false` if a stop came first.
@@ -156,8 +170,33 @@ impl Task {
         self.metrics.partitions.increment(1.0);
         let claimed = self.claim_with_retries().await;
         if claimed {
+            let (writer_stop, writer_stopped) = watch::channel(false);
+            let writer = tokio::spawn(
+                ProgressWriter {
+                    shared: self.shared.clone(),
+                    key: self.key.clone(),
+                    epoch: self.owned.epoch,
+                    consumer: self.consumer.clone(),
+                    stats: self.stats.clone(),
+                    fenced: self.fenced.clone(),
+                    recorded: Recorded {
+                        revision: self.revision,
+                        seq: self.last_acked,
+                    },
+                }
+                .run(writer_stopped)
+                .in_current_span(),
+            );
             self.consume().await;
-            self.release().await;
+            // The handler is done with the partition: no overlap with the
+            // next owner from here on (see `Running::stop`).
+            if let Some(handed) = self.handed.take() {
+                let _ = handed.send(());
+            }
+            // Then the writer, whose last revision the final write compares with.
+            let _ = writer_stop.send(true);
+            let recorded = writer.await.ok();
+            self.release(recorded).await;
         }
         self.stats.consuming.store(false, Ordering::Relaxed);
         self.metrics.partitions.decrement(1.0);
@@ -206,22 +245,16 @@ impl Task {
     /// `None` when the entry changed under us.
     async fn claim(&self) -> Result<Option<(u64, u64)>, ProgressError> {
         let current = progress::read(&self.shared.progress, &self.key).await?;
-        let mut last = current.record.seq;
+        // Everything up to the recorded sequence is done. A previous owner
+        // that crashed (its consumer still named in the entry) may have
+        // handled a few messages after it: those are handled again
+        // (at-least-once), never skipped.
+        let last = current.record.seq;
         let previous = current
             .record
             .consumer
             .clone()
             .filter(|c| *c != self.consumer);
-        if let Some(previous) = &previous {
-            // The previous owner did not hand over (it crashed): its consumer's
-            // ack floor is how far it got.
-            match self.shared.stream.consumer_info(previous).await {
-                Ok(info) => last = last.max(info.ack_floor.stream_sequence),
-                Err(e) => {
-                    tracing::debug!(consumer = %previous, error = %e, "previous consumer gone")
-                }
-            }
-        }
         let record = ProgressRecord {
             seq: last,
             epoch: self.owned.epoch,
@@ -252,12 +285,13 @@ impl Task {
                     start_sequence: self.last_acked + 1,
                 }
             },
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.shared.ack_wait,
-            max_ack_pending: i64::try_from(self.shared.prefetch * 2).unwrap_or(i64::MAX),
+            // No acknowledgements: the server needs none to deliver in order,
+            // retries happen in place, and how far the partition is done is
+            // kept in the progress entry (the handoff reads nothing else).
+            ack_policy: AckPolicy::None,
             filter_subject: (self.shared.subject)(&self.owned.partition),
             inactive_threshold: self.shared.inactive_threshold,
-            // The ack state in memory (replicated like the stream): the
+            // The consumer's state in memory (replicated like the stream): the
             // progress that must outlive a server restart is in the KV entry.
             memory_storage: true,
             ..Default::default()
@@ -265,7 +299,21 @@ impl Task {
     }
 
     /// (Re)creates our consumer from `last_acked + 1`.
-    async fn open(&self) -> Result<PullConsumer, String> {
+    async fn open(&self, reopening: bool) -> Result<PullConsumer, String> {
+        if reopening {
+            // A worker paused past its lease finds its consumer gone: it
+            // must not resume if a later owner has claimed the partition.
+            let current = progress::read(&self.shared.progress, &self.key)
+                .await
+                .map_err(|e| e.to_string())?;
+            if current.record.epoch > self.owned.epoch {
+                self.fenced.store(true, Ordering::Relaxed);
+                return Err(format!(
+                    "fenced: epoch {} holds the partition",
+                    current.record.epoch
+                ));
+            }
+        }
         // A consumer of ours left from before (a message stream that failed)
         // cannot change its start: replace it.
         let _ = self.shared.stream.delete_consumer(&self.consumer).await;
@@ -279,9 +327,10 @@ impl Task {
     /// Reads and handles messages until stopped.
     async fn consume(&mut self) {
         let mut backoff = SETUP_BACKOFF_MIN;
+        let mut reopening = false;
         while !self.stopping() {
             let opened = tokio::time::timeout(self.shared.request_timeout * 2, async {
-                let consumer = self.open().await?;
+                let consumer = self.open(reopening).await?;
                 consumer
                     .stream()
                     .max_messages_per_batch(self.shared.prefetch)
@@ -296,6 +345,11 @@ impl Task {
             let mut messages = match opened {
                 Ok(m) => m,
                 Err(e) => {
+                    reopening = true;
+                    if self.stopping() {
+                        tracing::warn!(error = %e, "not consuming the partition any more");
+                        return;
+                    }
                     tracing::warn!(error = %e, "cannot read the partition yet; retrying");
                     if !self.pause(backoff).await {
                         return;
@@ -307,13 +361,19 @@ impl Task {
             self.stats.consuming.store(true, Ordering::Relaxed);
             backoff = SETUP_BACKOFF_MIN;
             loop {
+                // Messages first: the stop is then only waited for while
+                // idle (it is checked after every message anyway), which
+                // spares a wake-up registration per message.
                 let next = tokio::select! {
                     biased;
-                    _ = self.stopped.wait_for(|s| *s) => return,
                     next = messages.next() => next,
+                    _ = self.stopped.wait_for(|s| *s) => return,
                 };
                 match next {
                     Some(Ok(message)) => {
+                        if self.fenced.load(Ordering::Relaxed) {
+                            return;
+                        }
                         if let Handled::Abandoned = self.handle(message).await {
                             return;
                         }
@@ -332,6 +392,7 @@ impl Task {
                 }
             }
             self.stats.consuming.store(false, Ordering::Relaxed);
+            reopening = true;
             if !self.pause(backoff).await {
                 return;
             }
@@ -352,9 +413,9 @@ impl Task {
         let before = self.stats.lag.swap(pending, Ordering::Relaxed);
         self.metrics.lag.increment(pending as f64 - before as f64);
         if seq <= self.last_acked {
-            // A server redelivery of a message handled already.
+            // Already handled (cannot happen with a consumer started after
+            // `last_acked`; kept as a guard).
             self.metrics.duplicates.increment(1);
-            let _ = message.ack().await;
             return Handled::Done;
         }
         let shared = self.shared.clone();
@@ -373,13 +434,22 @@ impl Task {
             let result = {
                 // A revoke while waiting for a permit: the message stays for
                 // the next owner.
-                let permit = tokio::select! {
-                    biased;
-                    _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
-                    permit = shared.permits.acquire() => permit,
-                };
-                let Ok(_permit) = permit else {
+                if self.stopping() {
                     return Handled::Abandoned;
+                }
+                let _permit = match shared.permits.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        let permit = tokio::select! {
+                            biased;
+                            _ = self.stopped.wait_for(|s| *s) => return Handled::Abandoned,
+                            permit = shared.permits.acquire() => permit,
+                        };
+                        let Ok(permit) = permit else {
+                            return Handled::Abandoned;
+                        };
+                        permit
+                    }
                 };
                 self.stats.in_flight.store(true, Ordering::Relaxed);
                 self.metrics.in_flight.increment(1.0);
@@ -396,9 +466,6 @@ impl Task {
             };
             match result {
                 Ok(()) => {
-                    if let Err(e) = message.ack().await {
-                        tracing::debug!(error = %e, seq, "ack not sent");
-                    }
                     self.done(seq);
                     self.stats.handled.fetch_add(1, Ordering::Relaxed);
                     self.metrics.handled.increment(1);
@@ -407,9 +474,6 @@ impl Task {
                 Err(error) if delivery.attempt >= shared.max_deliver => {
                     tracing::warn!(seq, attempts = delivery.attempt, %error, "giving the message up");
                     (shared.dead_letter)(delivery, error).await;
-                    if let Err(e) = message.ack_with(AckKind::Term).await {
-                        tracing::debug!(error = %e, seq, "term not sent");
-                    }
                     self.done(seq);
                     self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                     self.metrics.dead_letters.increment(1);
@@ -419,8 +483,6 @@ impl Task {
                     tracing::debug!(seq, attempt = delivery.attempt, %error, retry_in = ?backoff, "handler failed; retrying");
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     self.metrics.retries.increment(1);
-                    // Keeps the server from redelivering it meanwhile.
-                    let _ = message.ack_with(AckKind::Progress).await;
                     if !self.pause(backoff).await {
                         return Handled::Abandoned;
                     }
@@ -435,21 +497,13 @@ impl Task {
         self.stats.last_acked.store(seq, Ordering::Relaxed);
     }
 
-    /// Hands the partition over: acks flushed (then [`Running::stop`] may
-    /// return), progress recorded (fenced), consumer deleted. If the record
-    /// cannot be written, the consumer is kept: the next owner then reads its
-    /// ack floor.
-    async fn release(&mut self) {
+    /// Records how far the partition is done (fenced compare-and-set; the
+    /// next owner starts right after it), then deletes our consumer. If the
+    /// record cannot be written, the next owner starts after the last
+    /// periodic record: messages handled since are handled again, none is
+    /// skipped.
+    async fn release(&mut self, written: Option<Recorded>) {
         let timeout = self.shared.request_timeout;
-        if tokio::time::timeout(timeout, self.shared.client.flush())
-            .await
-            .map_or(true, |r| r.is_err())
-        {
-            tracing::warn!("acks not flushed before the handoff");
-        }
-        if let Some(handed) = self.handed.take() {
-            let _ = handed.send(());
-        }
         let record = ProgressRecord {
             seq: self.last_acked,
             epoch: self.owned.epoch,
@@ -462,13 +516,13 @@ impl Task {
                 epoch: self.owned.epoch,
                 ..ProgressRecord::default()
             },
-            revision: self.revision,
+            revision: written.map_or(self.revision, |r| r.revision),
         });
         for _ in 0..FINAL_WRITE_ATTEMPTS {
             let attempt = tokio::time::timeout(timeout, async {
                 let current = match current.take() {
-                    Some(c) => c,
-                    None => progress::read(&self.shared.progress, &self.key).await?,
+                    Some(c) if c.revision != 0 => c,
+                    _ => progress::read(&self.shared.progress, &self.key).await?,
                 };
                 progress::write(&self.shared.progress, &self.key, &current, &record).await
             })
@@ -487,14 +541,98 @@ impl Task {
                 Err(_) => tracing::warn!("recording progress timed out"),
             }
         }
-        if recorded {
-            let deleted =
-                tokio::time::timeout(timeout, self.shared.stream.delete_consumer(&self.consumer))
-                    .await;
-            if !matches!(deleted, Ok(Ok(_))) {
-                tracing::debug!(consumer = %self.consumer, "consumer not deleted (the server drops it when inactive)");
-            }
+        // The consumer holds nothing the next owner needs.
+        let deleted =
+            tokio::time::timeout(timeout, self.shared.stream.delete_consumer(&self.consumer)).await;
+        if !matches!(deleted, Ok(Ok(_))) {
+            tracing::debug!(consumer = %self.consumer, "consumer not deleted (the server drops it when inactive)");
         }
         tracing::debug!(last = self.last_acked, recorded, "partition released");
+    }
+}
+
+/// Writes the progress of a partition every `progress_interval` while it is
+/// consumed (when it moved), so that after a crash the next owner handles
+/// again at most about one interval of messages. Never blocks the handling.
+struct ProgressWriter {
+    shared: Arc<Shared>,
+    key: String,
+    epoch: u64,
+    consumer: String,
+    stats: Arc<PartitionStats>,
+    fenced: Arc<std::sync::atomic::AtomicBool>,
+    recorded: Recorded,
+}
+
+impl ProgressWriter {
+    /// Runs until `stopped`; returns where the entry stands.
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) -> Recorded {
+        let mut ticks = tokio::time::interval(self.shared.progress_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => return self.recorded,
+                _ = ticks.tick() => {}
+            }
+            let seq = self.stats.last_acked.load(Ordering::Relaxed);
+            if seq <= self.recorded.seq {
+                continue;
+            }
+            // A write cut short by the stop may or may not have been applied:
+            // the final write then re-reads the entry.
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => {
+                    self.recorded.revision = 0;
+                    return self.recorded;
+                }
+                () = self.write(seq) => {}
+            }
+            if self.fenced.load(Ordering::Relaxed) {
+                return self.recorded;
+            }
+        }
+    }
+
+    async fn write(&mut self, seq: u64) {
+        let record = ProgressRecord {
+            seq,
+            epoch: self.epoch,
+            consumer: Some(self.consumer.clone()),
+        };
+        let timeout = self.shared.request_timeout;
+        let mut current = Some(progress::Current {
+            record: ProgressRecord {
+                epoch: self.epoch,
+                ..ProgressRecord::default()
+            },
+            revision: self.recorded.revision,
+        });
+        for _ in 0..PERIODIC_WRITE_ATTEMPTS {
+            let attempt = tokio::time::timeout(timeout, async {
+                let current = match current.take() {
+                    Some(c) if c.revision != 0 => c,
+                    _ => progress::read(&self.shared.progress, &self.key).await?,
+                };
+                progress::write(&self.shared.progress, &self.key, &current, &record).await
+            })
+            .await;
+            match attempt {
+                Ok(Ok(Some(revision))) => {
+                    self.recorded = Recorded { revision, seq };
+                    return;
+                }
+                Ok(Ok(None)) => continue,
+                Ok(Err(e @ ProgressError::Fenced { .. })) => {
+                    tracing::warn!(error = %e, "a later owner holds the partition; stopping");
+                    self.fenced.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "periodic progress write failed"),
+                Err(_) => tracing::debug!("periodic progress write timed out"),
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! | `parti_consumer_handled_total` | counter | messages whose handler returned `Ok` |
 //! | `parti_consumer_retries_total` | counter | handler calls repeated after an error |
 //! | `parti_consumer_dead_letters_total` | counter | messages given up after `max_deliver` attempts |
-//! | `parti_consumer_duplicates_skipped_total` | counter | server redeliveries of messages already handled |
+//! | `parti_consumer_duplicates_skipped_total` | counter | messages delivered again although already handled (a guard) |
 //! | `parti_consumer_in_flight` | gauge | handler calls running |
 //! | `parti_consumer_lag` | gauge | messages of the consumed partitions not yet delivered (sum) |
 //! | `parti_consumer_partitions` | gauge | partitions being consumed |
