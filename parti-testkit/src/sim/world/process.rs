@@ -8,21 +8,24 @@ use super::config::Scripted;
 use crate::sim::checks::ProcessView;
 use parti_core::backend::WatchEvent;
 use parti_core::{Command, Event, Instant, PartitionId, Worker, WorkerId};
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) enum Ev {
     /// Deliver an event to a process.
     Deliver { slot: usize, inc: u64, event: Event },
     /// Deliver a watch item (dropped if the watch generation changed).
+    /// `key` is the item's key by its number ([`KeyNumbers`]); the item is
+    /// shared by every watcher of one change.
     WatchItem {
         slot: usize,
         inc: u64,
         generation: u64,
-        key: Option<Key>,
+        key: Option<u32>,
         revision: u64,
-        item: WatchEvent,
+        item: Arc<WatchEvent>,
     },
     /// A command reaches the store.
     Arrive {
@@ -46,28 +49,45 @@ pub(super) enum Ev {
     EnsureAlive,
 }
 
-pub(super) struct Scheduled {
-    pub(super) at: u64,
-    pub(super) seq: u64,
-    pub(super) ev: Ev,
+/// Numbers for the store's keys, so that per-process bookkeeping of keys
+/// neither clones nor hashes their text. A key keeps its number for the run.
+#[derive(Default)]
+pub(super) struct KeyNumbers(HashMap<Key, u32>);
+
+impl KeyNumbers {
+    /// The number of `key`, given on first sight.
+    pub(super) fn of(&mut self, key: &Key) -> u32 {
+        if let Some(n) = self.0.get(key) {
+            return *n;
+        }
+        let n = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.insert(key.clone(), n);
+        n
+    }
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
+/// Hashes a key number (a small integer) by one multiplication.
+#[derive(Default)]
+pub(super) struct KeyNumberHasher(u64);
+
+impl Hasher for KeyNumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+
+/// Newest revision scheduled for delivery per key number.
+pub(super) type PendingRevisions = HashMap<u32, u64, BuildHasherDefault<KeyNumberHasher>>;
 
 pub(super) struct Proc {
     pub(super) worker: Worker,
@@ -94,7 +114,7 @@ pub(super) struct Proc {
     pub(super) restart_after_stop: bool,
     pub(super) restart_preferred: Option<u32>,
     /// Newest revision scheduled for delivery per key (to coalesce).
-    pub(super) latest_pending: std::collections::HashMap<Key, u64>,
+    pub(super) latest_pending: PendingRevisions,
     pub(super) label: String,
 }
 
