@@ -344,10 +344,10 @@ impl Worker {
                 self.membership.renew_at_once(now);
             }
             Event::PartitionsChanged(list) => {
-                self.partitions = Some(list.clone());
                 if let Some(c) = &mut self.controller {
-                    c.set_partitions(list, &mut self.out);
+                    c.set_partitions(list.clone(), &mut self.out);
                 }
+                self.partitions = Some(list);
             }
             Event::Stop(mode) => self.begin_stop(mode, now),
         }
