@@ -383,17 +383,18 @@ impl Worker {
                 revision,
                 change,
             } => {
-                let before = self.roster.get(&id).map(|v| v.record.clone());
                 match change {
                     Change::Put(record) => {
                         let sig = self.membership.on_member_seen(&id, Some(&record));
+                        let (status, applied, instance, capacity) =
+                            (record.status, record.applied, record.instance, record.capacity);
+                        let before = self.roster.put(id, record, revision, now);
                         let material = before.as_ref().is_none_or(|b| {
-                            b.status != record.status
-                                || b.applied != record.applied
-                                || b.instance != record.instance
-                                || b.capacity != record.capacity
+                            b.status != status
+                                || b.applied != applied
+                                || b.instance != instance
+                                || b.capacity != capacity
                         });
-                        self.roster.put(id, record, revision, now);
                         if material && let Some(c) = &mut self.controller {
                             c.on_roster_changed();
                         }
