@@ -386,8 +386,12 @@ impl Worker {
                 match change {
                     Change::Put(record) => {
                         let sig = self.membership.on_member_seen(&id, Some(&record));
-                        let (status, applied, instance, capacity) =
-                            (record.status, record.applied, record.instance, record.capacity);
+                        let (status, applied, instance, capacity) = (
+                            record.status,
+                            record.applied,
+                            record.instance,
+                            record.capacity,
+                        );
                         let before = self.roster.put(id, record, revision, now);
                         let material = before.as_ref().is_none_or(|b| {
                             b.status != status

@@ -157,6 +157,13 @@ fn main() -> ExitCode {
         .min(base.duration_ms);
     base.faults = args.faults;
     base.config.degraded.policy = args.policy;
+    // Every worker of the group can hold an ID: the default range (100 IDs)
+    // grows to the group's size (a range holds at most 1 000 000 IDs).
+    let group = u32::try_from(args.workers)
+        .unwrap_or(u32::MAX)
+        .min(1_000_000);
+    let last_id = base.config.worker_id_min.saturating_add(group - 1);
+    base.config.worker_id_max = base.config.worker_id_max.max(last_id);
     #[cfg(feature = "planted-bugs")]
     {
         base.plant = args.plant;
