@@ -273,8 +273,8 @@ impl Simulator {
                 if let Some(key) = key
                     && self.procs[slot]
                         .latest_pending
-                        .get(&key)
-                        .is_some_and(|r| *r > revision)
+                        .get(key)
+                        .is_some_and(|r| r > revision)
                 {
                     return;
                 }

@@ -51,17 +51,33 @@ pub(super) enum Ev {
 
 /// Numbers for the store's keys, so that per-process bookkeeping of keys
 /// neither clones nor hashes their text. A key keeps its number for the run.
+/// The keys every watcher sees (members, leader, commit record) are numbered
+/// densely from 0; a worker's own assignment records, seen by its watcher
+/// only, carry [`OWN_KEY`] in their number.
 #[derive(Default)]
-pub(super) struct KeyNumbers(HashMap<Key, u32>);
+pub(super) struct KeyNumbers {
+    shared: HashMap<Key, u32>,
+    own: HashMap<Key, u32>,
+}
+
+/// Marks the number of a key only one worker's watch sees.
+pub(super) const OWN_KEY: u32 = 1 << 31;
 
 impl KeyNumbers {
     /// The number of `key`, given on first sight.
     pub(super) fn of(&mut self, key: &Key) -> u32 {
-        if let Some(n) = self.0.get(key) {
+        let (map, mark) = match key {
+            Key::Assignment(..) => (&mut self.own, OWN_KEY),
+            _ => (&mut self.shared, 0),
+        };
+        if let Some(n) = map.get(key) {
             return *n;
         }
-        let n = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
-        self.0.insert(key.clone(), n);
+        let n = u32::try_from(map.len())
+            .unwrap_or(OWN_KEY - 1)
+            .min(OWN_KEY - 1)
+            | mark;
+        map.insert(key.clone(), n);
         n
     }
 }
@@ -86,8 +102,40 @@ impl Hasher for KeyNumberHasher {
     }
 }
 
-/// Newest revision scheduled for delivery per key number.
-pub(super) type PendingRevisions = HashMap<u32, u64, BuildHasherDefault<KeyNumberHasher>>;
+/// Newest revision scheduled for delivery per key number: the shared keys
+/// in a vector by number (0: none scheduled; revisions start at 1), the
+/// process's own records in a small map.
+#[derive(Default)]
+pub(super) struct PendingRevisions {
+    shared: Vec<u64>,
+    own: HashMap<u32, u64, BuildHasherDefault<KeyNumberHasher>>,
+}
+
+impl PendingRevisions {
+    /// The newest revision of key `number` scheduled, if any.
+    pub(super) fn get(&self, number: u32) -> Option<u64> {
+        if number & OWN_KEY != 0 {
+            return self.own.get(&number).copied();
+        }
+        self.shared
+            .get(number as usize)
+            .copied()
+            .filter(|r| *r != 0)
+    }
+
+    /// Key `number` has `revision` scheduled.
+    pub(super) fn insert(&mut self, number: u32, revision: u64) {
+        if number & OWN_KEY != 0 {
+            self.own.insert(number, revision);
+            return;
+        }
+        let i = number as usize;
+        if i >= self.shared.len() {
+            self.shared.resize(i + 1, 0);
+        }
+        self.shared[i] = revision;
+    }
+}
 
 pub(super) struct Proc {
     pub(super) worker: Worker,
