@@ -30,7 +30,7 @@ pub use command::{AlertLevel, Command, FatalError, Notification};
 pub use config::{Config, ConfigError, ConfigWarning, DegradedPolicy};
 pub use event::{Event, OpId, Outcome, StopMode};
 pub use ids::{InstanceId, WorkerId};
-pub use partition::{Partition, PartitionId};
+pub use partition::{Partition, PartitionId, PartitionKeys};
 pub use records::Revision;
 pub use state::State;
 pub use strategy::{AssignmentInput, AssignmentStrategy, Placement, StrategyError, WorkerSpec};

@@ -1,8 +1,70 @@
 //! Partitions and their stable 64-bit IDs.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// The name parts of a partition, e.g. `["orders", "17"]`.
+///
+/// Shared between clones: a partition is copied into the list, the target,
+/// every record that grants it and every watcher's copy of that record, and
+/// a copy only counts a reference. Reads like a `[String]`; compares, orders
+/// and hashes like one; is written as a list of strings.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKeys(Arc<[String]>);
+
+impl PartitionKeys {
+    /// The keys as a slice.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl Deref for PartitionKeys {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<Vec<String>> for PartitionKeys {
+    fn from(keys: Vec<String>) -> Self {
+        PartitionKeys(keys.into())
+    }
+}
+
+impl PartialEq<Vec<String>> for PartitionKeys {
+    fn eq(&self, other: &Vec<String>) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<PartitionKeys> for Vec<String> {
+    fn eq(&self, other: &PartitionKeys) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Debug for PartitionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl Serialize for PartitionKeys {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PartitionKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(PartitionKeys::from)
+    }
+}
 
 /// A unit of work that exactly one live worker owns at a time.
 ///
@@ -12,7 +74,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Partition {
     /// The partition's name parts, e.g. `["orders", "17"]`.
-    pub keys: Vec<String>,
+    pub keys: PartitionKeys,
     /// Relative cost of the partition.
     #[serde(default = "default_weight")]
     pub weight: u64,
@@ -30,7 +92,11 @@ impl Partition {
         S: Into<String>,
     {
         Partition {
-            keys: keys.into_iter().map(Into::into).collect(),
+            keys: keys
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<String>>()
+                .into(),
             weight: 1,
         }
     }
@@ -117,5 +183,16 @@ mod tests {
         assert_eq!(p.subject_key(), "orders.7");
         assert_eq!(p.name(), "orders-7");
         assert_eq!(p.weight, 3);
+    }
+
+    #[test]
+    fn keys_are_written_as_a_list_of_strings() {
+        let p = Partition::new(["orders", "7"]);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"keys":["orders","7"],"weight":1}"#);
+        let back: Partition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.keys, vec!["orders".to_string(), "7".to_string()]);
+        assert!(Partition::new(["a", "b"]).keys < Partition::new(["a", "c"]).keys);
     }
 }

@@ -38,7 +38,7 @@
 //! still read as a record of one piece.
 
 use crate::ids::{InstanceId, WorkerId};
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionKeys};
 use crate::records::{
     DecodeError, MAX_VALUE_BYTES, OwnedPartition, WIRE_VERSION, WorkerAssignment,
 };
@@ -248,7 +248,7 @@ struct Builder {
     epochs: Vec<(u64, u64)>,
     weights: Vec<(u64, u64)>,
     size: usize,
-    last_keys: Option<Vec<String>>,
+    last_keys: Option<PartitionKeys>,
 }
 
 impl Builder {
@@ -428,7 +428,10 @@ fn expand_piece(wire: WirePiece) -> Result<Piece, DecodeError> {
     for ((item, epoch), weight) in wire.keys.into_iter().zip(epochs).zip(weights) {
         let keys = expand(partitions.last().map(|p| p.partition.keys.as_slice()), item)?;
         partitions.push(OwnedPartition {
-            partition: Partition { keys, weight },
+            partition: Partition {
+                keys: keys.into(),
+                weight,
+            },
             epoch,
         });
     }
@@ -610,7 +613,7 @@ mod tests {
     #[test]
     fn a_partition_too_large_for_one_value_is_a_typed_error() {
         let mut r = record(2, 1);
-        r.partitions[1].partition.keys = vec!["x".repeat(5000)];
+        r.partitions[1].partition.keys = vec!["x".repeat(5000)].into();
         let err = encode_pieces(&r, 1000).unwrap_err();
         assert!(err.size > 5000 && err.limit == 1000, "{err}");
         assert!(err.to_string().contains("worker-3"), "{err}");
@@ -711,7 +714,7 @@ mod tests {
                 r.partitions = parts
                     .into_iter()
                     .map(|(keys, weight, epoch)| OwnedPartition {
-                        partition: Partition { keys, weight },
+                        partition: Partition { keys: keys.into(), weight },
                         epoch,
                     })
                     .collect();

@@ -8,6 +8,7 @@ use crate::ids::WorkerId;
 use crate::records::{MemberRecord, MemberStatus, Revision};
 use crate::time::Instant;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// One member as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,14 +42,15 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// Records a new value of a member key.
+    /// Records a new value of a member key. Returns the record the roster
+    /// held for `id` before (found by the same single lookup).
     pub(crate) fn put(
         &mut self,
         id: WorkerId,
         record: MemberRecord,
         revision: Revision,
         now: Instant,
-    ) {
+    ) -> Option<MemberRecord> {
         // The first value of a key in a new watch's snapshot is its current
         // value, whatever its revision: the bucket may have been lost and
         // recreated, its revisions starting again from 1.
@@ -62,26 +64,32 @@ impl Roster {
                 .get(&id)
                 .is_some_and(|d| d.revision >= revision)
         {
-            return; // older than the removal we already saw
+            // older than the removal we already saw
+            return self.members.get(&id).map(|v| v.record.clone());
         }
         self.departed.remove(&id);
-        match self.members.get_mut(&id) {
-            Some(view) if first_in_snapshot && view.revision == revision => {}
-            Some(view) if !first_in_snapshot && view.revision >= revision => {}
-            Some(view) => {
-                view.record = record;
+        match self.members.entry(id) {
+            Entry::Occupied(mut held) => {
+                let view = held.get_mut();
+                let stale = if first_in_snapshot {
+                    view.revision == revision
+                } else {
+                    view.revision >= revision
+                };
+                if stale {
+                    return Some(view.record.clone());
+                }
                 view.revision = revision;
                 view.last_change = now;
+                Some(std::mem::replace(&mut view.record, record))
             }
-            None => {
-                self.members.insert(
-                    id,
-                    MemberView {
-                        record,
-                        revision,
-                        last_change: now,
-                    },
-                );
+            Entry::Vacant(slot) => {
+                slot.insert(MemberView {
+                    record,
+                    revision,
+                    last_change: now,
+                });
+                None
             }
         }
     }

@@ -143,7 +143,7 @@ pub fn validate_input(input: &AssignmentInput<'_>) -> Result<(), StrategyError> 
     for pair in ids.windows(2) {
         let (a, b) = (&input.partitions[pair[0].1], &input.partitions[pair[1].1]);
         if pair[0].0 == pair[1].0 && a.keys == b.keys {
-            return Err(StrategyError::DuplicatePartition(a.keys.clone()));
+            return Err(StrategyError::DuplicatePartition(a.keys.to_vec()));
         }
     }
     if input.has_previous() {

@@ -102,7 +102,7 @@ pub(crate) fn prepare(input: &AssignmentInput<'_>, seed: u64) -> Result<Prepared
         .find(|p| p[0].0 == p[1].0 && parts[p[0].1 as usize].keys == parts[p[1].1 as usize].keys)
     {
         return Err(StrategyError::DuplicatePartition(
-            parts[pair[0].1 as usize].keys.clone(),
+            parts[pair[0].1 as usize].keys.to_vec(),
         ));
     }
 

@@ -355,10 +355,10 @@ impl Worker {
                 self.membership.renew_at_once(now);
             }
             Event::PartitionsChanged(list) => {
-                self.partitions = Some(list.clone());
                 if let Some(c) = &mut self.controller {
-                    c.set_partitions(list, &mut self.out);
+                    c.set_partitions(list.clone(), &mut self.out);
                 }
+                self.partitions = Some(list);
             }
             Event::Stop(mode) => self.begin_stop(mode, now),
         }
@@ -423,17 +423,22 @@ impl Worker {
                 revision,
                 change,
             } => {
-                let before = self.roster.get(&id).map(|v| v.record.clone());
                 match change {
                     Change::Put(record) => {
                         let sig = self.membership.on_member_seen(&id, Some(&record));
+                        let (status, applied, instance, capacity) = (
+                            record.status,
+                            record.applied,
+                            record.instance,
+                            record.capacity,
+                        );
+                        let before = self.roster.put(id, record, revision, now);
                         let material = before.as_ref().is_none_or(|b| {
-                            b.status != record.status
-                                || b.applied != record.applied
-                                || b.instance != record.instance
-                                || b.capacity != record.capacity
+                            b.status != status
+                                || b.applied != applied
+                                || b.instance != instance
+                                || b.capacity != capacity
                         });
-                        self.roster.put(id, record, revision, now);
                         if material && let Some(c) = &mut self.controller {
                             c.on_roster_changed();
                         }

@@ -5,8 +5,13 @@
 //! ```text
 //! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
 //!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage,wipe]
-//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]
+//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--per-seed]
+//!           [--threads T]
 //! ```
+//!
+//! `--per-seed` prints one line per seed (moves, commits, steps, convergence
+//! and a fingerprint of the run) before the summary: two builds that print
+//! the same lines simulated the same thing.
 //!
 //! `--plant` and `--list-plants` need the `planted-bugs` feature:
 //! `cargo run --release -p parti-testkit --features planted-bugs --bin parti-sim -- --plant BUG`.
@@ -30,12 +35,13 @@ struct Args {
     #[cfg(feature = "planted-bugs")]
     plant: Option<PlantedBug>,
     timeline: bool,
+    per_seed: bool,
     threads: usize,
 }
 
 fn usage() -> &'static str {
     "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
-     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]\n\
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--per-seed] [--threads T]\n\
      (--plant and --list-plants need a build with `--features planted-bugs`)"
 }
 
@@ -56,6 +62,7 @@ fn parse() -> Result<Option<Args>, String> {
         #[cfg(feature = "planted-bugs")]
         plant: None,
         timeline: false,
+        per_seed: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -118,6 +125,7 @@ fn parse() -> Result<Option<Args>, String> {
             #[cfg(not(feature = "planted-bugs"))]
             "--plant" | "--list-plants" => return Err(NO_PLANTS.into()),
             "--timeline" => args.timeline = true,
+            "--per-seed" => args.per_seed = true,
             "--help" | "-h" => {
                 println!("{}", usage());
                 return Ok(None);
@@ -149,6 +157,13 @@ fn main() -> ExitCode {
         .min(base.duration_ms);
     base.faults = args.faults;
     base.config.degraded.policy = args.policy;
+    // Every worker of the group can hold an ID: the default range (100 IDs)
+    // grows to the group's size (a range holds at most 1 000 000 IDs).
+    let group = u32::try_from(args.workers)
+        .unwrap_or(u32::MAX)
+        .min(1_000_000);
+    let last_id = base.config.worker_id_min.saturating_add(group - 1);
+    base.config.worker_id_max = base.config.worker_id_max.max(last_id);
     #[cfg(feature = "planted-bugs")]
     {
         base.plant = args.plant;
@@ -190,6 +205,11 @@ fn main() -> ExitCode {
         stop_at_first,
     );
     let wall = started.elapsed().as_secs_f64();
+    if args.per_seed {
+        for (_, line) in &summary.outcomes {
+            println!("{line}");
+        }
+    }
     println!("{}", summary.line());
     let cluster_minutes = summary.seeds as f64 * args.minutes;
     eprintln!(

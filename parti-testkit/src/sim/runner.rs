@@ -24,6 +24,8 @@ pub struct Summary {
     pub steps: u64,
     /// Longest tolerated overlap (KeepProcessing, cut-off worker), ms.
     pub tolerated_overlap_ms: u64,
+    /// One line per seed ([`SimReport::outcome_line`]), sorted by seed.
+    pub outcomes: Vec<(u64, String)>,
 }
 
 impl Summary {
@@ -56,6 +58,7 @@ impl Summary {
     }
 
     fn absorb(&mut self, report: SimReport) {
+        self.outcomes.push((report.seed, report.outcome_line()));
         self.seeds += 1;
         self.moved_total += report.moved;
         self.steps += report.steps;
@@ -123,7 +126,9 @@ pub fn run_seeds(
         total.moved_total += s.moved_total;
         total.steps += s.steps;
         total.tolerated_overlap_ms = total.tolerated_overlap_ms.max(s.tolerated_overlap_ms);
+        total.outcomes.extend(s.outcomes);
     }
+    total.outcomes.sort_unstable();
     total.failing_seeds.sort_unstable();
     total.failures.sort_by_key(|r| r.seed);
     total

@@ -109,7 +109,10 @@ impl CaseSpec {
                     }
                     WeightKind::Huge => (u64::MAX >> 20) - rng.below(1 << 40),
                 };
-                Partition { keys, weight }
+                Partition {
+                    keys: keys.into(),
+                    weight,
+                }
             })
             .collect();
         rng.shuffle(&mut partitions);

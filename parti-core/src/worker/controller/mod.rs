@@ -465,13 +465,16 @@ impl Controller {
         if !self.loaded || self.publishing.is_some() {
             return None;
         }
-        let mut candidates: Vec<Option<Instant>> = vec![
+        // Sized once: this runs after every event the leader handles.
+        let mut candidates: Vec<Option<Instant>> =
+            Vec::with_capacity(8 + self.ghost_since.len() + 2 * roster.members().size_hint().0);
+        candidates.extend_from_slice(&[
             self.list_retry_at,
             self.retry_at,
             self.evict_retry_at,
             self.hold_until,
             self.recovery_until,
-        ];
+        ]);
         if self.partitions.is_some() {
             if self.target.is_none() {
                 candidates.push(Some(

@@ -156,3 +156,43 @@ pub struct SimReport {
     /// label, how many).
     pub releases: Vec<(u64, String, usize)>,
 }
+
+impl SimReport {
+    /// A digest of what the run did: every commit, move and release with its
+    /// time, the faults, the counters and the violations. Two runs of one
+    /// seed have the same digest; comparing digests across builds shows
+    /// that a change to the simulator's speed left its behaviour alone.
+    pub fn fingerprint(&self) -> u64 {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}",
+            self.commit_log,
+            self.move_times,
+            self.releases,
+            self.faults,
+            self.moved,
+            self.commits,
+            self.steps,
+            self.convergence_ms,
+            self.violations
+        );
+        // FNV-1a: fixed, so digests compare across builds and machines.
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
+    /// One line describing this run (`parti-sim --per-seed`).
+    pub fn outcome_line(&self) -> String {
+        format!(
+            "seed={} violations={} moved={} commits={} steps={} convergence_ms={} fingerprint={:016x}",
+            self.seed,
+            self.violations.len(),
+            self.moved,
+            self.commits,
+            self.steps,
+            self.convergence_ms
+                .map_or_else(|| "none".to_string(), |c| c.to_string()),
+            self.fingerprint()
+        )
+    }
+}

@@ -10,6 +10,7 @@
 //! checks) and [`report`] (the end of a run). The guarantees themselves are
 //! checked in [`crate::sim::checks`].
 
+mod agenda;
 mod config;
 mod inject;
 mod observe;
@@ -24,13 +25,14 @@ use super::faults::FaultKind;
 use super::faults::draw_schedule;
 use super::rng::Rng;
 use super::store::SimStore;
+use agenda::Agenda;
 use parti_core::{
     AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition,
     PartitionId, Worker, WorkerId,
 };
-use process::{Ev, Proc, Scheduled};
+use process::{Ev, KeyNumbers, Proc};
 use report::short;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// The simulator.
@@ -39,9 +41,9 @@ pub struct Simulator {
     strategy: Arc<dyn AssignmentStrategy>,
     rng: Rng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    agenda: Agenda,
     store: SimStore,
+    key_numbers: KeyNumbers,
     procs: Vec<Proc>,
     next_inc: u64,
     partitions: Vec<Partition>,
@@ -81,9 +83,9 @@ impl Simulator {
             strategy,
             rng,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            agenda: Agenda::default(),
             store,
+            key_numbers: KeyNumbers::default(),
             procs: Vec::new(),
             next_inc: 0,
             next_partition: cfg.partitions,
@@ -113,12 +115,7 @@ impl Simulator {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.agenda.push(at, ev);
     }
 
     fn log(&mut self, line: impl FnOnce() -> String) {
@@ -173,7 +170,7 @@ impl Simulator {
             timer_at: None,
             restart_after_stop: false,
             restart_preferred: None,
-            latest_pending: std::collections::HashMap::new(),
+            latest_pending: Default::default(),
             watch_lost: false,
             max_version: 0,
             label: format!("p{slot}.{inc}"),
@@ -216,11 +213,11 @@ impl Simulator {
         }
         self.schedule(self.quiet_from, Ev::EnsureAlive);
         let mut same_instant = 0u32;
-        while let Some(item) = self.queue.pop() {
-            if item.at > self.cfg.duration_ms {
+        while let Some((at, ev)) = self.agenda.pop() {
+            if at > self.cfg.duration_ms {
                 break;
             }
-            if item.at == self.now {
+            if at == self.now {
                 same_instant += 1;
                 if same_instant > 50_000 {
                     self.violations.push(Violation {
@@ -233,9 +230,9 @@ impl Simulator {
             } else {
                 same_instant = 0;
             }
-            self.now = item.at;
+            self.now = at;
             self.report.steps += 1;
-            self.dispatch(item.ev);
+            self.dispatch(ev);
             self.after_step();
             if self.cfg.trace && !self.violations.is_empty() {
                 // Stop at the first violation so the trace ends where it happened.
@@ -273,15 +270,15 @@ impl Simulator {
                 }
                 // Like a NATS KV watch on a history-1 bucket: a value replaced
                 // before it was delivered is never delivered.
-                if let Some(key) = &key
+                if let Some(key) = key
                     && self.procs[slot]
                         .latest_pending
                         .get(key)
-                        .is_some_and(|r| *r > revision)
+                        .is_some_and(|r| r > revision)
                 {
                     return;
                 }
-                self.deliver_now(slot, Event::Watch(item));
+                self.deliver_now(slot, Event::Watch(Arc::unwrap_or_clone(item)));
             }
             Ev::Arrive { slot, inc, command } => self.execute(slot, inc, command),
             Ev::Timer { slot, inc } => {

@@ -8,21 +8,24 @@ use super::config::Scripted;
 use crate::sim::checks::ProcessView;
 use parti_core::backend::WatchEvent;
 use parti_core::{Command, Event, Instant, PartitionId, Worker, WorkerId};
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) enum Ev {
     /// Deliver an event to a process.
     Deliver { slot: usize, inc: u64, event: Event },
     /// Deliver a watch item (dropped if the watch generation changed).
+    /// `key` is the item's key by its number ([`KeyNumbers`]); the item is
+    /// shared by every watcher of one change.
     WatchItem {
         slot: usize,
         inc: u64,
         generation: u64,
-        key: Option<Key>,
+        key: Option<u32>,
         revision: u64,
-        item: WatchEvent,
+        item: Arc<WatchEvent>,
     },
     /// A command reaches the store.
     Arrive {
@@ -46,26 +49,91 @@ pub(super) enum Ev {
     EnsureAlive,
 }
 
-pub(super) struct Scheduled {
-    pub(super) at: u64,
-    pub(super) seq: u64,
-    pub(super) ev: Ev,
+/// Numbers for the store's keys, so that per-process bookkeeping of keys
+/// neither clones nor hashes their text. A key keeps its number for the run.
+/// The keys every watcher sees (members, leader, commit record) are numbered
+/// densely from 0; a worker's own assignment records, seen by its watcher
+/// only, carry [`OWN_KEY`] in their number.
+#[derive(Default)]
+pub(super) struct KeyNumbers {
+    shared: HashMap<Key, u32>,
+    own: HashMap<Key, u32>,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
+/// Marks the number of a key only one worker's watch sees.
+pub(super) const OWN_KEY: u32 = 1 << 31;
+
+impl KeyNumbers {
+    /// The number of `key`, given on first sight.
+    pub(super) fn of(&mut self, key: &Key) -> u32 {
+        let (map, mark) = match key {
+            Key::Assignment(..) => (&mut self.own, OWN_KEY),
+            _ => (&mut self.shared, 0),
+        };
+        if let Some(n) = map.get(key) {
+            return *n;
+        }
+        let n = u32::try_from(map.len())
+            .unwrap_or(OWN_KEY - 1)
+            .min(OWN_KEY - 1)
+            | mark;
+        map.insert(key.clone(), n);
+        n
     }
 }
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+/// Hashes a key number (a small integer) by one multiplication.
+#[derive(Default)]
+pub(super) struct KeyNumberHasher(u64);
+
+impl Hasher for KeyNumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+
+/// Newest revision scheduled for delivery per key number: the shared keys
+/// in a vector by number (0: none scheduled; revisions start at 1), the
+/// process's own records in a small map.
+#[derive(Default)]
+pub(super) struct PendingRevisions {
+    shared: Vec<u64>,
+    own: HashMap<u32, u64, BuildHasherDefault<KeyNumberHasher>>,
+}
+
+impl PendingRevisions {
+    /// The newest revision of key `number` scheduled, if any.
+    pub(super) fn get(&self, number: u32) -> Option<u64> {
+        if number & OWN_KEY != 0 {
+            return self.own.get(&number).copied();
+        }
+        self.shared
+            .get(number as usize)
+            .copied()
+            .filter(|r| *r != 0)
+    }
+
+    /// Key `number` has `revision` scheduled.
+    pub(super) fn insert(&mut self, number: u32, revision: u64) {
+        if number & OWN_KEY != 0 {
+            self.own.insert(number, revision);
+            return;
+        }
+        let i = number as usize;
+        if i >= self.shared.len() {
+            self.shared.resize(i + 1, 0);
+        }
+        self.shared[i] = revision;
     }
 }
 
@@ -94,7 +162,7 @@ pub(super) struct Proc {
     pub(super) restart_after_stop: bool,
     pub(super) restart_preferred: Option<u32>,
     /// Newest revision scheduled for delivery per key (to coalesce).
-    pub(super) latest_pending: std::collections::HashMap<Key, u64>,
+    pub(super) latest_pending: PendingRevisions,
     pub(super) label: String,
 }
 

@@ -9,10 +9,19 @@ use super::Simulator;
 use super::process::Ev;
 use super::process::Proc;
 use crate::sim::faults::FaultKind;
-use crate::sim::store::{Key, StoreChange, watch_event, watched};
+use crate::sim::store::{Key, watch_event, watched};
 use parti_core::backend::{BackendError, StoreOp, StoreReply, WatchEvent};
 use parti_core::exec::{self, Plan};
 use parti_core::{Command, Event, OpId, Outcome};
+use std::sync::Arc;
+
+/// One change of the store as its watchers get it: built once, shared by all.
+struct Fanned {
+    key: Key,
+    number: u32,
+    revision: u64,
+    item: Option<Arc<WatchEvent>>,
+}
 
 impl Simulator {
     /// A network delay: a few ms, now and then a spike when delays are
@@ -127,9 +136,10 @@ impl Simulator {
         let snapshot = self.store.watch_snapshot(worker.as_ref());
         let at = self.watch_delivery_time(slot);
         for (key, revision, item) in snapshot {
-            self.queue_watch_item(slot, at, Some(key), revision, item);
+            let number = self.key_numbers.of(&key);
+            self.queue_watch_item(slot, at, Some(number), revision, Arc::new(item));
         }
-        self.queue_watch_item(slot, at, None, 0, WatchEvent::CaughtUp);
+        self.queue_watch_item(slot, at, None, 0, Arc::new(WatchEvent::CaughtUp));
     }
 
     /// When the next batch of watch items reaches `slot`: after a network
@@ -151,14 +161,14 @@ impl Simulator {
         &mut self,
         slot: usize,
         at: u64,
-        key: Option<Key>,
+        key: Option<u32>,
         revision: u64,
-        item: WatchEvent,
+        item: Arc<WatchEvent>,
     ) {
         let p = &mut self.procs[slot];
         let (inc, generation) = (p.inc, p.watch_gen);
-        if let Some(key) = &key {
-            p.latest_pending.insert(key.clone(), revision);
+        if let Some(key) = key {
+            p.latest_pending.insert(key, revision);
         }
         self.schedule(
             at,
@@ -186,22 +196,30 @@ impl Simulator {
         if changes.is_empty() {
             return;
         }
+        let changes: Vec<Fanned> = changes
+            .into_iter()
+            .map(|c| Fanned {
+                number: self.key_numbers.of(&c.key),
+                revision: c.revision,
+                item: watch_event(&c.key, c.revision, c.value.as_ref()).map(Arc::new),
+                key: c.key,
+            })
+            .collect();
         for slot in 0..self.procs.len() {
             if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
                 continue;
             }
-            let sees = |c: &StoreChange, p: &Proc| watched(&c.key, p.watch_worker.as_ref());
+            let sees = |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref());
             if !changes.iter().any(|c| sees(c, &self.procs[slot])) {
                 continue;
             }
             let at = self.watch_delivery_time(slot);
             for change in &changes {
                 if sees(change, &self.procs[slot])
-                    && let Some(item) =
-                        watch_event(&change.key, change.revision, change.value.as_ref())
+                    && let Some(item) = &change.item
                 {
-                    let key = Some(change.key.clone());
-                    self.queue_watch_item(slot, at, key, change.revision, item);
+                    let (key, revision) = (Some(change.number), change.revision);
+                    self.queue_watch_item(slot, at, key, revision, item.clone());
                 }
             }
         }
