@@ -102,12 +102,7 @@ async fn plain(setup: &Setup, round: usize, ack_policy: jetstream::consumer::Ack
         })
         .await
         .unwrap();
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(BATCH)
-        .messages()
-        .await
-        .unwrap();
+    let mut messages = batches(&consumer).await;
     let mut n = 0;
     while n < setup.messages {
         let message = messages.next().await.unwrap().unwrap();
@@ -149,12 +144,7 @@ async fn plain_per_partition(setup: &Setup, round: usize) -> f64 {
         let expected = setup.messages / PARTITIONS as u64
             + u64::from((i as u64) < setup.messages % PARTITIONS as u64);
         tasks.push(tokio::spawn(async move {
-            let mut messages = consumer
-                .stream()
-                .max_messages_per_batch(BATCH)
-                .messages()
-                .await
-                .unwrap();
+            let mut messages = batches(&consumer).await;
             for _ in 0..expected {
                 messages.next().await.unwrap().unwrap();
             }
@@ -357,4 +347,16 @@ async fn main() {
             rate / reference
         );
     }
+}
+
+/// The consumer's messages, pulled [`BATCH`] at a time.
+async fn batches(
+    consumer: &jetstream::consumer::PullConsumer,
+) -> jetstream::consumer::pull::Stream {
+    consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .unwrap()
 }

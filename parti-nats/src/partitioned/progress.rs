@@ -73,6 +73,21 @@ pub(crate) async fn read(store: &kv::Store, key: &str) -> Result<Current, Progre
     })
 }
 
+/// One write attempt: over `current` when its revision is known (a guess
+/// that costs no read), else over the entry as read now. See [`write`].
+pub(crate) async fn write_over(
+    store: &kv::Store,
+    key: &str,
+    current: Option<Current>,
+    record: &ProgressRecord,
+) -> Result<Option<u64>, ProgressError> {
+    let current = match current {
+        Some(c) if c.revision != 0 => c,
+        _ => read(store, key).await?,
+    };
+    write(store, key, &current, record).await
+}
+
 /// Writes `record` over the entry read at `revision` (0: none), unless the
 /// stored epoch is above `record.epoch`. `Ok(Some(revision))`: written;
 /// `Ok(None)`: someone wrote in between (read again and retry).

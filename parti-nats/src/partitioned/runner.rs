@@ -519,13 +519,10 @@ impl Task {
             revision: written.map_or(self.revision, |r| r.revision),
         });
         for _ in 0..FINAL_WRITE_ATTEMPTS {
-            let attempt = tokio::time::timeout(timeout, async {
-                let current = match current.take() {
-                    Some(c) if c.revision != 0 => c,
-                    _ => progress::read(&self.shared.progress, &self.key).await?,
-                };
-                progress::write(&self.shared.progress, &self.key, &current, &record).await
-            })
+            let attempt = tokio::time::timeout(
+                timeout,
+                progress::write_over(&self.shared.progress, &self.key, current.take(), &record),
+            )
             .await;
             match attempt {
                 Ok(Ok(Some(_))) => {
@@ -611,13 +608,10 @@ impl ProgressWriter {
             revision: self.recorded.revision,
         });
         for _ in 0..PERIODIC_WRITE_ATTEMPTS {
-            let attempt = tokio::time::timeout(timeout, async {
-                let current = match current.take() {
-                    Some(c) if c.revision != 0 => c,
-                    _ => progress::read(&self.shared.progress, &self.key).await?,
-                };
-                progress::write(&self.shared.progress, &self.key, &current, &record).await
-            })
+            let attempt = tokio::time::timeout(
+                timeout,
+                progress::write_over(&self.shared.progress, &self.key, current.take(), &record),
+            )
             .await;
             match attempt {
                 Ok(Ok(Some(revision))) => {
