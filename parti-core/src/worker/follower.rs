@@ -9,7 +9,16 @@
 //!   record's version under `meta`'s term; a worker not named in `meta` owns
 //!   nothing;
 //! - partitions are held only while the ownership lease allows (see
-//!   [`crate::DegradedPolicy`]); revocations always apply at once.
+//!   [`crate::DegradedPolicy`]); revocations always apply at once;
+//! - a new watch's snapshot replaces what was known of the commit record and
+//!   of this worker's records once it is complete: the store may have lost
+//!   its buckets meanwhile (terms restart from the revisions of a new leader
+//!   key), so the snapshot's values count, not the comparison with older
+//!   ones. A snapshot that shows no commit record, one of a lower term than
+//!   known, or one below the version applied tells that the store was lost:
+//!   what the old store committed is void, so everything is dropped and
+//!   nothing is acknowledged until the new leader commits a version above
+//!   the one applied.
 
 use super::planted::{PlantedBug, PlantedBugs};
 use crate::ids::{InstanceId, WorkerId};
@@ -53,6 +62,13 @@ impl Diff {
     }
 }
 
+/// What a watch's snapshot delivered so far.
+#[derive(Debug, Default)]
+struct Snapshot {
+    meta: Option<AssignmentMeta>,
+    records: BTreeMap<u64, WorkerAssignment>,
+}
+
 /// The follower machine.
 #[derive(Debug, Default)]
 pub(crate) struct Follower {
@@ -61,6 +77,13 @@ pub(crate) struct Follower {
     held: BTreeMap<PartitionId, OwnedPartition>,
     applied: Option<Target>,
     ever_applied: bool,
+    /// The highest commit version this process applied, kept when the ID or
+    /// the store is lost: a version at or below it is never applied again
+    /// after such a loss (S6 as this worker sees it).
+    floor: u64,
+    /// A new watch's snapshot in progress: the commit record and records it
+    /// delivered so far (they replace the known ones when it is complete).
+    snapshot: Option<Snapshot>,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -76,7 +99,39 @@ impl Follower {
         self.records.clear();
         self.applied = None;
         self.ever_applied = false;
+        self.snapshot = None;
         diff
+    }
+
+    /// A new watch starts: its snapshot replaces the commit record and the
+    /// records known once it is complete ([`Follower::end_snapshot`]).
+    pub(crate) fn begin_snapshot(&mut self) {
+        self.snapshot = Some(Snapshot::default());
+    }
+
+    /// The snapshot is complete: its commit record and records replace the
+    /// known ones. Returns what was dropped if the store turned out to have
+    /// lost the assignment this worker applied (see the module docs).
+    pub(crate) fn end_snapshot(&mut self) -> Option<Diff> {
+        let snapshot = self.snapshot.take()?;
+        let old_term = self.meta.as_ref().map(|m| m.term);
+        let lost = match &snapshot.meta {
+            None => self.applied.is_some() || !self.held.is_empty(),
+            Some(m) => {
+                old_term.is_some_and(|t| m.term < t)
+                    || self.applied.as_ref().is_some_and(|a| m.version < a.meta_version)
+            }
+        };
+        self.meta = snapshot.meta;
+        self.records = snapshot.records;
+        if let Some(term) = self.meta.as_ref().map(|m| m.term) {
+            self.records.retain(|t, _| *t >= term);
+        }
+        if !lost {
+            return None;
+        }
+        self.applied = None;
+        Some(self.drop_all())
     }
 
     /// Gives up every partition (lease expired, stop). The target stays known.
@@ -103,6 +158,14 @@ impl Follower {
         self.applied.as_ref().map_or(0, |t| t.meta_version)
     }
 
+    /// The highest commit version this worker knows of: applied (now or
+    /// before a loss) or seen committed.
+    pub(crate) fn highest_seen(&self) -> u64 {
+        self.floor
+            .max(self.applied_version())
+            .max(self.meta.as_ref().map_or(0, |m| m.version))
+    }
+
     /// The record version acknowledged.
     pub(crate) fn applied_record(&self) -> Option<u64> {
         self.applied.as_ref().and_then(|t| t.record_version)
@@ -120,6 +183,10 @@ impl Follower {
 
     /// A commit record arrived.
     pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) {
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.meta = Some(meta);
+            return;
+        }
         let newer = match &self.meta {
             None => true,
             Some(m) if self.planted.has(PlantedBug::IgnoreTerms) => {
@@ -137,6 +204,15 @@ impl Follower {
     /// One of this worker's records arrived.
     pub(crate) fn on_record(&mut self, me: &WorkerId, record: WorkerAssignment) {
         if &record.worker != me {
+            return;
+        }
+        if let Some(snapshot) = &mut self.snapshot {
+            match snapshot.records.get(&record.term) {
+                Some(r) if r.version >= record.version => {}
+                _ => {
+                    snapshot.records.insert(record.term, record);
+                }
+            }
             return;
         }
         if self.meta.as_ref().is_some_and(|m| record.term < m.term) {
@@ -188,10 +264,12 @@ impl Follower {
         hold: Hold,
     ) -> Option<Diff> {
         let target = self.target(me, instance)?;
-        if let Some(applied) = &self.applied
-            && target.meta_version < applied.meta_version
-            && !self.planted.has(PlantedBug::IgnoreTerms)
-        {
+        let below = match &self.applied {
+            Some(applied) => target.meta_version < applied.meta_version,
+            // After a loss, only a version above everything applied before.
+            None => self.floor > 0 && target.meta_version <= self.floor,
+        };
+        if below && !self.planted.has(PlantedBug::IgnoreTerms) {
             return None;
         }
         let wanted: BTreeMap<PartitionId, OwnedPartition> = match hold {
@@ -220,6 +298,7 @@ impl Follower {
             }
         }
         self.held = wanted;
+        self.floor = self.floor.max(target.meta_version);
         self.applied = Some(target);
         self.ever_applied = true;
         Some(diff)

@@ -367,6 +367,7 @@ impl Worker {
     /// election know.
     fn begin_snapshot(&mut self) {
         self.roster.begin_snapshot();
+        self.follower.begin_snapshot();
         self.snapshot_saw_leader = false;
     }
 
@@ -446,6 +447,13 @@ impl Worker {
                 }
             }
             WatchEvent::CaughtUp => {
+                if let Some(diff) = self.follower.end_snapshot() {
+                    // The store lost the assignment applied: nothing of it
+                    // is held, nor acknowledged.
+                    self.report(diff, 0);
+                    self.membership.set_applied(None, 0);
+                }
+                self.follower_dirty = true;
                 if self.reclaim_unsynced {
                     self.reclaim_unsynced = false;
                     self.follower_dirty = true;
@@ -676,7 +684,9 @@ impl Worker {
             }
         }
         // Follower: apply the committed assignment within the lease (or keep
-        // it frozen while the ID is being taken back).
+        // it frozen while the ID is being taken back). The member record
+        // carries the highest version seen (written with the next renewal).
+        self.membership.note_seen(self.follower.highest_seen());
         let me = self.membership.id().or(self.membership.reclaiming());
         if let Some(me) = me.cloned() {
             let hold = self.hold(now);
@@ -691,7 +701,7 @@ impl Worker {
                         self.follower.applied_version()
                     };
                     self.report(diff, version);
-                    self.membership.note_seen(self.follower.applied_version());
+                    self.membership.note_seen(self.follower.highest_seen());
                     if !self.is_stopping() {
                         self.membership.set_applied(
                             self.follower.applied_record(),

@@ -5,7 +5,7 @@
 //! ```text
 //! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
 //!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage,wipe]
-//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]
+//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--threads T]
 //! ```
 //!
 //! `--plant` and `--list-plants` need the `planted-bugs` feature:
@@ -30,12 +30,13 @@ struct Args {
     #[cfg(feature = "planted-bugs")]
     plant: Option<PlantedBug>,
     timeline: bool,
+    trace: bool,
     threads: usize,
 }
 
 fn usage() -> &'static str {
     "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
-     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--threads T]\n\
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--threads T]\n\
      (--plant and --list-plants need a build with `--features planted-bugs`)"
 }
 
@@ -56,6 +57,7 @@ fn parse() -> Result<Option<Args>, String> {
         #[cfg(feature = "planted-bugs")]
         plant: None,
         timeline: false,
+        trace: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -118,6 +120,7 @@ fn parse() -> Result<Option<Args>, String> {
             #[cfg(not(feature = "planted-bugs"))]
             "--plant" | "--list-plants" => return Err(NO_PLANTS.into()),
             "--timeline" => args.timeline = true,
+            "--trace" => args.trace = true,
             "--help" | "-h" => {
                 println!("{}", usage());
                 return Ok(None);
@@ -154,6 +157,23 @@ fn main() -> ExitCode {
         base.plant = args.plant;
     }
     let strategy = Arc::new(parti_strategies::default_strategy());
+    if args.trace {
+        // Every event of the first seed, up to its first violation.
+        base.trace = true;
+        base.trace_len = usize::MAX;
+        let report = Simulator::new(base, strategy).run();
+        for line in &report.trace {
+            println!("{line}");
+        }
+        for v in &report.violations {
+            println!("VIOLATION {v}");
+        }
+        return if report.violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if args.timeline {
         base.timeline = true;
         println!(
@@ -200,6 +220,7 @@ fn main() -> ExitCode {
         summary.tolerated_overlap_ms
     );
     if let Some(seed) = summary.failing_seeds.first() {
+        println!("failing seeds: {:?}", summary.failing_seeds);
         println!("first failing seed: {seed}");
         let mut cfg = base.clone();
         cfg.seed = *seed;
