@@ -275,6 +275,8 @@ pub struct ProcessView<'a> {
     pub paused: bool,
     /// Its clock now.
     pub local: Instant,
+    /// When the store last lost its buckets, on its clock (if it ran then).
+    pub store_lost_at: Option<Instant>,
     /// Its protocol state machine (read only).
     pub worker: &'a Worker,
 }
@@ -289,14 +291,26 @@ impl ProcessView<'_> {
     /// A worker that sent the deletion of its key (the end of a stop) no
     /// longer does: its partitions are gone, and a claim by anyone else (a
     /// create) succeeds only once the deletion was applied.
+    ///
+    /// Nor does a worker whose last confirmed write went to a store that
+    /// has since lost its buckets: a reservation is a key of the store, and
+    /// that key is gone. A process that reaches the new, empty store first
+    /// cannot tell a lost store from a new group, nor learn which IDs were
+    /// taken, so no protocol can keep such a reservation; what it must keep
+    /// is that the old holder learns of the loss by its first write (its
+    /// compare-and-set renewal fails) before it acts on the ID again, and
+    /// that no partition is owned twice meanwhile ([`Exclusivity`], S3,
+    /// which does not make this exception).
     fn holds_id(&self, id: &WorkerId, reservation: Duration) -> bool {
+        let renewal = self.worker.last_renewal();
+        let in_lost_store = self
+            .store_lost_at
+            .is_some_and(|lost| renewal.is_some_and(|t| t < lost));
         self.alive
             && !self.worker.releasing_id()
             && self.worker.worker_id() == Some(id)
-            && self
-                .worker
-                .last_renewal()
-                .is_some_and(|t| self.local < t + reservation)
+            && !in_lost_store
+            && renewal.is_some_and(|t| self.local < t + reservation)
     }
 }
 

@@ -266,6 +266,10 @@ impl Simulator {
         self.log(|| "the store loses every bucket".to_string());
         self.store.wipe();
         self.commits.on_store_wiped();
+        let now = self.now;
+        for p in self.procs.iter_mut().filter(|p| p.alive) {
+            p.store_lost_at = Some(p.local(now));
+        }
         for p in self.procs.iter_mut().filter(|p| p.alive && p.watch_gen > 0) {
             // Items of the old watch still on their way are dropped.
             p.watch_gen += 1;

@@ -175,6 +175,7 @@ impl Simulator {
             restart_preferred: None,
             latest_pending: std::collections::HashMap::new(),
             watch_lost: false,
+            store_lost_at: None,
             max_version: 0,
             label: format!("p{slot}.{inc}"),
         };

@@ -82,6 +82,9 @@ pub(super) struct Proc {
     /// The store lost its buckets while this process watched: its watch
     /// ends when it reaches the store again.
     pub(super) watch_lost: bool,
+    /// When (on this process's clock) the store last lost its buckets while
+    /// this process ran: reservations it wrote before then are gone.
+    pub(super) store_lost_at: Option<Instant>,
     pub(super) last_watch_at: u64,
     /// Until when (global ms) and by how much its watch falls behind: an
     /// overloaded process whose timers still run on time but which sees
@@ -124,6 +127,7 @@ impl Proc {
             alive: self.alive,
             paused: self.paused(),
             local: self.local(now),
+            store_lost_at: self.store_lost_at,
             worker: &self.worker,
         }
     }
