@@ -191,6 +191,14 @@ impl Worker {
         self.follower.meta().map(|m| m.version)
     }
 
+    /// The highest assignment version this process has seen, committed or
+    /// applied, over all its claims: what its member record carries as
+    /// `seen`, the floor above which a new leader publishes after the store
+    /// lost its buckets.
+    pub fn highest_seen_version(&self) -> u64 {
+        self.membership.seen().max(self.follower.highest_seen())
+    }
+
     /// Whether the worker is in degraded mode (cut off from the store for
     /// longer than `degraded.enter_after`, and not yet reachable again for
     /// `degraded.exit_after`): the degraded tracker's own view, which the
@@ -387,6 +395,10 @@ impl Worker {
                 let before = self.roster.get(&id).map(|v| v.record.clone());
                 match change {
                     Change::Put(record) => {
+                        // What another member saw is known here too: carried
+                        // by this worker's next write, it outlives that
+                        // member's record (a lost store keeps nothing else).
+                        self.membership.note_seen(record.seen);
                         let sig = self.membership.on_member_seen(&id, Some(&record));
                         let material = before.as_ref().is_none_or(|b| {
                             b.status != record.status

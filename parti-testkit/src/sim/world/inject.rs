@@ -5,7 +5,7 @@
 use super::Simulator;
 use super::config::Scripted;
 use super::process::Ev;
-use crate::sim::checks::RestartWatch;
+use crate::sim::checks::{RestartWatch, Witness};
 use crate::sim::faults::FaultKind;
 use parti_core::{Event, Partition, PartitionId, State, StopMode};
 use std::collections::BTreeSet;
@@ -267,9 +267,16 @@ impl Simulator {
         self.store.wipe();
         self.commits.on_store_wiped();
         let now = self.now;
-        for p in self.procs.iter_mut().filter(|p| p.alive) {
+        let mut witnesses = Vec::new();
+        for (slot, p) in self.procs.iter_mut().enumerate().filter(|(_, p)| p.alive) {
             p.store_lost_at = Some(p.local(now));
+            witnesses.push(Witness {
+                slot,
+                inc: p.inc,
+                known: p.worker.highest_seen_version(),
+            });
         }
+        self.epochs.on_store_lost(witnesses);
         for p in self.procs.iter_mut().filter(|p| p.alive && p.watch_gen > 0) {
             // Items of the old watch still on their way are dropped.
             p.watch_gen += 1;
