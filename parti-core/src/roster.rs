@@ -66,7 +66,10 @@ impl Roster {
         }
         self.departed.remove(&id);
         match self.members.get_mut(&id) {
-            Some(view) if first_in_snapshot && view.revision == revision => {}
+            // Unchanged (a value of a lost store may share its revision
+            // with the new store's value of the key: compare the values).
+            Some(view)
+                if first_in_snapshot && view.revision == revision && view.record == record => {}
             Some(view) if !first_in_snapshot && view.revision >= revision => {}
             Some(view) => {
                 view.record = record;
@@ -200,6 +203,13 @@ mod tests {
         assert!(roster.get(&id).is_none());
         roster.put(id.clone(), record, 5, Instant::ZERO);
         assert_eq!(roster.get(&id).map(|v| v.revision), Some(5));
+        // A new store's value that shares its revision with the lost
+        // store's value of the key still counts.
+        roster.begin_snapshot();
+        let other = MemberRecord::fresh(InstanceId(9), 1);
+        roster.put(id.clone(), other.clone(), 5, Instant::ZERO);
+        roster.end_snapshot(Instant::ZERO);
+        assert_eq!(roster.get(&id).map(|v| &v.record), Some(&other));
         // A removal delivered live still guards against older values.
         roster.remove(&id, 9, Instant::ZERO);
         roster.put(id.clone(), MemberRecord::fresh(InstanceId(8), 1), 8, Instant::ZERO);
