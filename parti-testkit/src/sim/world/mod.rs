@@ -176,6 +176,7 @@ impl Simulator {
             latest_pending: std::collections::HashMap::new(),
             watch_lost: false,
             store_lost_at: None,
+            watch_asked_at: 0,
             max_version: 0,
             label: format!("p{slot}.{inc}"),
         };
@@ -405,8 +406,15 @@ impl Simulator {
                         self.trace(|| text);
                     }
                     let d = self.net_delay();
+                    let mut at = self.now + d;
+                    if matches!(other, Command::Watch { .. }) {
+                        // A driver replaces its watch in the order asked
+                        // (the last one asked is the one that runs).
+                        at = at.max(self.procs[slot].watch_asked_at);
+                        self.procs[slot].watch_asked_at = at;
+                    }
                     self.schedule(
-                        self.now + d,
+                        at,
                         Ev::Arrive {
                             slot,
                             inc,

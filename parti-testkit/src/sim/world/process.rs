@@ -85,6 +85,9 @@ pub(super) struct Proc {
     /// When (on this process's clock) the store last lost its buckets while
     /// this process ran: reservations it wrote before then are gone.
     pub(super) store_lost_at: Option<Instant>,
+    /// When its last `Watch` command reaches the store: the next one never
+    /// overtakes it.
+    pub(super) watch_asked_at: u64,
     pub(super) last_watch_at: u64,
     /// Until when (global ms) and by how much its watch falls behind: an
     /// overloaded process whose timers still run on time but which sees
