@@ -81,11 +81,29 @@ fn seeds_that_once_failed_with_lost_buckets_hold_every_guarantee() {
     // lost store's commit record again (527), or ignored the new store's
     // commit records of a lower term (152, 726).
     let cases = [
+        // A worker that took its ID back after the store was lost applied
+        // the lost store's commit record again (527), or ignored the new
+        // store's commit records of a lower term (152, 726).
         ("wipe", 3, Stop, 527),
         ("wipe", 5, Stop, 152),
         ("wipe", 5, Keep, 321),
         ("wipe", 10, Stop, 726),
         ("wipe", 10, Keep, 742),
+        // A leader ignored the new records of a member missing from its
+        // snapshot (their revisions were below the lost store's): S3.
+        ("all", 5, Keep, 8),
+        // The only member that had seen version 5 was cut off while its
+        // record expired; epochs went back (S6).
+        ("all", 5, Keep, 785),
+        // A roster kept a lost store's record that shared its revision with
+        // another process's claim in the new store: S1.
+        ("all", 10, Keep, 278),
+        // Watch commands overtaking each other in the simulator (S4).
+        ("all", 10, Keep, 69),
+        // Every process that knew the lost store's epochs was gone (the
+        // checks must not ask for what nothing remembers).
+        ("all", 5, Keep, 66),
+        ("all", 3, Stop, 23),
     ];
     for (faults, workers, policy, seed) in cases {
         let r = replay(faults, workers, policy, seed);

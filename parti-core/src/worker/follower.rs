@@ -14,11 +14,15 @@
 //!   of this worker's records once it is complete: the store may have lost
 //!   its buckets meanwhile (terms restart from the revisions of a new leader
 //!   key), so the snapshot's values count, not the comparison with older
-//!   ones. A snapshot that shows no commit record, one of a lower term than
-//!   known, or one below the version applied tells that the store was lost:
-//!   what the old store committed is void, so everything is dropped and
-//!   nothing is acknowledged until the new leader commits a version above
-//!   the one applied.
+//!   ones. A commit record of a lower term than one accepted before, or
+//!   below the version applied, tells that the store was lost (neither can
+//!   happen in one store): what the old store committed is void, so
+//!   everything is dropped and nothing is acknowledged until the new leader
+//!   commits a version above the highest one applied. A snapshot without a
+//!   commit record proves nothing either way (the record may be changing
+//!   while the watch starts, its new value arriving just after; or the store
+//!   was lost and has none yet): until the next commit record, judged by the
+//!   same rule, what is held is unconfirmed (see [`Follower::unconfirmed`]).
 
 use super::planted::{PlantedBug, PlantedBugs};
 use crate::ids::{InstanceId, WorkerId};
@@ -84,6 +88,12 @@ pub(crate) struct Follower {
     /// A new watch's snapshot in progress: the commit record and records it
     /// delivered so far (they replace the known ones when it is complete).
     snapshot: Option<Snapshot>,
+    /// The highest term of a commit record accepted since the ID was
+    /// claimed (or the store was found lost): a lower one means a new store.
+    known_term: Option<u64>,
+    /// The last snapshot showed no commit record while this worker held or
+    /// acknowledged an assignment: unconfirmed until the next one arrives.
+    unconfirmed: bool,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -100,6 +110,8 @@ impl Follower {
         self.applied = None;
         self.ever_applied = false;
         self.snapshot = None;
+        self.known_term = None;
+        self.unconfirmed = false;
         diff
     }
 
@@ -114,19 +126,44 @@ impl Follower {
     /// lost the assignment this worker applied (see the module docs).
     pub(crate) fn end_snapshot(&mut self) -> Option<Diff> {
         let snapshot = self.snapshot.take()?;
-        let old_term = self.meta.as_ref().map(|m| m.term);
-        let lost = match &snapshot.meta {
-            None => self.applied.is_some() || !self.held.is_empty(),
-            Some(m) => {
-                old_term.is_some_and(|t| m.term < t)
-                    || self.applied.as_ref().is_some_and(|a| m.version < a.meta_version)
-            }
-        };
-        self.meta = snapshot.meta;
         self.records = snapshot.records;
-        if let Some(term) = self.meta.as_ref().map(|m| m.term) {
-            self.records.retain(|t, _| *t >= term);
+        self.meta = None;
+        match snapshot.meta {
+            Some(meta) => self.accept_meta(meta),
+            None => {
+                self.unconfirmed = self.applied.is_some() || !self.held.is_empty();
+                None
+            }
         }
+    }
+
+    /// Whether what is held is unconfirmed: the last snapshot showed no
+    /// commit record, and none arrived since. The store may have lost its
+    /// buckets (the new leader has committed nothing yet), so this worker
+    /// takes nothing and its ownership lease does not count as proven.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.unconfirmed
+    }
+
+    /// Takes `meta` as the current commit record, first checking whether it
+    /// comes from a new store (see the module docs); if so, returns what
+    /// was dropped.
+    fn accept_meta(&mut self, meta: AssignmentMeta) -> Option<Diff> {
+        let lost = !self.planted.has(PlantedBug::IgnoreTerms)
+            && (self.known_term.is_some_and(|t| meta.term < t)
+                || self
+                    .applied
+                    .as_ref()
+                    .is_some_and(|a| meta.version < a.meta_version));
+        let term = meta.term;
+        self.unconfirmed = false;
+        self.known_term = Some(if lost {
+            term
+        } else {
+            self.known_term.map_or(term, |t| t.max(term))
+        });
+        self.meta = Some(meta);
+        self.records.retain(|t, _| *t >= term);
         if !lost {
             return None;
         }
@@ -182,10 +219,12 @@ impl Follower {
     }
 
     /// A commit record arrived.
-    pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) {
+    /// Returns what was dropped if the record shows that the store lost the
+    /// assignment this worker applied (see the module docs).
+    pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) -> Option<Diff> {
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.meta = Some(meta);
-            return;
+            return None;
         }
         let newer = match &self.meta {
             None => true,
@@ -195,10 +234,9 @@ impl Follower {
             Some(m) => meta.term >= m.term && (meta.version > m.version || meta.term > m.term),
         };
         if newer {
-            let term = meta.term;
-            self.meta = Some(meta);
-            self.records.retain(|t, _| *t >= term);
+            return self.accept_meta(meta);
         }
+        None
     }
 
     /// One of this worker's records arrived.
@@ -404,5 +442,35 @@ mod tests {
         assert_eq!(f.applied_record(), Some(1));
         let diff = f.apply(&me(), InstanceId(1), Hold::All).unwrap();
         assert_eq!(diff.added.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_store_is_told_by_a_lower_term_not_by_a_missing_record() {
+        let mut f = Follower::default();
+        f.on_record(&me(), record(4, 9, &["a"]));
+        f.on_meta(meta(4, 9, Some(4)));
+        assert_eq!(f.apply(&me(), InstanceId(1), Hold::All).unwrap().added.len(), 1);
+        // A new watch whose snapshot has no commit record (it may be
+        // changing as the watch starts): what is held stays.
+        f.begin_snapshot();
+        assert!(f.end_snapshot().is_none());
+        assert_eq!(f.held_count(), 1);
+        assert!(f.unconfirmed());
+        // The next commit record has a lower term: the store was lost.
+        let dropped = f.on_meta(meta(3, 2, Some(3))).expect("a lost store");
+        assert!(!f.unconfirmed());
+        assert_eq!(dropped.removed.len(), 1);
+        assert_eq!(f.held_count(), 0);
+        assert_eq!(f.applied_record(), None);
+        // Nothing at or below the version applied before is applied again.
+        f.on_record(&me(), record(3, 2, &["a"]));
+        assert!(f.apply(&me(), InstanceId(1), Hold::All).is_none());
+        f.on_record(&me(), record(5, 2, &["b"]));
+        f.on_meta(meta(5, 2, Some(5)));
+        assert_eq!(f.apply(&me(), InstanceId(1), Hold::All).unwrap().added.len(), 1);
+        // In a snapshot too: a lower term than known drops everything.
+        f.begin_snapshot();
+        f.on_meta(meta(6, 1, None));
+        assert_eq!(f.end_snapshot().expect("a lost store").removed.len(), 1);
     }
 }

@@ -220,9 +220,11 @@ impl Worker {
     }
 
     /// When the ownership lease ends (start of the last successful renewal
-    /// plus the lease), on this worker's clock.
+    /// plus the lease), on this worker's clock; `None` while no lease is
+    /// proven (no ID, or back from an outage and not yet in step with the
+    /// store's commit record).
     pub fn lease_deadline(&self) -> Option<Instant> {
-        if self.reclaim_unsynced {
+        if self.reclaim_unsynced || self.follower.unconfirmed() {
             return None;
         }
         self.membership.ownership_deadline(&self.config)
@@ -448,7 +450,8 @@ impl Worker {
                 self.on_election(sig, now);
             }
             WatchEvent::Meta { meta, .. } => {
-                self.follower.on_meta(meta);
+                let lost = self.follower.on_meta(meta);
+                self.on_assignment_lost(lost);
                 self.follower_dirty = true;
             }
             WatchEvent::Assignment { record, .. } => {
@@ -459,12 +462,8 @@ impl Worker {
                 }
             }
             WatchEvent::CaughtUp => {
-                if let Some(diff) = self.follower.end_snapshot() {
-                    // The store lost the assignment applied: nothing of it
-                    // is held, nor acknowledged.
-                    self.report(diff, 0);
-                    self.membership.set_applied(None, 0);
-                }
+                let lost = self.follower.end_snapshot();
+                self.on_assignment_lost(lost);
                 self.follower_dirty = true;
                 if self.reclaim_unsynced {
                     self.reclaim_unsynced = false;
@@ -496,6 +495,15 @@ impl Worker {
                 self.on_membership(sig, now);
             }
             WatchEvent::Skipped { .. } => self.skipped_values += 1,
+        }
+    }
+
+    /// The store lost the assignment applied (`lost` says what was
+    /// dropped): nothing of it is held, nor acknowledged any more.
+    fn on_assignment_lost(&mut self, lost: Option<Diff>) {
+        if let Some(diff) = lost {
+            self.report(diff, 0);
+            self.membership.set_applied(None, 0);
         }
     }
 
@@ -619,8 +627,10 @@ impl Worker {
                 _ => Hold::Nothing,
             };
         }
-        if self.reclaim_unsynced {
-            // Back from an outage, not caught up yet: keep, take nothing.
+        if self.reclaim_unsynced || self.follower.unconfirmed() {
+            // Back from an outage, not caught up yet (or the store shows no
+            // commit record yet, having perhaps lost its buckets): keep,
+            // take nothing.
             return match self.config.degraded.policy {
                 DegradedPolicy::KeepProcessing => Hold::Frozen,
                 DegradedPolicy::StopWhenLeaseExpires => Hold::Nothing,

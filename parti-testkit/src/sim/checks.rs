@@ -545,6 +545,13 @@ mod tests {
         assert_eq!(v[0].guarantee, Guarantee::S2);
         c.on_commit(9, 2, 9, 0, &mut v);
         assert_eq!(v[1].guarantee, Guarantee::S6);
+        // A store that lost its buckets starts a new commit sequence.
+        c.on_store_wiped();
+        c.on_commit(2, 1, 2, 0, &mut v);
+        c.on_commit(2, 2, 2, 0, &mut v);
+        assert_eq!(v.len(), 2);
+        c.on_commit(2, 2, 2, 0, &mut v);
+        assert_eq!(v.len(), 3);
     }
 
     #[test]
@@ -564,21 +571,25 @@ mod tests {
         let mut e = Epochs::default();
         let mut v = Vec::new();
         e.on_grant(p(1), 6, "a", 0, &mut v, |_, _| true);
+        e.on_grant(p(3), 6, "a", 0, &mut v, |_, _| true);
         e.on_store_lost(vec![
             Witness { slot: 0, inc: 1, known: 6 },
             Witness { slot: 1, inc: 2, known: 2 },
         ]);
         e.on_grant(p(1), 5, "b", 1, &mut v, |_, _| true);
         assert_eq!(v.len(), 1, "slot 0 knew epoch 6");
-        // Only slot 1, which had seen version 2, still runs.
-        e.on_grant(p(1), 3, "c", 2, &mut v, |slot, _| slot == 1);
+        // Only slot 1, which had seen version 2, still runs: epoch 3 of p3
+        // (granted 6 before the loss) is not below anything it knew.
+        e.on_grant(p(3), 3, "c", 2, &mut v, |slot, _| slot == 1);
         assert_eq!(v.len(), 1);
-        e.on_grant(p(2), 2, "c", 2, &mut v, |slot, _| slot == 1);
-        assert_eq!(v.len(), 1, "p2 was never granted before the loss");
-        // Nobody who ran then runs now: only what was granted since binds.
-        e.on_grant(p(1), 1, "d", 3, &mut v, |_, _| false);
+        e.on_grant(p(3), 1, "c", 2, &mut v, |slot, _| slot == 1);
         assert_eq!(v.len(), 2, "epoch 3 was granted after the loss");
-        e.on_grant(p(1), 3, "d", 3, &mut v, |_, _| false);
+        e.on_grant(p(2), 4, "c", 2, &mut v, |slot, _| slot == 1);
+        assert_eq!(v.len(), 2, "p2 was never granted before the loss");
+        // Nobody who ran then runs now: only what was granted since binds.
+        e.on_grant(p(1), 5, "d", 3, &mut v, |_, _| false);
         assert_eq!(v.len(), 2);
+        e.on_grant(p(1), 4, "d", 3, &mut v, |_, _| false);
+        assert_eq!(v.len(), 3, "epoch 5 was granted after the loss");
     }
 }

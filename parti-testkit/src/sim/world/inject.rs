@@ -66,7 +66,11 @@ impl Simulator {
                     .complete_since
                     .is_some_and(|t| self.now >= t + 5_000)
                     && self.now >= self.last_commit_at + 5_000
-                    && self.now >= previous_fault_at + quiet_needed;
+                    && self.now >= previous_fault_at + quiet_needed
+                    // A store outage disturbs until everybody is back (as
+                    // S4 counts it), not only when it starts.
+                    && self.now
+                        >= self.outage_until + self.cfg.reconnect_lag_ms + quiet_needed;
                 let stable = self.procs[slot].worker.state() == State::Stable;
                 let p = &mut self.procs[slot];
                 p.restart_after_stop = true;
