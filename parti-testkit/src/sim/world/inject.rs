@@ -15,7 +15,10 @@ impl Simulator {
         (0..self.procs.len())
             .filter(|&s| {
                 let p = &self.procs[s];
-                p.alive && !p.restart_after_stop && (!with_id || p.worker.worker_id().is_some())
+                p.alive
+                    && !p.restart_after_stop
+                    && !p.leaving
+                    && (!with_id || p.worker.worker_id().is_some())
             })
             .collect()
     }
@@ -95,6 +98,7 @@ impl Simulator {
                 };
                 let label = self.procs[slot].label.clone();
                 self.log(|| format!("{label} leaves the group (scale-down)"));
+                self.procs[slot].leaving = true;
                 self.deliver_now(slot, Event::Stop(StopMode::Leave));
             }
             FaultKind::Join => {

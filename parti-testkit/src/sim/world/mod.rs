@@ -172,6 +172,7 @@ impl Simulator {
             held: BTreeMap::new(),
             timer_at: None,
             restart_after_stop: false,
+            leaving: false,
             restart_preferred: None,
             latest_pending: std::collections::HashMap::new(),
             watch_lost: false,
@@ -333,7 +334,12 @@ impl Simulator {
                 }
             }
             Ev::EnsureAlive => {
-                let alive = self.procs.iter().filter(|p| p.alive).count();
+                // Processes on their way out do not count.
+                let alive = self
+                    .procs
+                    .iter()
+                    .filter(|p| p.alive && !p.leaving)
+                    .count();
                 let want = self.cfg.workers.min(2);
                 for _ in alive..want {
                     let slot = self.procs.len();

@@ -98,6 +98,9 @@ pub(super) struct Proc {
     pub(super) max_version: u64,
     pub(super) timer_at: Option<u64>,
     pub(super) restart_after_stop: bool,
+    /// It was told to leave the group (it may take a while to finish: its
+    /// last writes wait for the store).
+    pub(super) leaving: bool,
     pub(super) restart_preferred: Option<u32>,
     /// Newest revision scheduled for delivery per key (to coalesce).
     pub(super) latest_pending: std::collections::HashMap<Key, u64>,
