@@ -212,7 +212,12 @@ mod tests {
         assert_eq!(roster.get(&id).map(|v| &v.record), Some(&other));
         // A removal delivered live still guards against older values.
         roster.remove(&id, 9, Instant::ZERO);
-        roster.put(id.clone(), MemberRecord::fresh(InstanceId(8), 1), 8, Instant::ZERO);
+        roster.put(
+            id.clone(),
+            MemberRecord::fresh(InstanceId(8), 1),
+            8,
+            Instant::ZERO,
+        );
         assert!(roster.get(&id).is_none());
     }
 }

@@ -104,9 +104,20 @@ fn seeds_that_once_failed_with_lost_buckets_hold_every_guarantee() {
         // checks must not ask for what nothing remembers).
         ("all", 5, Keep, 66),
         ("all", 3, Stop, 23),
+        // A worker cut off while its partitions moved took its ID back in a
+        // lost store and held them again under a valid lease (S3).
+        ("all", 5, Keep, 108),
+        // A graceful restart right after a long outage with lost buckets,
+        // before the new leader's first publication (S5 compared too early).
+        ("all", 5, Keep, 185),
+        // Both workers left during an outage; nobody was started (S4).
+        ("all", 5, Stop, 1812),
     ];
     for (faults, workers, policy, seed) in cases {
         let r = replay(faults, workers, policy, seed);
-        assert_clean(&r, &format!("--faults {faults} --workers {workers} {policy:?}"));
+        assert_clean(
+            &r,
+            &format!("--faults {faults} --workers {workers} {policy:?}"),
+        );
     }
 }

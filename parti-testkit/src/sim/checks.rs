@@ -573,8 +573,16 @@ mod tests {
         e.on_grant(p(1), 6, "a", 0, &mut v, |_, _| true);
         e.on_grant(p(3), 6, "a", 0, &mut v, |_, _| true);
         e.on_store_lost(vec![
-            Witness { slot: 0, inc: 1, known: 6 },
-            Witness { slot: 1, inc: 2, known: 2 },
+            Witness {
+                slot: 0,
+                inc: 1,
+                known: 6,
+            },
+            Witness {
+                slot: 1,
+                inc: 2,
+                known: 2,
+            },
         ]);
         e.on_grant(p(1), 5, "b", 1, &mut v, |_, _| true);
         assert_eq!(v.len(), 1, "slot 0 knew epoch 6");

@@ -335,11 +335,7 @@ impl Simulator {
             }
             Ev::EnsureAlive => {
                 // Processes on their way out do not count.
-                let alive = self
-                    .procs
-                    .iter()
-                    .filter(|p| p.alive && !p.leaving)
-                    .count();
+                let alive = self.procs.iter().filter(|p| p.alive && !p.leaving).count();
                 let want = self.cfg.workers.min(2);
                 for _ in alive..want {
                     let slot = self.procs.len();
