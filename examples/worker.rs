@@ -199,6 +199,15 @@ async fn wait_for_signal() {
 async fn main() -> ExitCode {
     // Bad arguments: clap prints the usage and exits with 2; --help exits 0.
     let args = Args::parse();
+    // The library's log lines go to stderr: warnings by default, more with
+    // e.g. RUST_LOG=parti=debug (the soak keeps each worker's stderr).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! Publication sizes: the per-worker assignment records of a cold start of
-//! `P` partitions (keys `["topic", "p-<i>"]`, as in BENCH_SPEC.md) over `W`
+//! `P` partitions (keys `["topic", "p-<i>"]`, as in docs/benchmark-spec.md) over `W`
 //! workers placed by Sticky, encoded as the NATS backend stores them
 //! ([`parti_core::pieces`]) below a 1 MiB server's value limit.
 

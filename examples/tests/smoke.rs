@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const EXAMPLES: &[&str] = &["basic", "custom_strategy", "dynamic_partitions", "metrics"];
 
 /// Examples that need a server to do anything: only their `--help` is run.
-const SERVER_ONLY: &[&str] = &["produce", "consume"];
+const SERVER_ONLY: &[&str] = &["produce", "consume", "kafka_replacement"];
 
 /// Longest an example may run in these tests.
 const BOUND: Duration = Duration::from_secs(60);
@@ -300,4 +300,49 @@ fn basic_and_metrics_run_on_nats() {
         assert!(Instant::now() < deadline, "{wanted:?} missing:\n{body}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `kafka_replacement` on a real server: it produces orders and a poison
+/// message, consumes every one of them, and dead-letters the poison one.
+#[test]
+fn kafka_replacement_consumes_every_order_on_nats() {
+    let Some(server) = parti_testkit::nats_server::start_or_skip() else {
+        return;
+    };
+    let url = server.client_url();
+    let group = parti_testkit::nats_server::unique_group("kafka");
+    let stdout = succeeded(
+        "kafka_replacement",
+        &[
+            "--nats",
+            &url,
+            "--group",
+            &group,
+            "--stream",
+            &group.to_uppercase().replace('-', "_"),
+            "--subject-prefix",
+            &group,
+            "--partitions",
+            "6",
+            "--produce",
+            "120",
+            "--poison",
+            "--test-timings",
+            "--stop-after",
+            "121",
+        ],
+    );
+    assert!(
+        stdout.contains("produced 120 orders and one poison message"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("consumes 6 of 6 partitions"), "{stdout}");
+    assert!(
+        stdout.contains("dead letter: p-0 seq 121 after 3 attempts"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("handled 120 orders and dead-lettered 1 in"),
+        "{stdout}"
+    );
 }

@@ -259,7 +259,6 @@ async fn cluster_node_restart_in_a_converged_group() {
 /// partition is released or moved (a new leader may publish the same
 /// assignment under its term).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by hand (cargo test -p parti --test nats_cluster -- --ignored): passed 15 of 15 runs here, but failed 1 of 3 at load average 6-9 (partitions released); not yet understood"]
 async fn production_timings_ride_out_the_kill_of_a_workers_node() {
     if require_nats_server().is_none() {
         return;

@@ -71,15 +71,44 @@ async fn publish(client: &async_nats::Client, prefix: &str, n: usize, from: usiz
     let mut acks = Vec::new();
     for k in from..from + count {
         for i in 0..n {
+            if acks.is_empty() {
+                // Right after an R3 stream is created, the node this client
+                // uses may not know its subjects yet ("no responders", seen as
+                // StreamNotFound): the first message is retried until stored,
+                // so that it and every later one keep their order.
+                first_publish(&js, format!("{prefix}.p-{i}"), format!("p-{i}:{k}")).await;
+                acks.push(None);
+                continue;
+            }
             let ack = js
                 .publish(format!("{prefix}.p-{i}"), format!("p-{i}:{k}").into())
                 .await
                 .expect("published");
-            acks.push(ack);
+            acks.push(Some(ack));
         }
     }
-    for ack in acks {
+    for ack in acks.into_iter().flatten() {
         ack.await.expect("stored");
+    }
+}
+
+/// Publishes one message, retrying while the stream is not reachable yet,
+/// for at most 10 s.
+async fn first_publish(js: &jetstream::Context, subject: String, payload: String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = match js.publish(subject.clone(), payload.clone().into()).await {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("first publish to {subject} not stored yet ({e}), retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{subject}: not stored within 10 s: {e}"),
+        }
     }
 }
 

@@ -66,7 +66,7 @@ mod tests {
             assert_eq!(x, b.range(3, 9));
             assert!((3..=9).contains(&x));
         }
-        // SplitMix64 reference: first output for seed 42 (see BENCH_SPEC's generator).
+        // SplitMix64 reference: first output for seed 42 (see the generator in docs/benchmark-spec.md).
         assert_eq!(Rng::new(42).next_u64(), 0xbdd7_3226_2feb_6e95);
     }
 }

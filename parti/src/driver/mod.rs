@@ -361,8 +361,30 @@ impl Running {
             if outcome.is_unreachable() {
                 m::backend_error(kind);
             }
+            tracing::trace!(
+                command = kind,
+                outcome = outcome_summary(&outcome),
+                "store operation done"
+            );
             let _ = events.send(Event::Completed { op, outcome });
         });
+    }
+}
+
+/// A short description of an outcome for the trace log (a loaded snapshot or
+/// partition list can be large).
+fn outcome_summary(outcome: &parti_core::Outcome) -> String {
+    use parti_core::Outcome as O;
+    match outcome {
+        O::Written(revision) => format!("written at {revision:?}"),
+        O::AlreadyExists => "already exists".into(),
+        O::Conflict => "conflict".into(),
+        O::Unknown => "unknown (timed out)".into(),
+        O::Unavailable => "unavailable".into(),
+        O::Loaded(_) => "loaded".into(),
+        O::Member(m) => format!("member {}", if m.is_some() { "found" } else { "absent" }),
+        O::Partitions(p) => format!("{} partitions", p.len()),
+        O::Failed(e) => format!("failed: {e}"),
     }
 }
 
