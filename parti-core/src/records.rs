@@ -66,10 +66,12 @@ pub struct MemberRecord {
     /// Relative capacity of the worker (1 = normal).
     pub capacity: u32,
     /// The highest assignment version this process has seen, kept across its
-    /// claims. A leader that finds no commit record (or an older one than a
-    /// member saw: the buckets were lost and recreated) publishes above it, so
-    /// versions and epochs never go back as any worker sees them. Absent in
-    /// records written before this field existed (read as 0).
+    /// claims: committed, applied, or reported as seen by another member's
+    /// record (so the knowledge outlives the member that had it). A leader
+    /// that finds no commit record (or an older one than a member saw: the
+    /// buckets were lost and recreated) publishes above it, so versions and
+    /// epochs never go back as any worker sees them. Absent in records
+    /// written before this field existed (read as 0).
     #[serde(default)]
     pub seen: u64,
 }

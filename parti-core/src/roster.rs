@@ -71,8 +71,11 @@ impl Roster {
         match self.members.entry(id) {
             Entry::Occupied(mut held) => {
                 let view = held.get_mut();
+                // Unchanged in a snapshot: same revision and same value (a
+                // value of a lost store may share its revision with the new
+                // store's value of the key: compare the values).
                 let stale = if first_in_snapshot {
-                    view.revision == revision
+                    view.revision == revision && view.record == record
                 } else {
                     view.revision >= revision
                 };
@@ -129,8 +132,18 @@ impl Roster {
             .cloned()
             .collect();
         for w in &gone {
-            let revision = self.members.get(w).map_or(0, |v| v.revision);
-            self.remove(w, revision, now);
+            // The removal itself was not seen, so its revision is unknown:
+            // 0, so that no later value of the key is taken for an older one
+            // (the store may have lost its buckets: the key's next value can
+            // carry a lower revision than the last one seen here).
+            if let Some(view) = self.members.remove(w) {
+                let departure = Departure {
+                    at: now,
+                    revision: 0,
+                    last: view.record,
+                };
+                self.departed.insert(w.clone(), departure);
+            }
         }
         gone
     }
@@ -174,5 +187,45 @@ impl Roster {
         self.members.get(id).is_some_and(|v| {
             v.record.status == MemberStatus::Active && now.saturating_since(v.last_change) < ttl
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::InstanceId;
+
+    #[test]
+    fn a_member_missing_from_a_snapshot_comes_back_with_any_revision() {
+        // The store lost its buckets: a member absent from the new watch's
+        // snapshot claims its ID again, at a revision far below the last one
+        // seen in the lost store. Its new record counts.
+        let id = WorkerId::new("worker", 2);
+        let record = MemberRecord::fresh(InstanceId(7), 1);
+        let mut roster = Roster::default();
+        roster.begin_snapshot();
+        roster.put(id.clone(), record.clone(), 300, Instant::ZERO);
+        roster.end_snapshot(Instant::ZERO);
+        roster.begin_snapshot();
+        assert_eq!(roster.end_snapshot(Instant::ZERO), vec![id.clone()]);
+        assert!(roster.get(&id).is_none());
+        roster.put(id.clone(), record, 5, Instant::ZERO);
+        assert_eq!(roster.get(&id).map(|v| v.revision), Some(5));
+        // A new store's value that shares its revision with the lost
+        // store's value of the key still counts.
+        roster.begin_snapshot();
+        let other = MemberRecord::fresh(InstanceId(9), 1);
+        roster.put(id.clone(), other.clone(), 5, Instant::ZERO);
+        roster.end_snapshot(Instant::ZERO);
+        assert_eq!(roster.get(&id).map(|v| &v.record), Some(&other));
+        // A removal delivered live still guards against older values.
+        roster.remove(&id, 9, Instant::ZERO);
+        roster.put(
+            id.clone(),
+            MemberRecord::fresh(InstanceId(8), 1),
+            8,
+            Instant::ZERO,
+        );
+        assert!(roster.get(&id).is_none());
     }
 }

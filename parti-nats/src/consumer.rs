@@ -93,6 +93,10 @@ pub(crate) struct ResumableConsumer {
     subjects: Vec<String>,
     /// Revision of the last entry delivered (0: none yet).
     last_revision: u64,
+    /// When the stream watched was created, as the server said when the
+    /// watch started (`None` if it could not say): a resume on a stream
+    /// created at another time ends the watch.
+    created: Option<String>,
     backoff: Duration,
     state: State,
 }
@@ -110,12 +114,15 @@ impl ResumableConsumer {
             .map(|k| format!("{}{}", store.prefix, k))
             .collect();
         let client = js.client();
+        let mut current = store.stream.clone();
+        let created = current.info().await.ok().map(|i| i.created.to_string());
         let (subscriber, pending) = create(
             client.clone(),
             store.stream.clone(),
             subjects.clone(),
             DeliverPolicy::LastPerSubject,
             store.name.clone(),
+            None,
         )
         .await?;
         let consumer = ResumableConsumer {
@@ -126,6 +133,7 @@ impl ResumableConsumer {
             prefix: store.prefix.clone(),
             subjects,
             last_revision: 0,
+            created,
             backoff: BACKOFF_MIN,
             state: live(subscriber),
         };
@@ -156,6 +164,7 @@ impl ResumableConsumer {
             self.subjects.clone(),
             policy,
             self.bucket.clone(),
+            self.created.clone(),
         )
         .boxed()
     }
@@ -288,6 +297,7 @@ async fn create(
     mut subjects: Vec<String>,
     deliver_policy: DeliverPolicy,
     bucket: String,
+    created: Option<String>,
 ) -> Created {
     let what = format!("watching bucket {bucket}");
     let inbox = client.new_inbox();
@@ -314,16 +324,25 @@ async fn create(
         config.filter_subjects = subjects;
     }
     if let DeliverPolicy::ByStartSequence { start_sequence } = config.deliver_policy {
-        // Resuming: a stream whose last sequence is below the resume point was
-        // recreated (memory storage and a server restart, a deleted bucket).
-        // Resuming there would skip its first entries: end the watch instead,
-        // so that the driver opens a new one from a fresh snapshot.
+        // Resuming: a stream that was recreated (memory storage and a server
+        // restart, a deleted bucket) has another creation time than the one
+        // the watch started on, and usually a last sequence below the resume
+        // point. Resuming there would skip its first entries (or deliver the
+        // new stream's entries as if they followed the old one's): end the
+        // watch instead, so that the driver opens a new one from a fresh
+        // snapshot.
         let mut current = stream.clone();
         let info = current.info().await.map_err(|e| classify(&what, &e))?;
         if info.state.last_sequence.saturating_add(1) < start_sequence {
             return Err(BackendError::Other(format!(
                 "{what}: the stream restarted (last sequence {} below the resume point {start_sequence})",
                 info.state.last_sequence
+            )));
+        }
+        let now_created = info.created.to_string();
+        if let Some(started_on) = created.filter(|c| *c != now_created) {
+            return Err(BackendError::Other(format!(
+                "{what}: the stream was recreated (created {now_created}, the watch started on one created {started_on})"
             )));
         }
     }

@@ -155,7 +155,7 @@ proptest! {
         seed in 1u64..1_000_000,
         workers in 1usize..=50,
         partitions in 1usize..=5000,
-        mask in 0u32..1024,
+        mask in 0u32..(1 << 12),
     ) {
         let kinds = parti_testkit::sim::FaultKind::ALL;
         let names: Vec<&str> = kinds.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, k)| k.name()).collect();

@@ -9,7 +9,20 @@
 //!   record's version under `meta`'s term; a worker not named in `meta` owns
 //!   nothing;
 //! - partitions are held only while the ownership lease allows (see
-//!   [`crate::DegradedPolicy`]); revocations always apply at once.
+//!   [`crate::DegradedPolicy`]); revocations always apply at once;
+//! - a new watch's snapshot replaces what was known of the commit record and
+//!   of this worker's records once it is complete: the store may have lost
+//!   its buckets meanwhile (terms restart from the revisions of a new leader
+//!   key), so the snapshot's values count, not the comparison with older
+//!   ones. A commit record of a lower term than one accepted before, or
+//!   below the version applied, tells that the store was lost (neither can
+//!   happen in one store): what the old store committed is void, so
+//!   everything is dropped and nothing is acknowledged until the new leader
+//!   commits a version above the highest one applied. A snapshot without a
+//!   commit record proves nothing either way (the record may be changing
+//!   while the watch starts, its new value arriving just after; or the store
+//!   was lost and has none yet): until the next commit record, judged by the
+//!   same rule, what is held is unconfirmed (see [`Follower::unconfirmed`]).
 
 use super::planted::{PlantedBug, PlantedBugs};
 use crate::ids::{InstanceId, WorkerId};
@@ -53,6 +66,13 @@ impl Diff {
     }
 }
 
+/// What a watch's snapshot delivered so far.
+#[derive(Debug, Default)]
+struct Snapshot {
+    meta: Option<AssignmentMeta>,
+    records: BTreeMap<u64, WorkerAssignment>,
+}
+
 /// The follower machine.
 #[derive(Debug, Default)]
 pub(crate) struct Follower {
@@ -61,6 +81,19 @@ pub(crate) struct Follower {
     held: BTreeMap<PartitionId, OwnedPartition>,
     applied: Option<Target>,
     ever_applied: bool,
+    /// The highest commit version this process applied, kept when the ID or
+    /// the store is lost: a version at or below it is never applied again
+    /// after such a loss (S6 as this worker sees it).
+    floor: u64,
+    /// A new watch's snapshot in progress: the commit record and records it
+    /// delivered so far (they replace the known ones when it is complete).
+    snapshot: Option<Snapshot>,
+    /// The highest term of a commit record accepted since the ID was
+    /// claimed (or the store was found lost): a lower one means a new store.
+    known_term: Option<u64>,
+    /// The last snapshot showed no commit record while this worker held or
+    /// acknowledged an assignment: unconfirmed until the next one arrives.
+    unconfirmed: bool,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -76,7 +109,66 @@ impl Follower {
         self.records.clear();
         self.applied = None;
         self.ever_applied = false;
+        self.snapshot = None;
+        self.known_term = None;
+        self.unconfirmed = false;
         diff
+    }
+
+    /// A new watch starts: its snapshot replaces the commit record and the
+    /// records known once it is complete ([`Follower::end_snapshot`]).
+    pub(crate) fn begin_snapshot(&mut self) {
+        self.snapshot = Some(Snapshot::default());
+    }
+
+    /// The snapshot is complete: its commit record and records replace the
+    /// known ones. Returns what was dropped if the store turned out to have
+    /// lost the assignment this worker applied (see the module docs).
+    pub(crate) fn end_snapshot(&mut self) -> Option<Diff> {
+        let snapshot = self.snapshot.take()?;
+        self.records = snapshot.records;
+        self.meta = None;
+        match snapshot.meta {
+            Some(meta) => self.accept_meta(meta),
+            None => {
+                self.unconfirmed = self.applied.is_some() || !self.held.is_empty();
+                None
+            }
+        }
+    }
+
+    /// Whether what is held is unconfirmed: the last snapshot showed no
+    /// commit record, and none arrived since. The store may have lost its
+    /// buckets (the new leader has committed nothing yet), so this worker
+    /// takes nothing and its ownership lease does not count as proven.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.unconfirmed
+    }
+
+    /// Takes `meta` as the current commit record, first checking whether it
+    /// comes from a new store (see the module docs); if so, returns what
+    /// was dropped.
+    fn accept_meta(&mut self, meta: AssignmentMeta) -> Option<Diff> {
+        let lost = !self.planted.has(PlantedBug::IgnoreTerms)
+            && (self.known_term.is_some_and(|t| meta.term < t)
+                || self
+                    .applied
+                    .as_ref()
+                    .is_some_and(|a| meta.version < a.meta_version));
+        let term = meta.term;
+        self.unconfirmed = false;
+        self.known_term = Some(if lost {
+            term
+        } else {
+            self.known_term.map_or(term, |t| t.max(term))
+        });
+        self.meta = Some(meta);
+        self.records.retain(|t, _| *t >= term);
+        if !lost {
+            return None;
+        }
+        self.applied = None;
+        Some(self.drop_all())
     }
 
     /// Gives up every partition (lease expired, stop). The target stays known.
@@ -103,6 +195,14 @@ impl Follower {
         self.applied.as_ref().map_or(0, |t| t.meta_version)
     }
 
+    /// The highest commit version this worker knows of: applied (now or
+    /// before a loss) or seen committed.
+    pub(crate) fn highest_seen(&self) -> u64 {
+        self.floor
+            .max(self.applied_version())
+            .max(self.meta.as_ref().map_or(0, |m| m.version))
+    }
+
     /// The record version acknowledged.
     pub(crate) fn applied_record(&self) -> Option<u64> {
         self.applied.as_ref().and_then(|t| t.record_version)
@@ -119,7 +219,13 @@ impl Follower {
     }
 
     /// A commit record arrived.
-    pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) {
+    /// Returns what was dropped if the record shows that the store lost the
+    /// assignment this worker applied (see the module docs).
+    pub(crate) fn on_meta(&mut self, meta: AssignmentMeta) -> Option<Diff> {
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.meta = Some(meta);
+            return None;
+        }
         let newer = match &self.meta {
             None => true,
             Some(m) if self.planted.has(PlantedBug::IgnoreTerms) => {
@@ -128,15 +234,23 @@ impl Follower {
             Some(m) => meta.term >= m.term && (meta.version > m.version || meta.term > m.term),
         };
         if newer {
-            let term = meta.term;
-            self.meta = Some(meta);
-            self.records.retain(|t, _| *t >= term);
+            return self.accept_meta(meta);
         }
+        None
     }
 
     /// One of this worker's records arrived.
     pub(crate) fn on_record(&mut self, me: &WorkerId, record: WorkerAssignment) {
         if &record.worker != me {
+            return;
+        }
+        if let Some(snapshot) = &mut self.snapshot {
+            match snapshot.records.get(&record.term) {
+                Some(r) if r.version >= record.version => {}
+                _ => {
+                    snapshot.records.insert(record.term, record);
+                }
+            }
             return;
         }
         if self.meta.as_ref().is_some_and(|m| record.term < m.term) {
@@ -188,10 +302,12 @@ impl Follower {
         hold: Hold,
     ) -> Option<Diff> {
         let target = self.target(me, instance)?;
-        if let Some(applied) = &self.applied
-            && target.meta_version < applied.meta_version
-            && !self.planted.has(PlantedBug::IgnoreTerms)
-        {
+        let below = match &self.applied {
+            Some(applied) => target.meta_version < applied.meta_version,
+            // After a loss, only a version above everything applied before.
+            None => self.floor > 0 && target.meta_version <= self.floor,
+        };
+        if below && !self.planted.has(PlantedBug::IgnoreTerms) {
             return None;
         }
         let wanted: BTreeMap<PartitionId, OwnedPartition> = match hold {
@@ -220,6 +336,7 @@ impl Follower {
             }
         }
         self.held = wanted;
+        self.floor = self.floor.max(target.meta_version);
         self.applied = Some(target);
         self.ever_applied = true;
         Some(diff)
@@ -325,5 +442,47 @@ mod tests {
         assert_eq!(f.applied_record(), Some(1));
         let diff = f.apply(&me(), InstanceId(1), Hold::All).unwrap();
         assert_eq!(diff.added.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_store_is_told_by_a_lower_term_not_by_a_missing_record() {
+        let mut f = Follower::default();
+        f.on_record(&me(), record(4, 9, &["a"]));
+        f.on_meta(meta(4, 9, Some(4)));
+        assert_eq!(
+            f.apply(&me(), InstanceId(1), Hold::All)
+                .unwrap()
+                .added
+                .len(),
+            1
+        );
+        // A new watch whose snapshot has no commit record (it may be
+        // changing as the watch starts): what is held stays.
+        f.begin_snapshot();
+        assert!(f.end_snapshot().is_none());
+        assert_eq!(f.held_count(), 1);
+        assert!(f.unconfirmed());
+        // The next commit record has a lower term: the store was lost.
+        let dropped = f.on_meta(meta(3, 2, Some(3))).expect("a lost store");
+        assert!(!f.unconfirmed());
+        assert_eq!(dropped.removed.len(), 1);
+        assert_eq!(f.held_count(), 0);
+        assert_eq!(f.applied_record(), None);
+        // Nothing at or below the version applied before is applied again.
+        f.on_record(&me(), record(3, 2, &["a"]));
+        assert!(f.apply(&me(), InstanceId(1), Hold::All).is_none());
+        f.on_record(&me(), record(5, 2, &["b"]));
+        f.on_meta(meta(5, 2, Some(5)));
+        assert_eq!(
+            f.apply(&me(), InstanceId(1), Hold::All)
+                .unwrap()
+                .added
+                .len(),
+            1
+        );
+        // In a snapshot too: a lower term than known drops everything.
+        f.begin_snapshot();
+        f.on_meta(meta(6, 1, None));
+        assert_eq!(f.end_snapshot().expect("a lost store").removed.len(), 1);
     }
 }

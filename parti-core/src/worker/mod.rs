@@ -191,6 +191,14 @@ impl Worker {
         self.follower.meta().map(|m| m.version)
     }
 
+    /// The highest assignment version this process has seen, committed or
+    /// applied, over all its claims: what its member record carries as
+    /// `seen`, the floor above which a new leader publishes after the store
+    /// lost its buckets.
+    pub fn highest_seen_version(&self) -> u64 {
+        self.membership.seen().max(self.follower.highest_seen())
+    }
+
     /// Whether the worker is in degraded mode (cut off from the store for
     /// longer than `degraded.enter_after`, and not yet reachable again for
     /// `degraded.exit_after`): the degraded tracker's own view, which the
@@ -212,9 +220,11 @@ impl Worker {
     }
 
     /// When the ownership lease ends (start of the last successful renewal
-    /// plus the lease), on this worker's clock.
+    /// plus the lease), on this worker's clock; `None` while no lease is
+    /// proven (no ID, or back from an outage and not yet in step with the
+    /// store's commit record).
     pub fn lease_deadline(&self) -> Option<Instant> {
-        if self.reclaim_unsynced {
+        if self.reclaim_unsynced || self.follower.unconfirmed() {
             return None;
         }
         self.membership.ownership_deadline(&self.config)
@@ -378,6 +388,7 @@ impl Worker {
     /// election know.
     fn begin_snapshot(&mut self) {
         self.roster.begin_snapshot();
+        self.follower.begin_snapshot();
         self.snapshot_saw_leader = false;
     }
 
@@ -425,6 +436,10 @@ impl Worker {
             } => {
                 match change {
                     Change::Put(record) => {
+                        // What another member saw is known here too: carried
+                        // by this worker's next write, it outlives that
+                        // member's record (a lost store keeps nothing else).
+                        self.membership.note_seen(record.seen);
                         let sig = self.membership.on_member_seen(&id, Some(&record));
                         let (status, applied, instance, capacity) = (
                             record.status,
@@ -480,7 +495,8 @@ impl Worker {
                 self.on_election(sig, now);
             }
             WatchEvent::Meta { meta, .. } => {
-                self.follower.on_meta(meta);
+                let lost = self.follower.on_meta(meta);
+                self.on_assignment_lost(lost);
                 self.follower_dirty = true;
             }
             WatchEvent::Assignment { record, .. } => {
@@ -491,6 +507,9 @@ impl Worker {
                 }
             }
             WatchEvent::CaughtUp => {
+                let lost = self.follower.end_snapshot();
+                self.on_assignment_lost(lost);
+                self.follower_dirty = true;
                 if self.reclaim_unsynced {
                     self.reclaim_unsynced = false;
                     self.follower_dirty = true;
@@ -521,6 +540,15 @@ impl Worker {
                 self.on_membership(sig, now);
             }
             WatchEvent::Skipped { .. } => self.skipped_values += 1,
+        }
+    }
+
+    /// The store lost the assignment applied (`lost` says what was
+    /// dropped): nothing of it is held, nor acknowledged any more.
+    fn on_assignment_lost(&mut self, lost: Option<Diff>) {
+        if let Some(diff) = lost {
+            self.report(diff, 0);
+            self.membership.set_applied(None, 0);
         }
     }
 
@@ -644,8 +672,10 @@ impl Worker {
                 _ => Hold::Nothing,
             };
         }
-        if self.reclaim_unsynced {
-            // Back from an outage, not caught up yet: keep, take nothing.
+        if self.reclaim_unsynced || self.follower.unconfirmed() {
+            // Back from an outage, not caught up yet (or the store shows no
+            // commit record yet, having perhaps lost its buckets): keep,
+            // take nothing.
             return match self.config.degraded.policy {
                 DegradedPolicy::KeepProcessing => Hold::Frozen,
                 DegradedPolicy::StopWhenLeaseExpires => Hold::Nothing,
@@ -721,7 +751,9 @@ impl Worker {
             }
         }
         // Follower: apply the committed assignment within the lease (or keep
-        // it frozen while the ID is being taken back).
+        // it frozen while the ID is being taken back). The member record
+        // carries the highest version seen (written with the next renewal).
+        self.membership.note_seen(self.follower.highest_seen());
         let me = self.membership.id().or(self.membership.reclaiming());
         if let Some(me) = me.cloned() {
             let hold = self.hold(now);
@@ -736,7 +768,7 @@ impl Worker {
                         self.follower.applied_version()
                     };
                     self.report(diff, version);
-                    self.membership.note_seen(self.follower.applied_version());
+                    self.membership.note_seen(self.follower.highest_seen());
                     if !self.is_stopping() {
                         self.membership.set_applied(
                             self.follower.applied_record(),

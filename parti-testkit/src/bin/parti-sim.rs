@@ -5,7 +5,7 @@
 //! ```text
 //! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
 //!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage,wipe]
-//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--per-seed]
+//!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--per-seed]
 //!           [--threads T]
 //! ```
 //!
@@ -36,12 +36,13 @@ struct Args {
     plant: Option<PlantedBug>,
     timeline: bool,
     per_seed: bool,
+    trace: bool,
     threads: usize,
 }
 
 fn usage() -> &'static str {
     "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
-     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--per-seed] [--threads T]\n\
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--per-seed] [--threads T]\n\
      (--plant and --list-plants need a build with `--features planted-bugs`)"
 }
 
@@ -63,6 +64,7 @@ fn parse() -> Result<Option<Args>, String> {
         plant: None,
         timeline: false,
         per_seed: false,
+        trace: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -126,6 +128,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--plant" | "--list-plants" => return Err(NO_PLANTS.into()),
             "--timeline" => args.timeline = true,
             "--per-seed" => args.per_seed = true,
+            "--trace" => args.trace = true,
             "--help" | "-h" => {
                 println!("{}", usage());
                 return Ok(None);
@@ -169,6 +172,23 @@ fn main() -> ExitCode {
         base.plant = args.plant;
     }
     let strategy = Arc::new(parti_strategies::default_strategy());
+    if args.trace {
+        // Every event of the first seed, up to its first violation.
+        base.trace = true;
+        base.trace_len = usize::MAX;
+        let report = Simulator::new(base, strategy).run();
+        for line in &report.trace {
+            println!("{line}");
+        }
+        for v in &report.violations {
+            println!("VIOLATION {v}");
+        }
+        return if report.violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if args.timeline {
         base.timeline = true;
         println!(
@@ -220,6 +240,7 @@ fn main() -> ExitCode {
         summary.tolerated_overlap_ms
     );
     if let Some(seed) = summary.failing_seeds.first() {
+        println!("failing seeds: {:?}", summary.failing_seeds);
         println!("first failing seed: {seed}");
         let mut cfg = base.clone();
         cfg.seed = *seed;

@@ -152,6 +152,7 @@ impl Commits {
     /// a worker sees: [`check_applied_version`] and [`Epochs`].
     pub fn on_store_wiped(&mut self) {
         self.last_term = 0;
+        self.last_version = 0;
         self.count = 0;
     }
 
@@ -219,15 +220,50 @@ pub fn check_applied_version(
     *max_seen = (*max_seen).max(version);
 }
 
-/// S6 on epochs: a grant never carries a smaller epoch than one seen before for
-/// the same partition.
+/// S6 on epochs: a grant never carries a smaller epoch than one granted
+/// before for the same partition.
+///
+/// Across lost buckets, what was granted before is remembered only by the
+/// processes that saw it: the store forgot it. So the epochs granted before
+/// a loss bind later grants as far as some process that ran when the store
+/// was lost, and still runs, knew of them (the highest version it had seen
+/// then: epochs are the versions of their grants). Once every such process
+/// is gone, nothing that exists knows those epochs, and no protocol could
+/// continue above them.
 #[derive(Debug, Default)]
 pub struct Epochs {
     max: BTreeMap<PartitionId, u64>,
+    lost: Vec<LostStore>,
+}
+
+/// The epochs granted in a store before it lost its buckets, and the
+/// processes that ran then.
+#[derive(Debug)]
+struct LostStore {
+    floors: BTreeMap<PartitionId, u64>,
+    witnesses: Vec<Witness>,
+}
+
+/// A process running when the store lost its buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// Its slot.
+    pub slot: usize,
+    /// Its incarnation in the slot.
+    pub inc: u64,
+    /// The highest assignment version it had seen.
+    pub known: u64,
 }
 
 impl Epochs {
-    /// A process was granted `p` with `epoch`.
+    /// The store lost its buckets while `witnesses` ran.
+    pub fn on_store_lost(&mut self, witnesses: Vec<Witness>) {
+        let floors = std::mem::take(&mut self.max);
+        self.lost.push(LostStore { floors, witnesses });
+    }
+
+    /// A process was granted `p` with `epoch`; `alive(slot, inc)` tells
+    /// whether a witness of a lost store still runs.
     pub fn on_grant(
         &mut self,
         p: PartitionId,
@@ -235,14 +271,29 @@ impl Epochs {
         who: &str,
         at: u64,
         out: &mut Vec<Violation>,
+        alive: impl Fn(usize, u64) -> bool,
     ) {
+        self.lost.retain_mut(|lost| {
+            lost.witnesses.retain(|w| alive(w.slot, w.inc));
+            !lost.witnesses.is_empty()
+        });
+        let remembered = self
+            .lost
+            .iter()
+            .filter_map(|lost| {
+                let known = lost.witnesses.iter().map(|w| w.known).max()?;
+                Some(lost.floors.get(&p).copied().unwrap_or(0).min(known))
+            })
+            .max()
+            .unwrap_or(0);
         let max = self.max.entry(p).or_insert(0);
-        if epoch < *max {
+        let floor = (*max).max(remembered);
+        if epoch < floor {
             out.push(Violation {
                 guarantee: Guarantee::S6,
                 at,
                 detail: format!(
-                    "{who} was granted {p} with epoch {epoch} after epoch {max} had been granted"
+                    "{who} was granted {p} with epoch {epoch} after epoch {floor} had been granted"
                 ),
             });
         }
@@ -275,6 +326,8 @@ pub struct ProcessView<'a> {
     pub paused: bool,
     /// Its clock now.
     pub local: Instant,
+    /// When the store last lost its buckets, on its clock (if it ran then).
+    pub store_lost_at: Option<Instant>,
     /// Its protocol state machine (read only).
     pub worker: &'a Worker,
 }
@@ -289,14 +342,26 @@ impl ProcessView<'_> {
     /// A worker that sent the deletion of its key (the end of a stop) no
     /// longer does: its partitions are gone, and a claim by anyone else (a
     /// create) succeeds only once the deletion was applied.
+    ///
+    /// Nor does a worker whose last confirmed write went to a store that
+    /// has since lost its buckets: a reservation is a key of the store, and
+    /// that key is gone. A process that reaches the new, empty store first
+    /// cannot tell a lost store from a new group, nor learn which IDs were
+    /// taken, so no protocol can keep such a reservation; what it must keep
+    /// is that the old holder learns of the loss by its first write (its
+    /// compare-and-set renewal fails) before it acts on the ID again, and
+    /// that no partition is owned twice meanwhile ([`Exclusivity`], S3,
+    /// which does not make this exception).
     fn holds_id(&self, id: &WorkerId, reservation: Duration) -> bool {
+        let renewal = self.worker.last_renewal();
+        let in_lost_store = self
+            .store_lost_at
+            .is_some_and(|lost| renewal.is_some_and(|t| t < lost));
         self.alive
             && !self.worker.releasing_id()
             && self.worker.worker_id() == Some(id)
-            && self
-                .worker
-                .last_renewal()
-                .is_some_and(|t| self.local < t + reservation)
+            && !in_lost_store
+            && renewal.is_some_and(|t| self.local < t + reservation)
     }
 }
 
@@ -480,16 +545,59 @@ mod tests {
         assert_eq!(v[0].guarantee, Guarantee::S2);
         c.on_commit(9, 2, 9, 0, &mut v);
         assert_eq!(v[1].guarantee, Guarantee::S6);
+        // A store that lost its buckets starts a new commit sequence.
+        c.on_store_wiped();
+        c.on_commit(2, 1, 2, 0, &mut v);
+        c.on_commit(2, 2, 2, 0, &mut v);
+        assert_eq!(v.len(), 2);
+        c.on_commit(2, 2, 2, 0, &mut v);
+        assert_eq!(v.len(), 3);
     }
 
     #[test]
     fn epochs_catch_regressions() {
         let mut e = Epochs::default();
         let mut v = Vec::new();
-        e.on_grant(p(1), 4, "a", 0, &mut v);
-        e.on_grant(p(1), 4, "b", 0, &mut v);
+        let all = |_: usize, _: u64| true;
+        e.on_grant(p(1), 4, "a", 0, &mut v, all);
+        e.on_grant(p(1), 4, "b", 0, &mut v, all);
         assert!(v.is_empty());
-        e.on_grant(p(1), 3, "c", 0, &mut v);
+        e.on_grant(p(1), 3, "c", 0, &mut v, all);
         assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn epochs_of_a_lost_store_bind_while_a_process_that_knew_them_runs() {
+        let mut e = Epochs::default();
+        let mut v = Vec::new();
+        e.on_grant(p(1), 6, "a", 0, &mut v, |_, _| true);
+        e.on_grant(p(3), 6, "a", 0, &mut v, |_, _| true);
+        e.on_store_lost(vec![
+            Witness {
+                slot: 0,
+                inc: 1,
+                known: 6,
+            },
+            Witness {
+                slot: 1,
+                inc: 2,
+                known: 2,
+            },
+        ]);
+        e.on_grant(p(1), 5, "b", 1, &mut v, |_, _| true);
+        assert_eq!(v.len(), 1, "slot 0 knew epoch 6");
+        // Only slot 1, which had seen version 2, still runs: epoch 3 of p3
+        // (granted 6 before the loss) is not below anything it knew.
+        e.on_grant(p(3), 3, "c", 2, &mut v, |slot, _| slot == 1);
+        assert_eq!(v.len(), 1);
+        e.on_grant(p(3), 1, "c", 2, &mut v, |slot, _| slot == 1);
+        assert_eq!(v.len(), 2, "epoch 3 was granted after the loss");
+        e.on_grant(p(2), 4, "c", 2, &mut v, |slot, _| slot == 1);
+        assert_eq!(v.len(), 2, "p2 was never granted before the loss");
+        // Nobody who ran then runs now: only what was granted since binds.
+        e.on_grant(p(1), 5, "d", 3, &mut v, |_, _| false);
+        assert_eq!(v.len(), 2);
+        e.on_grant(p(1), 4, "d", 3, &mut v, |_, _| false);
+        assert_eq!(v.len(), 3, "epoch 5 was granted after the loss");
     }
 }

@@ -258,6 +258,11 @@ impl Membership {
         self.record.seen = self.record.seen.max(version);
     }
 
+    /// The highest assignment version noted as seen (the record's `seen`).
+    pub(crate) fn seen(&self) -> u64 {
+        self.record.seen
+    }
+
     /// Marks the worker as going away; the next write says so.
     pub(crate) fn set_status(&mut self, status: MemberStatus) {
         if self.record.status != status {

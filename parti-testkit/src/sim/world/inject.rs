@@ -5,7 +5,7 @@
 use super::Simulator;
 use super::config::Scripted;
 use super::process::Ev;
-use crate::sim::checks::RestartWatch;
+use crate::sim::checks::{RestartWatch, Witness};
 use crate::sim::faults::FaultKind;
 use parti_core::backend::{Change, WatchEvent};
 use parti_core::records::MemberRecord;
@@ -17,7 +17,10 @@ impl Simulator {
         (0..self.procs.len())
             .filter(|&s| {
                 let p = &self.procs[s];
-                p.alive && !p.restart_after_stop && (!with_id || p.worker.worker_id().is_some())
+                p.alive
+                    && !p.restart_after_stop
+                    && !p.leaving
+                    && (!with_id || p.worker.worker_id().is_some())
             })
             .collect()
     }
@@ -68,7 +71,11 @@ impl Simulator {
                     .complete_since
                     .is_some_and(|t| self.now >= t + 5_000)
                     && self.now >= self.last_commit_at + 5_000
-                    && self.now >= previous_fault_at + quiet_needed;
+                    && self.now >= previous_fault_at + quiet_needed
+                    // A store outage disturbs until everybody is back (as
+                    // S4 counts it), not only when it starts.
+                    && self.now
+                        >= self.outage_until + self.cfg.reconnect_lag_ms + quiet_needed;
                 let stable = self.procs[slot].worker.state() == State::Stable;
                 let p = &mut self.procs[slot];
                 p.restart_after_stop = true;
@@ -93,6 +100,7 @@ impl Simulator {
                 };
                 let label = self.procs[slot].label.clone();
                 self.log(|| format!("{label} leaves the group (scale-down)"));
+                self.procs[slot].leaving = true;
                 self.deliver_now(slot, Event::Stop(StopMode::Leave));
             }
             FaultKind::Join => {
@@ -286,6 +294,17 @@ impl Simulator {
         self.log(|| "the store loses every bucket".to_string());
         self.store.wipe();
         self.commits.on_store_wiped();
+        let now = self.now;
+        let mut witnesses = Vec::new();
+        for (slot, p) in self.procs.iter_mut().enumerate().filter(|(_, p)| p.alive) {
+            p.store_lost_at = Some(p.local(now));
+            witnesses.push(Witness {
+                slot,
+                inc: p.inc,
+                known: p.worker.highest_seen_version(),
+            });
+        }
+        self.epochs.on_store_lost(witnesses);
         for p in self.procs.iter_mut().filter(|p| p.alive && p.watch_gen > 0) {
             // Items of the old watch still on their way are dropped.
             p.watch_gen += 1;

@@ -169,9 +169,12 @@ impl Simulator {
             held: BTreeMap::new(),
             timer_at: None,
             restart_after_stop: false,
+            leaving: false,
             restart_preferred: None,
             latest_pending: Default::default(),
             watch_lost: false,
+            store_lost_at: None,
+            watch_asked_at: 0,
             max_version: 0,
             label: format!("p{slot}.{inc}"),
         };
@@ -328,7 +331,8 @@ impl Simulator {
                 }
             }
             Ev::EnsureAlive => {
-                let alive = self.procs.iter().filter(|p| p.alive).count();
+                // Processes on their way out do not count.
+                let alive = self.procs.iter().filter(|p| p.alive && !p.leaving).count();
                 let want = self.cfg.workers.min(2);
                 for _ in alive..want {
                     let slot = self.procs.len();
@@ -401,8 +405,15 @@ impl Simulator {
                         self.trace(|| text);
                     }
                     let d = self.net_delay();
+                    let mut at = self.now + d;
+                    if matches!(other, Command::Watch { .. }) {
+                        // A driver replaces its watch in the order asked
+                        // (the last one asked is the one that runs).
+                        at = at.max(self.procs[slot].watch_asked_at);
+                        self.procs[slot].watch_asked_at = at;
+                    }
                     self.schedule(
-                        self.now + d,
+                        at,
                         Ev::Arrive {
                             slot,
                             inc,

@@ -100,8 +100,15 @@ impl Simulator {
                     let id = p.partition.id();
                     self.procs[slot].held.insert(id, p.epoch);
                     self.ownership.add(slot, id, now);
-                    self.epochs
-                        .on_grant(id, p.epoch, &label, now, &mut self.violations);
+                    let procs = &self.procs;
+                    self.epochs.on_grant(
+                        id,
+                        p.epoch,
+                        &label,
+                        now,
+                        &mut self.violations,
+                        |slot, inc| procs.get(slot).is_some_and(|q| q.alive && q.inc == inc),
+                    );
                     if let Some(w) = &who
                         && let Some(prev) = self.last_holder.insert(id, w.clone())
                         && &prev != w

@@ -135,6 +135,12 @@ impl PendingRevisions {
         }
         self.shared[i] = revision;
     }
+
+    /// Forgets every scheduled revision.
+    pub(super) fn clear(&mut self) {
+        self.shared.fill(0);
+        self.own.clear();
+    }
 }
 
 pub(super) struct Proc {
@@ -150,6 +156,12 @@ pub(super) struct Proc {
     /// The store lost its buckets while this process watched: its watch
     /// ends when it reaches the store again.
     pub(super) watch_lost: bool,
+    /// When (on this process's clock) the store last lost its buckets while
+    /// this process ran: reservations it wrote before then are gone.
+    pub(super) store_lost_at: Option<Instant>,
+    /// When its last `Watch` command reaches the store: the next one never
+    /// overtakes it.
+    pub(super) watch_asked_at: u64,
     pub(super) last_watch_at: u64,
     /// Until when (global ms) and by how much its watch falls behind: an
     /// overloaded process whose timers still run on time but which sees
@@ -160,6 +172,9 @@ pub(super) struct Proc {
     pub(super) max_version: u64,
     pub(super) timer_at: Option<u64>,
     pub(super) restart_after_stop: bool,
+    /// It was told to leave the group (it may take a while to finish: its
+    /// last writes wait for the store).
+    pub(super) leaving: bool,
     pub(super) restart_preferred: Option<u32>,
     /// Newest revision scheduled for delivery per key (to coalesce).
     pub(super) latest_pending: PendingRevisions,
@@ -192,6 +207,7 @@ impl Proc {
             alive: self.alive,
             paused: self.paused(),
             local: self.local(now),
+            store_lost_at: self.store_lost_at,
             worker: &self.worker,
         }
     }

@@ -112,6 +112,15 @@ pub(super) fn short(c: &Command) -> String {
                 expected
             )
         }
+        Command::ClaimId {
+            op,
+            id,
+            record,
+            takeover,
+        } => format!(
+            "ClaimId {op:?} {id} instance {:?} seen {} takeover {takeover:?}",
+            record.instance, record.seen
+        ),
         Command::Notify(n) => format!("{n:?}"),
         other => {
             let mut s = format!("{other:?}");

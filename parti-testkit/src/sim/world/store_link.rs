@@ -133,6 +133,10 @@ impl Simulator {
         let p = &mut self.procs[slot];
         p.watch_gen += 1;
         p.watch_worker = worker.clone();
+        // Items of older watches are dropped anyway; what they superseded
+        // says nothing about this one's (after lost buckets, revisions
+        // start again from 1).
+        p.latest_pending.clear();
         let snapshot = self.store.watch_snapshot(worker.as_ref());
         let at = self.watch_delivery_time(slot);
         for (key, revision, item) in snapshot {
