@@ -444,18 +444,20 @@ mod tests {
         assert_eq!(diff.added.len(), 1);
     }
 
+    /// How many partitions applying what is known adds.
+    fn added_by_apply(f: &mut Follower) -> usize {
+        f.apply(&me(), InstanceId(1), Hold::All)
+            .unwrap()
+            .added
+            .len()
+    }
+
     #[test]
     fn a_lost_store_is_told_by_a_lower_term_not_by_a_missing_record() {
         let mut f = Follower::default();
         f.on_record(&me(), record(4, 9, &["a"]));
         f.on_meta(meta(4, 9, Some(4)));
-        assert_eq!(
-            f.apply(&me(), InstanceId(1), Hold::All)
-                .unwrap()
-                .added
-                .len(),
-            1
-        );
+        assert_eq!(added_by_apply(&mut f), 1);
         // A new watch whose snapshot has no commit record (it may be
         // changing as the watch starts): what is held stays.
         f.begin_snapshot();
@@ -473,13 +475,7 @@ mod tests {
         assert!(f.apply(&me(), InstanceId(1), Hold::All).is_none());
         f.on_record(&me(), record(5, 2, &["b"]));
         f.on_meta(meta(5, 2, Some(5)));
-        assert_eq!(
-            f.apply(&me(), InstanceId(1), Hold::All)
-                .unwrap()
-                .added
-                .len(),
-            1
-        );
+        assert_eq!(added_by_apply(&mut f), 1);
         // In a snapshot too: a lower term than known drops everything.
         f.begin_snapshot();
         f.on_meta(meta(6, 1, None));
