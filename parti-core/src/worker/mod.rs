@@ -398,10 +398,10 @@ impl Worker {
         self.out.push(Command::Watch { worker: None });
     }
 
-    /// A member's record as a direct read found it: newer than the watch's
-    /// value, it replaces it as a watch item would; an absent key removes the
-    /// member (the read is the store's current state, so nothing the watch
-    /// showed of it is still true).
+    /// A member's record as a read of the key found it: newer than the
+    /// watch's value, it replaces it as a watch item would; an absent key
+    /// removes the member (the read is the store's current state, so nothing
+    /// the watch showed of it is still true).
     fn on_member_read(
         &mut self,
         id: WorkerId,
@@ -411,12 +411,11 @@ impl Worker {
         let Some(known) = self.roster.get(&id).map(|v| v.revision) else {
             return;
         };
-        let change = match found {
+        let (revision, change) = match found {
             Some((record, revision)) if revision > known => (revision, Change::Put(record)),
             Some(_) => return,
             None => (known, Change::Removed),
         };
-        let (revision, change) = change;
         self.on_watch(
             WatchEvent::Member {
                 id,

@@ -201,39 +201,75 @@ fn check_unique_ids(
     verdict: &mut Verdict,
 ) {
     for (id, list) in ids {
-        for (i, a) in list.iter().enumerate() {
-            for b in &list[i + 1..] {
-                if a.proc == b.proc {
-                    continue;
-                }
-                let start = a.start.max(b.start);
-                let end = a.end.min(b.end);
-                if start >= end {
-                    continue;
-                }
-                let (old, new) = if a.start <= b.start { (a, b) } else { (b, a) };
-                let excused = impairments.get(&old.proc).is_some_and(|windows| {
-                    windows.iter().any(|w| {
-                        old.start <= w.start
-                            && w.start <= start
-                            && old.end <= w.end.saturating_add(bounds.cutoff_tail)
-                    })
-                });
-                if !excused {
-                    verdict.violations.push(format!(
-                        "worker ID {id} used by two live processes: {} from {} to {} and {} from {} to {} ({:.3} s)",
-                        old.proc,
-                        old.start,
-                        old.end,
-                        new.proc,
-                        new.start,
-                        new.end,
-                        secs(end - start)
-                    ));
-                }
+        for o in overlaps(list) {
+            if !o.excused(impairments, bounds) {
+                let (old, new) = (o.old, o.new);
+                verdict.violations.push(format!(
+                    "worker ID {id} used by two live processes: {} from {} to {} and {} from {} to {} ({:.3} s)",
+                    old.proc,
+                    old.start,
+                    old.end,
+                    new.proc,
+                    new.start,
+                    new.end,
+                    secs(o.end - o.start)
+                ));
             }
         }
     }
+}
+
+/// Two processes' intervals of one name (a partition or a worker ID) that
+/// overlap.
+struct Overlap<'a> {
+    /// The earlier holder: the one that should have let go.
+    old: &'a Interval,
+    new: &'a Interval,
+    start: Micros,
+    end: Micros,
+}
+
+impl Overlap<'_> {
+    /// The documented window: the old holder held on when it was cut off (or
+    /// paused), the overlap began after that, and it let go within
+    /// `cutoff_tail` of being able to act again. (The new grant may come just
+    /// after the cut ends: the leader judged the lapsed lease before the
+    /// worker re-synced.)
+    fn excused(&self, impairments: &BTreeMap<ProcId, Vec<Impairment>>, bounds: Bounds) -> bool {
+        let old = self.old;
+        impairments.get(&old.proc).is_some_and(|windows| {
+            windows.iter().any(|w| {
+                old.start <= w.start
+                    && w.start <= self.start
+                    && old.end <= w.end.saturating_add(bounds.cutoff_tail)
+            })
+        })
+    }
+}
+
+/// Every overlap between intervals of two different processes in `list`.
+fn overlaps(list: &[Interval]) -> Vec<Overlap<'_>> {
+    let mut found = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        for b in &list[i + 1..] {
+            if a.proc == b.proc {
+                continue;
+            }
+            let start = a.start.max(b.start);
+            let end = a.end.min(b.end);
+            if start >= end {
+                continue;
+            }
+            let (old, new) = if a.start <= b.start { (a, b) } else { (b, a) };
+            found.push(Overlap {
+                old,
+                new,
+                start,
+                end,
+            });
+        }
+    }
+    found
 }
 
 fn impairments(timeline: &[&Stamped], last_ts: Micros) -> BTreeMap<ProcId, Vec<Impairment>> {
@@ -270,49 +306,26 @@ fn check_overlaps(
     verdict: &mut Verdict,
 ) {
     for (partition, list) in intervals {
-        for (i, a) in list.iter().enumerate() {
-            for b in &list[i + 1..] {
-                if a.proc == b.proc {
-                    continue;
-                }
-                let start = a.start.max(b.start);
-                let end = a.end.min(b.end);
-                if start >= end {
-                    continue;
-                }
-                // The earlier holder is the one that should have let go.
-                let (old, new) = if a.start <= b.start { (a, b) } else { (b, a) };
-                // The documented window: the old owner held the partition when it
-                // was cut off (or paused), the new grant came after that, and the
-                // old owner let go within `cutoff_tail` of being able to act again.
-                // (The grant may come just after the cut ends: the leader judged
-                // the lapsed lease before the worker re-synced.)
-                let excused = impairments.get(&old.proc).is_some_and(|windows| {
-                    windows.iter().any(|w| {
-                        old.start <= w.start
-                            && w.start <= start
-                            && old.end <= w.end.saturating_add(bounds.cutoff_tail)
-                    })
+        for o in overlaps(list) {
+            let (old, new) = (o.old, o.new);
+            if o.excused(impairments, bounds) {
+                verdict.tolerated.push(ToleratedOverlap {
+                    partition: partition.clone(),
+                    cut_off: old.proc,
+                    new_owner: new.proc,
+                    duration: o.end - o.start,
                 });
-                if excused {
-                    verdict.tolerated.push(ToleratedOverlap {
-                        partition: partition.clone(),
-                        cut_off: old.proc,
-                        new_owner: new.proc,
-                        duration: end - start,
-                    });
-                } else {
-                    verdict.violations.push(format!(
-                        "double ownership of {partition}: {} held it {}..{} and {} {}..{} (overlap {:.3} s)",
-                        old.proc,
-                        old.start,
-                        old.end,
-                        new.proc,
-                        new.start,
-                        new.end,
-                        secs(end - start)
-                    ));
-                }
+            } else {
+                verdict.violations.push(format!(
+                    "double ownership of {partition}: {} held it {}..{} and {} {}..{} (overlap {:.3} s)",
+                    old.proc,
+                    old.start,
+                    old.end,
+                    new.proc,
+                    new.start,
+                    new.end,
+                    secs(o.end - o.start)
+                ));
             }
         }
     }
