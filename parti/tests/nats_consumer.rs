@@ -121,6 +121,22 @@ async fn consumer(
     log: Log,
     work: Duration,
 ) -> PartitionConsumer {
+    consumer_builder(client, name, stream, prefix, worker, log, work)
+        .build()
+        .await
+        .expect("consumer built")
+}
+
+/// A consumer whose handler logs every call (after `work`) as `worker`.
+fn consumer_builder(
+    client: &async_nats::Client,
+    name: &str,
+    stream: &str,
+    prefix: &str,
+    worker: usize,
+    log: Log,
+    work: Duration,
+) -> parti::PartitionConsumerBuilder {
     PartitionConsumer::builder(client.clone(), name, stream)
         .subject_template(&format!("{prefix}.{{key}}"))
         .handler(move |d: parti::Delivery| {
@@ -143,9 +159,6 @@ async fn consumer(
                 Ok::<(), std::io::Error>(())
             }
         })
-        .build()
-        .await
-        .expect("consumer built")
 }
 
 async fn worker(
@@ -545,4 +558,85 @@ async fn progress_is_recorded_while_consuming_and_at_revoke() {
     let released = read().await;
     assert_eq!(released["seq"], last, "{released}");
     assert!(released.get("consumer").is_none(), "{released}");
+}
+
+/// A worker that stops without handing over (as after a crash) leaves its
+/// consumer behind: the next owner starts after that consumer's
+/// acknowledgement floor, not after the older progress record, so it handles
+/// none of the messages the first worker had handled. The first worker,
+/// still running (as if paused), finds its consumer gone and is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_without_handover_starts_after_the_acknowledged_messages() {
+    let Some(server) = server() else { return };
+    let client = connect(&[server.client_url()]).await;
+    let g = group("takeover");
+    let (name, prefix) = (format!("S{g}"), format!("ev{g}"));
+    let mut js_stream = stream(&client, &name, &prefix).await;
+    publish(&client, &prefix, 1, 0, 5).await;
+    let logs: Vec<Log> = vec![Log::default(), Log::default()];
+    // No periodic progress record during the test: only the acknowledgements
+    // say how far the first owner got.
+    let build = |worker: usize| {
+        consumer_builder(
+            &client,
+            &g,
+            &name,
+            &prefix,
+            worker,
+            logs[worker].clone(),
+            Duration::ZERO,
+        )
+        .progress_interval(Duration::from_secs(3600))
+        .build()
+    };
+    let (first, second) = (build(0).await.unwrap(), build(1).await.unwrap());
+    let owned = |epoch| parti::OwnedPartition {
+        partition: Partition::new(["p-0"]),
+        epoch,
+    };
+    first.apply(&[owned(1)], &[]).await;
+    wait_until(SETTLE, "the first owner handled 5 messages", || {
+        lock(&logs[0]).len() == 5
+    })
+    .await;
+    let last = lock(&logs[0]).iter().map(|h| h.seq).max().unwrap();
+    let consumer_of_first = first.consumer_name(&owned(1));
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let floor = js_stream
+            .consumer_info(&consumer_of_first)
+            .await
+            .map(|i| i.ack_floor.stream_sequence);
+        if matches!(floor, Ok(f) if f == last) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledgement floor of {consumer_of_first}: {floor:?}, expected {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // The takeover: a later epoch, with no revoke on the first owner.
+    second.apply(&[owned(2)], &[]).await;
+    let deadline = Instant::now() + SETTLE;
+    while !second.health().await.partitions.iter().all(|p| p.consuming) {
+        assert!(Instant::now() < deadline, "the second owner never consumed");
+        tokio::time::sleep(POLL).await;
+    }
+    publish(&client, &prefix, 1, 5, 3).await;
+    wait_until(SETTLE, "the second owner handled 3 messages", || {
+        lock(&logs[1]).len() >= 3
+    })
+    .await;
+    let payloads: Vec<String> = lock(&logs[1]).iter().map(|h| h.payload.clone()).collect();
+    assert_eq!(payloads, vec!["p-0:5", "p-0:6", "p-0:7"], "second owner");
+    assert!(
+        lock(&logs[0]).iter().all(|h| h.seq <= last),
+        "the fenced first owner handled more: {:?}",
+        lock(&logs[0])
+    );
+    second.shutdown().await;
+    first.shutdown().await;
+    let names = consumer_names(&mut js_stream).await;
+    assert!(names.is_empty(), "consumers left: {names:?}");
 }

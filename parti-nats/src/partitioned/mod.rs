@@ -6,9 +6,9 @@
 //!
 //! **One ordered consumer per owned partition.** Each partition this worker
 //! owns gets a JetStream pull consumer of its own (named ephemeral, filter =
-//! the partition's subject, no acknowledgements) and a task that reads it and
-//! calls the handler one message at a time, in stream order. Partitions run
-//! in parallel; a semaphore bounds the handler calls running at once
+//! the partition's subject) and a task that reads it and calls the handler
+//! one message at a time, in stream order. Partitions run in parallel; a
+//! semaphore bounds the handler calls running at once
 //! ([`PartitionConsumerBuilder::max_concurrency`]). A consumer per partition
 //! (rather than one per worker whose filter subjects are rewritten) is what
 //! makes a handoff exact: a new consumer starts at an explicit stream sequence
@@ -16,17 +16,20 @@
 //! existing consumer does not rewind, and an empty filter list means "every
 //! subject". With no partition owned, no consumer exists: nothing is consumed.
 //!
-//! **No server acknowledgements.** The consumers use `AckPolicy::None`: the
-//! server delivers in stream order without tracking pending messages, and
-//! nothing is redelivered behind our back (a redelivery could only overtake
-//! the partition's order). At-least-once comes from the progress entry below,
-//! not from ack state: a consumer is always (re)created right after the last
-//! message handled, and a new owner starts right after the recorded
-//! progress. Measured on nats-server 2.15 (see BENCHMARKS.md), this halves
-//! the server's work per message against per-message acks; what remains is
-//! the server's filtered read (it scans the interleaved messages of the
-//! other partitions), which a single consumer per worker with many filter
-//! subjects does not avoid either (it measured slower).
+//! **Few, cumulative acknowledgements.** The consumers use `AckPolicy::All`:
+//! acknowledging a message acknowledges every earlier one, so a handled
+//! message's acknowledgement waits while more of its partition are ready
+//! (at most [`PartitionConsumerBuilder::ack_interval`], default 10 ms) and
+//! goes out at once when none is. The acknowledgement floor then says how
+//! far the partition is done, for whoever takes it over after a crash, at a
+//! small fraction of the server work of one acknowledgement per message
+//! (measured on nats-server 2.15, per-message acks doubled the server's
+//! CPU; see BENCHMARKS.md). The server's redelivery plays no part: retries
+//! happen in place, and a redelivered message already handled is skipped.
+//! What remains of the server's work is its filtered read (it scans the
+//! interleaved messages of the other partitions), which a single consumer
+//! per worker with many filter subjects does not avoid either (it measured
+//! slower).
 //!
 //! **Errors, order and dead letters.** A handler error is retried on the same
 //! message, in place, after a backoff (so later messages of the partition wait
@@ -39,31 +42,39 @@
 //! consumer name; every write is a compare-and-set refused to a lower epoch.
 //!
 //! - *Grant*: read the entry; if it names a consumer of a previous owner (which
-//!   crashed without handing over), delete that consumer; write the entry with
-//!   our epoch and consumer name; create our consumer starting right after
-//!   the recorded sequence. Grants run in the background: the assignment
-//!   hook does not wait for them.
-//! - *While consuming*: a background writer records the last sequence
-//!   handled every [`PartitionConsumerBuilder::progress_interval`] (default
-//!   1 s) when it moved — never per message, and never in the handler's way.
+//!   crashed without handing over), read that consumer's acknowledgement
+//!   floor (the later of the two is how far the partition is done), then
+//!   delete it; write the entry with our epoch and consumer name; create our
+//!   consumer starting right after. Grants run in the background: the
+//!   assignment hook does not wait for them.
+//! - *While consuming*: acknowledgements as above; and a background writer
+//!   records the last sequence handled every
+//!   [`PartitionConsumerBuilder::progress_interval`] (default 1 s) when it
+//!   moved — never per message, and never in the handler's way (the
+//!   fallback when a crashed owner's consumer is gone as well).
 //!   A write refused by the fence (a later owner claimed the entry: this
 //!   worker was paused past its lease) stops the partition at once.
 //! - *Revoke*: stop fetching, let the message in flight finish (a retry pause
 //!   is cut short: that message stays for the next owner); from then on no
 //!   handler runs for the partition here. Then write the entry (sequence
 //!   reached, our epoch, no consumer) with one compare-and-set and delete our
-//!   consumer. [`PartitionConsumer::apply`] waits for this up to a deadline
+//!   consumer (kept instead when the entry could not be written: its
+//!   acknowledgement floor then tells the next owner). [`PartitionConsumer::apply`] waits for this up to a deadline
 //!   (half the hook budget through the facade; one KV round trip in
 //!   practice); a write still running then finishes in the background, and a
 //!   late write cannot clobber the next owner's claim (compare-and-set).
-//! - *Crash*: the next owner starts after the last periodic record, so the
-//!   messages the crashed worker handled since (at most about one progress
-//!   interval of them) are handled again; none is skipped. The same holds
-//!   if a revoke's final write fails.
+//! - *Crash*: the next owner starts after the crashed worker's last
+//!   acknowledgement that reached the server, so what it handles again is
+//!   the messages in flight at the crash and those handled in the last
+//!   `ack_interval` of a busy partition; none is skipped. If that consumer
+//!   is gone as well (a server restart loses it: it is kept in memory), the
+//!   next owner starts after the last periodic record (about one
+//!   `progress_interval` of messages again).
 //!
 //! The consumers keep their state in memory (replicated like the stream):
-//! it holds nothing the handoff needs. The progress bucket stays on the
-//! server after `leave()`: it is the group's, not the worker's.
+//! the progress that must outlive a server restart is in the KV entry. The
+//! progress bucket stays on the server after `leave()`: it is the group's,
+//! not the worker's.
 //!
 //! Parti's leader grants a revoked partition to someone else only after the
 //! old owner's `on_assignment_changed` hook returned, so the revoke must run
@@ -78,8 +89,8 @@
 //!
 //! The result: no message of a moved partition is skipped, two workers never
 //! run the handler for the same partition at once, and a message is handled
-//! twice only if its worker crashed (or could not record its progress at the
-//! revoke) within about one progress interval of handling it. One exception
+//! twice only if it was in flight when its worker crashed (or was handled in
+//! the last `ack_interval` before the crash while its partition was busy). One exception
 //! to "never at once": a worker *paused* (not crashed) past its lease may,
 //! when it wakes, finish the message it was handling before its lease-expiry
 //! revoke (or its fenced progress write) stops it, while the new owner
@@ -205,6 +216,7 @@ pub struct PartitionConsumerBuilder {
     backoff_max: Duration,
     prefetch: usize,
     progress_interval: Duration,
+    ack_interval: Duration,
     inactive_threshold: Duration,
     request_timeout: Duration,
     progress_bucket: Option<String>,
@@ -281,11 +293,26 @@ impl PartitionConsumerBuilder {
     }
 
     /// How often the progress of a partition being consumed is written while
-    /// it moves (default 1 s). After a crash the next owner starts after the
-    /// last record: about this much of the partition's messages is handled
-    /// twice. A revoke always records the exact progress.
+    /// it moves (default 1 s). A revoke always records the exact progress;
+    /// after a crash the next owner starts after the crashed owner's last
+    /// acknowledgement (see [`Self::ack_interval`]), or after this record
+    /// when that consumer is gone too (then about this much of the
+    /// partition's messages is handled twice).
     pub fn progress_interval(mut self, interval: Duration) -> Self {
         self.progress_interval = interval;
+        self
+    }
+
+    /// Longest time the acknowledgement of a handled message waits while
+    /// more messages of its partition are ready (default 10 ms; zero: every
+    /// message is acknowledged). When none is ready, it goes out at once.
+    /// Acknowledgements are cumulative and only record how far a partition
+    /// is done: after a crash the next owner starts after the last one that
+    /// reached the server, so a busy partition handles at most about this
+    /// much again, plus the message in flight. Fewer acknowledgements spare
+    /// the server work.
+    pub fn ack_interval(mut self, interval: Duration) -> Self {
+        self.ack_interval = interval;
         self
     }
 
@@ -329,6 +356,9 @@ impl PartitionConsumerBuilder {
         }
         if self.progress_interval < Duration::from_millis(10) {
             return invalid("progress_interval", "must be at least 10 ms");
+        }
+        if self.ack_interval > self.progress_interval {
+            return invalid("ack_interval", "must not exceed progress_interval");
         }
         if self.inactive_threshold < Duration::from_secs(1) {
             return invalid("inactive_threshold", "must be at least 1 s");
@@ -408,6 +438,7 @@ impl PartitionConsumerBuilder {
             backoff_max: self.backoff_max,
             prefetch: self.prefetch,
             progress_interval: self.progress_interval,
+            ack_interval: self.ack_interval,
             inactive_threshold: self.inactive_threshold,
             request_timeout: self.request_timeout,
         });
@@ -471,6 +502,7 @@ impl PartitionConsumer {
             backoff_max: Duration::from_secs(5),
             prefetch: 256,
             progress_interval: Duration::from_secs(1),
+            ack_interval: Duration::from_millis(10),
             inactive_threshold: Duration::from_secs(300),
             request_timeout: Duration::from_secs(1),
             progress_bucket: None,

@@ -7,6 +7,7 @@ use super::progress::{self, ProgressError, ProgressRecord};
 use super::stats::{PartitionMetrics, PartitionStats};
 use super::{DeadLetter, Delivery, Handler, SubjectFn, partition_token};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{kv, stream};
 use futures_util::{FutureExt, StreamExt};
 use parti_core::Partition;
@@ -28,6 +29,11 @@ const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
 const FINAL_WRITE_ATTEMPTS: u32 = 3;
 /// Attempts of one periodic progress write (before the next period).
 const PERIODIC_WRITE_ATTEMPTS: u32 = 2;
+/// How long the server waits for an acknowledgement before it delivers a
+/// message again. Acknowledgements only record how far a partition is done
+/// (the handling never waits for a redelivery: retries happen in place), so
+/// the wait is long; a redelivery of a message already handled is skipped.
+const ACK_WAIT: Duration = Duration::from_secs(600);
 
 /// What every partition task shares.
 pub(crate) struct Shared {
@@ -44,6 +50,7 @@ pub(crate) struct Shared {
     pub backoff_max: Duration,
     pub prefetch: usize,
     pub progress_interval: Duration,
+    pub ack_interval: Duration,
     pub inactive_threshold: Duration,
     pub request_timeout: Duration,
 }
@@ -89,6 +96,8 @@ impl Running {
             stats: stats.clone(),
             stopped,
             last_acked: 0,
+            unacked: None,
+            last_ack_sent: tokio::time::Instant::now(),
             partition: Arc::new(owned.partition.clone()),
             revision: 0,
             fenced: Arc::default(),
@@ -136,6 +145,11 @@ struct Task {
     /// Last stream sequence handled (or dead-lettered): every message of the
     /// partition up to it is done.
     last_acked: u64,
+    /// The last message handled, when its acknowledgement is not sent yet
+    /// (acknowledgements are cumulative: one covers every earlier message).
+    unacked: Option<async_nats::jetstream::Message>,
+    /// When the last acknowledgement was sent.
+    last_ack_sent: tokio::time::Instant,
     /// The partition, shared by the deliveries.
     partition: Arc<Partition>,
     /// Revision of the progress entry as we last wrote it.
@@ -149,6 +163,8 @@ struct Task {
 /// How the handling of one message ended.
 enum Handled {
     Done,
+    /// Already handled before (a redelivery): nothing to do.
+    Skipped,
     /// A revoke came during a retry pause: the message stays for the next owner.
     Abandoned,
 }
@@ -188,6 +204,7 @@ impl Task {
                 .in_current_span(),
             );
             self.consume().await;
+            self.send_ack().await;
             // The handler is done with the partition: no overlap with the
             // next owner from here on (see `Running::stop`).
             if let Some(handed) = self.handed.take() {
@@ -246,15 +263,19 @@ impl Task {
     async fn claim(&self) -> Result<Option<(u64, u64)>, ProgressError> {
         let current = progress::read(&self.shared.progress, &self.key).await?;
         // Everything up to the recorded sequence is done. A previous owner
-        // that crashed (its consumer still named in the entry) may have
-        // handled a few messages after it: those are handled again
-        // (at-least-once), never skipped.
-        let last = current.record.seq;
+        // that did not hand over (its consumer still named in the entry) may
+        // have handled more since: its consumer's acknowledgement floor says
+        // how far. What it handled and had not acknowledged yet is handled
+        // again (at-least-once), never skipped.
         let previous = current
             .record
             .consumer
             .clone()
             .filter(|c| *c != self.consumer);
+        let mut last = current.record.seq;
+        if let Some(previous) = &previous {
+            last = last.max(self.acknowledged_by(previous).await);
+        }
         let record = ProgressRecord {
             seq: last,
             epoch: self.owned.epoch,
@@ -271,6 +292,38 @@ impl Task {
         Ok(Some((last, revision)))
     }
 
+    /// How far a previous owner's consumer acknowledged the partition (0 if
+    /// it is gone or cannot be read: the recorded progress then stands).
+    async fn acknowledged_by(&self, consumer: &str) -> u64 {
+        let info = tokio::time::timeout(
+            self.shared.request_timeout,
+            self.shared.stream.consumer_info(consumer),
+        )
+        .await;
+        match info {
+            Ok(Ok(info)) => {
+                tracing::debug!(
+                    consumer,
+                    floor = info.ack_floor.stream_sequence,
+                    "previous owner's acknowledgement floor"
+                );
+                info.ack_floor.stream_sequence
+            }
+            Ok(Err(e)) if e.kind() == ConsumerInfoErrorKind::NotFound => 0,
+            Ok(Err(e)) => {
+                tracing::warn!(consumer, error = %e, "cannot read the previous owner's consumer; starting after the recorded progress");
+                0
+            }
+            Err(_) => {
+                tracing::warn!(
+                    consumer,
+                    "reading the previous owner's consumer timed out; starting after the recorded progress"
+                );
+                0
+            }
+        }
+    }
+
     fn consumer_config(&self) -> pull::Config {
         pull::Config {
             name: Some(self.consumer.clone()),
@@ -285,10 +338,16 @@ impl Task {
                     start_sequence: self.last_acked + 1,
                 }
             },
-            // No acknowledgements: the server needs none to deliver in order,
-            // retries happen in place, and how far the partition is done is
-            // kept in the progress entry (the handoff reads nothing else).
-            ack_policy: AckPolicy::None,
+            // Cumulative acknowledgements, sent at most every `ack_interval`
+            // while messages wait and at once when none does: the consumer's
+            // acknowledgement floor is how far the partition is done, for a
+            // next owner after a crash. Retries happen in place, so the
+            // server's redelivery is only a fallback (see `ACK_WAIT`).
+            ack_policy: AckPolicy::All,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: i64::try_from(self.shared.prefetch.saturating_mul(4))
+                .unwrap_or(i64::MAX)
+                .max(1000),
             filter_subject: (self.shared.subject)(&self.owned.partition),
             inactive_threshold: self.shared.inactive_threshold,
             // The consumer's state in memory (replicated like the stream): the
@@ -361,21 +420,36 @@ impl Task {
             self.stats.consuming.store(true, Ordering::Relaxed);
             backoff = SETUP_BACKOFF_MIN;
             loop {
-                // Messages first: the stop is then only waited for while
-                // idle (it is checked after every message anyway), which
-                // spares a wake-up registration per message.
-                let next = tokio::select! {
-                    biased;
-                    next = messages.next() => next,
-                    _ = self.stopped.wait_for(|s| *s) => return,
+                // A message already here is taken without waiting; only when
+                // none is, the acknowledgement of the last one goes out and
+                // the stop is waited for too (it is checked after every
+                // message anyway), which spares a wake-up registration per
+                // message.
+                let next = match messages.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        self.send_ack().await;
+                        tokio::select! {
+                            biased;
+                            next = messages.next() => next,
+                            _ = self.stopped.wait_for(|s| *s) => return,
+                        }
+                    }
                 };
                 match next {
                     Some(Ok(message)) => {
                         if self.fenced.load(Ordering::Relaxed) {
                             return;
                         }
-                        if let Handled::Abandoned = self.handle(message).await {
-                            return;
+                        match self.handle(&message).await {
+                            Handled::Abandoned => return,
+                            Handled::Skipped => {}
+                            Handled::Done => {
+                                self.unacked = Some(message);
+                                if self.last_ack_sent.elapsed() >= self.shared.ack_interval {
+                                    self.send_ack().await;
+                                }
+                            }
                         }
                         if self.stopping() {
                             return;
@@ -401,12 +475,12 @@ impl Task {
 
     /// Handles one message: skips what was already handled, retries errors
     /// in place, dead-letters after `max_deliver` calls.
-    async fn handle(&mut self, message: async_nats::jetstream::Message) -> Handled {
+    async fn handle(&mut self, message: &async_nats::jetstream::Message) -> Handled {
         let (seq, pending) = match message.info() {
             Ok(info) => (info.stream_sequence, info.pending),
             Err(e) => {
                 tracing::warn!(error = %e, "message without JetStream metadata; ignored");
-                return Handled::Done;
+                return Handled::Skipped;
             }
         };
         // The gauge is the sum over partitions: move it by our change.
@@ -416,7 +490,7 @@ impl Task {
             // Already handled (cannot happen with a consumer started after
             // `last_acked`; kept as a guard).
             self.metrics.duplicates.increment(1);
-            return Handled::Done;
+            return Handled::Skipped;
         }
         let shared = self.shared.clone();
         let mut delivery = Delivery {
@@ -492,6 +566,19 @@ impl Task {
         }
     }
 
+    /// Acknowledges the last message handled (and so every earlier one), if
+    /// not done yet. Only queued here: the connection sends it. A lost
+    /// acknowledgement costs nothing but duplicates after a crash (the
+    /// progress entry is still written every `progress_interval`).
+    async fn send_ack(&mut self) {
+        if let Some(message) = self.unacked.take() {
+            if let Err(e) = message.ack().await {
+                tracing::debug!(error = %e, "acknowledgement not sent");
+            }
+            self.last_ack_sent = tokio::time::Instant::now();
+        }
+    }
+
     fn done(&mut self, seq: u64) {
         self.last_acked = seq;
         self.stats.last_acked.store(seq, Ordering::Relaxed);
@@ -499,9 +586,10 @@ impl Task {
 
     /// Records how far the partition is done (fenced compare-and-set; the
     /// next owner starts right after it), then deletes our consumer. If the
-    /// record cannot be written, the next owner starts after the last
-    /// periodic record: messages handled since are handled again, none is
-    /// skipped.
+    /// record cannot be written, the consumer stays: the next owner starts
+    /// after its acknowledgement floor (or, if that is gone too, after the
+    /// last periodic record; messages handled since are handled again, none
+    /// is skipped).
     async fn release(&mut self, written: Option<Recorded>) {
         let timeout = self.shared.request_timeout;
         let record = ProgressRecord {
@@ -509,7 +597,7 @@ impl Task {
             epoch: self.owned.epoch,
             consumer: None,
         };
-        let mut recorded = false;
+        let (mut recorded, mut superseded) = (false, false);
         // First against the revision we wrote ourselves: one request.
         let mut current = Some(progress::Current {
             record: ProgressRecord {
@@ -531,14 +619,27 @@ impl Task {
                 }
                 Ok(Ok(None)) => continue,
                 Ok(Err(e @ ProgressError::Fenced { .. })) => {
+                    // The later owner has read (and deleted) what it needed.
                     tracing::warn!(error = %e, "progress not recorded");
+                    superseded = true;
                     break;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "recording progress failed"),
                 Err(_) => tracing::warn!("recording progress timed out"),
             }
         }
-        // The consumer holds nothing the next owner needs.
+        if !recorded && !superseded {
+            // The entry still names our consumer: its acknowledgement floor
+            // tells the next owner how far we got. The next owner deletes it
+            // (or the server, once inactive).
+            tracing::debug!(
+                last = self.last_acked,
+                "progress not recorded; consumer kept for the next owner"
+            );
+            return;
+        }
+        // Once the progress is recorded, the consumer holds nothing the next
+        // owner needs.
         let deleted =
             tokio::time::timeout(timeout, self.shared.stream.delete_consumer(&self.consumer)).await;
         if !matches!(deleted, Ok(Ok(_))) {
@@ -549,8 +650,8 @@ impl Task {
 }
 
 /// Writes the progress of a partition every `progress_interval` while it is
-/// consumed (when it moved), so that after a crash the next owner handles
-/// again at most about one interval of messages. Never blocks the handling.
+/// consumed (when it moved): the fallback when a crashed owner's consumer is
+/// gone too (its acknowledgement floor is finer). Never blocks the handling.
 struct ProgressWriter {
     shared: Arc<Shared>,
     key: String,
