@@ -139,12 +139,15 @@ struct Running {
 impl Driver {
     /// Spawns the driver task.
     pub(crate) fn spawn(self) -> JoinHandle<()> {
+        // The span names what stays (the group, and the ID once claimed,
+        // which changes only if it is lost). The term and the version, which
+        // change all the time, go on the events: recorded on this long-lived
+        // span, a formatting subscriber would append every new value to the
+        // span's text for as long as the worker runs.
         let span = tracing::info_span!(
             "parti",
             group = %self.worker.config().group,
             worker_id = tracing::field::Empty,
-            term = tracing::field::Empty,
-            version = tracing::field::Empty,
         );
         tokio::spawn(self.run().instrument(span))
     }

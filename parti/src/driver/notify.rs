@@ -35,7 +35,6 @@ impl Running {
                 removed,
                 version,
             } => {
-                span.record("version", version);
                 tracing::info!(
                     added = added.len(),
                     removed = removed.len(),
@@ -60,7 +59,6 @@ impl Running {
                 }
             }
             Notification::LeadershipChanged { leader, term } => {
-                span.record("term", term);
                 tracing::info!(leader, term, "leadership changed");
                 self.metrics.leadership_changed(leader);
                 self.shared.leader.send_replace(leader);
