@@ -169,7 +169,8 @@ impl Worker {
     /// The partitions owned now, with their fencing epochs, sorted by keys.
     pub fn assignment(&self) -> Vec<OwnedPartition> {
         let mut v: Vec<OwnedPartition> = self.follower.held().cloned().collect();
-        v.sort_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
+        // Keys are unique: an unstable sort gives the same order, faster.
+        v.sort_unstable_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
         v
     }
 
