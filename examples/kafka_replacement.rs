@@ -18,7 +18,7 @@
 //! | consumer group | Parti group (`--group`) |
 //! | group coordinator's rebalance | the Parti leader's assignment (sticky, revoke before grant) |
 //! | `ConsumerRebalanceListener` | [`Hooks::on_assignment_changed`] (the consumer has already stopped a revoked partition when it runs) |
-//! | committed offset (auto-commit) | the last handled stream sequence: cumulative acknowledgements (every `ack_interval` at most) and the progress bucket, written every `progress_interval` and at each revoke, with the epoch as a fence |
+//! | committed offset (auto-commit) | the last handled stream sequence in the progress bucket, written as messages are handled (at most every `progress_interval` for a busy partition) and at each revoke, with the epoch as a fence |
 //! | generation id / zombie fencing | the partition's fencing epoch ([`Delivery::epoch`]) |
 //! | `max.poll.records` / per-partition ordering | one message at a time per partition, partitions in parallel |
 //! | dead-letter topic | [`PartitionConsumerBuilder::dead_letter`] after `max_deliver` attempts |

@@ -16,17 +16,16 @@
 //! existing consumer does not rewind, and an empty filter list means "every
 //! subject". With no partition owned, no consumer exists: nothing is consumed.
 //!
-//! **Few, cumulative acknowledgements.** The consumers use `AckPolicy::All`:
-//! acknowledging a message acknowledges every earlier one, so a handled
-//! message's acknowledgement waits while more of its partition are ready
-//! (at most [`PartitionConsumerBuilder::ack_interval`], default 10 ms) and
-//! goes out at once when none is. The acknowledgement floor then says how
-//! far the partition is done, for whoever takes it over after a crash, at a
-//! small fraction of the server work of one acknowledgement per message
-//! (measured on nats-server 2.15, per-message acks doubled the server's
-//! CPU; see BENCHMARKS.md). The server's redelivery plays no part: retries
-//! happen in place, and a redelivered message already handled is skipped.
-//! What remains of the server's work is its filtered read (it scans the
+//! **No server acknowledgements.** The consumers use `AckPolicy::None`: the
+//! server delivers in stream order without tracking pending messages, and
+//! nothing is redelivered behind our back (a redelivery could only overtake
+//! the partition's order). At-least-once comes from the progress entry below,
+//! not from ack state: a consumer is always (re)created right after the last
+//! message handled, and a new owner starts right after the recorded
+//! progress. Measured on nats-server 2.15 (see BENCHMARKS.md), this halves
+//! the server's work per message against per-message acks, and costs less
+//! than cumulative acks (which make the server track every delivered
+//! message); what remains is the server's filtered read (it scans the
 //! interleaved messages of the other partitions), which a single consumer
 //! per worker with many filter subjects does not avoid either (it measured
 //! slower).
@@ -42,37 +41,33 @@
 //! consumer name; every write is a compare-and-set refused to a lower epoch.
 //!
 //! - *Grant*: read the entry; if it names a consumer of a previous owner (which
-//!   crashed without handing over), read that consumer's acknowledgement
-//!   floor (the later of the two is how far the partition is done), then
-//!   delete it; write the entry with our epoch and consumer name; create our
-//!   consumer starting right after. Grants run in the background: the
-//!   assignment hook does not wait for them.
-//! - *While consuming*: acknowledgements as above; and a background writer
-//!   records the last sequence handled every
-//!   [`PartitionConsumerBuilder::progress_interval`] (default 1 s) when it
-//!   moved — never per message, and never in the handler's way (the
-//!   fallback when a crashed owner's consumer is gone as well).
+//!   crashed without handing over), delete that consumer; write the entry with
+//!   our epoch and consumer name; create our consumer starting right after
+//!   the recorded sequence. Grants run in the background: the assignment
+//!   hook does not wait for them.
+//! - *While consuming*: a background writer records the last sequence
+//!   handled as soon as a message was handled, one write at a time and at
+//!   most once per [`PartitionConsumerBuilder::progress_interval`] (default
+//!   20 ms): per message for a quiet partition, coalesced for a busy one,
+//!   never in the handler's way.
 //!   A write refused by the fence (a later owner claimed the entry: this
 //!   worker was paused past its lease) stops the partition at once.
 //! - *Revoke*: stop fetching, let the message in flight finish (a retry pause
 //!   is cut short: that message stays for the next owner); from then on no
 //!   handler runs for the partition here. Then write the entry (sequence
 //!   reached, our epoch, no consumer) with one compare-and-set and delete our
-//!   consumer (kept instead when the entry could not be written: its
-//!   acknowledgement floor then tells the next owner). [`PartitionConsumer::apply`] waits for this up to a deadline
+//!   consumer. [`PartitionConsumer::apply`] waits for this up to a deadline
 //!   (half the hook budget through the facade; one KV round trip in
 //!   practice); a write still running then finishes in the background, and a
 //!   late write cannot clobber the next owner's claim (compare-and-set).
 //! - *Crash*: the next owner starts after the crashed worker's last
-//!   acknowledgement that reached the server, so what it handles again is
-//!   the messages in flight at the crash and those handled in the last
-//!   `ack_interval` of a busy partition; none is skipped. If that consumer
-//!   is gone as well (a server restart loses it: it is kept in memory), the
-//!   next owner starts after the last periodic record (about one
-//!   `progress_interval` of messages again).
+//!   completed progress write, so what it handles again is the message in
+//!   flight at the crash and those handled while the last write was on its
+//!   way (or, in a busy partition, within the last `progress_interval`);
+//!   none is skipped. The same holds if a revoke's final write fails.
 //!
 //! The consumers keep their state in memory (replicated like the stream):
-//! the progress that must outlive a server restart is in the KV entry. The
+//! it holds nothing the handoff needs. The
 //! progress bucket stays on the server after `leave()`: it is the group's,
 //! not the worker's.
 //!
@@ -89,8 +84,8 @@
 //!
 //! The result: no message of a moved partition is skipped, two workers never
 //! run the handler for the same partition at once, and a message is handled
-//! twice only if it was in flight when its worker crashed (or was handled in
-//! the last `ack_interval` before the crash while its partition was busy). One exception
+//! twice only if it was in flight when its worker crashed (or handled just
+//! before, its progress write not completed). One exception
 //! to "never at once": a worker *paused* (not crashed) past its lease may,
 //! when it wakes, finish the message it was handling before its lease-expiry
 //! revoke (or its fenced progress write) stops it, while the new owner
@@ -216,7 +211,6 @@ pub struct PartitionConsumerBuilder {
     backoff_max: Duration,
     prefetch: usize,
     progress_interval: Duration,
-    ack_interval: Duration,
     inactive_threshold: Duration,
     request_timeout: Duration,
     progress_bucket: Option<String>,
@@ -292,27 +286,17 @@ impl PartitionConsumerBuilder {
         self
     }
 
-    /// How often the progress of a partition being consumed is written while
-    /// it moves (default 1 s). A revoke always records the exact progress;
-    /// after a crash the next owner starts after the crashed owner's last
-    /// acknowledgement (see [`Self::ack_interval`]), or after this record
-    /// when that consumer is gone too (then about this much of the
-    /// partition's messages is handled twice).
+    /// Shortest time between two progress writes of a partition (default
+    /// 20 ms). The progress of a handled message is written at once unless
+    /// the previous write is in flight or started less than this ago; the
+    /// next write then covers every message handled meanwhile. So a quiet
+    /// partition's progress is written per message, a busy one's at most
+    /// once per interval; after a crash the next owner handles again what
+    /// was handled since the last completed write (the message in flight,
+    /// and at most about one interval of a busy partition's messages). A
+    /// revoke always records the exact progress.
     pub fn progress_interval(mut self, interval: Duration) -> Self {
         self.progress_interval = interval;
-        self
-    }
-
-    /// Longest time the acknowledgement of a handled message waits while
-    /// more messages of its partition are ready (default 10 ms; zero: every
-    /// message is acknowledged). When none is ready, it goes out at once.
-    /// Acknowledgements are cumulative and only record how far a partition
-    /// is done: after a crash the next owner starts after the last one that
-    /// reached the server, so a busy partition handles at most about this
-    /// much again, plus the message in flight. Fewer acknowledgements spare
-    /// the server work.
-    pub fn ack_interval(mut self, interval: Duration) -> Self {
-        self.ack_interval = interval;
         self
     }
 
@@ -354,11 +338,8 @@ impl PartitionConsumerBuilder {
         if self.backoff_min > self.backoff_max {
             return invalid("backoff", "the first pause exceeds the largest");
         }
-        if self.progress_interval < Duration::from_millis(10) {
-            return invalid("progress_interval", "must be at least 10 ms");
-        }
-        if self.ack_interval > self.progress_interval {
-            return invalid("ack_interval", "must not exceed progress_interval");
+        if self.progress_interval < Duration::from_millis(1) {
+            return invalid("progress_interval", "must be at least 1 ms");
         }
         if self.inactive_threshold < Duration::from_secs(1) {
             return invalid("inactive_threshold", "must be at least 1 s");
@@ -438,7 +419,6 @@ impl PartitionConsumerBuilder {
             backoff_max: self.backoff_max,
             prefetch: self.prefetch,
             progress_interval: self.progress_interval,
-            ack_interval: self.ack_interval,
             inactive_threshold: self.inactive_threshold,
             request_timeout: self.request_timeout,
         });
@@ -501,8 +481,7 @@ impl PartitionConsumer {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             prefetch: 256,
-            progress_interval: Duration::from_secs(1),
-            ack_interval: Duration::from_millis(10),
+            progress_interval: Duration::from_millis(20),
             inactive_threshold: Duration::from_secs(300),
             request_timeout: Duration::from_secs(1),
             progress_bucket: None,
@@ -524,7 +503,7 @@ impl PartitionConsumer {
     /// partitions (progress recorded, consumer deleted) until `deadline` only;
     /// what is left finishes in the background (and
     /// [`PartitionConsumer::shutdown`] waits for it). A progress record that
-    /// is late makes the next owner start after the last periodic record
+    /// is late makes the next owner start after the last background record
     /// (messages handled twice, none skipped).
     pub async fn apply_by(
         &self,

@@ -1,13 +1,12 @@
 //! The task that consumes one owned partition: grant (find where to start,
 //! claim the progress entry, create the consumer), the ordered handling loop
-//! (with the progress written in the background every `progress_interval`),
+//! (with the progress written in the background as messages are handled),
 //! and the revoke (stop, record progress, delete the consumer).
 
 use super::progress::{self, ProgressError, ProgressRecord};
 use super::stats::{PartitionMetrics, PartitionStats};
 use super::{DeadLetter, Delivery, Handler, SubjectFn, partition_token};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{kv, stream};
 use futures_util::{FutureExt, StreamExt};
 use parti_core::Partition;
@@ -15,7 +14,7 @@ use parti_core::records::OwnedPartition;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -27,13 +26,8 @@ const SETUP_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Attempts of the final progress write of a revoke.
 const FINAL_WRITE_ATTEMPTS: u32 = 3;
-/// Attempts of one periodic progress write (before the next period).
-const PERIODIC_WRITE_ATTEMPTS: u32 = 2;
-/// How long the server waits for an acknowledgement before it delivers a
-/// message again. Acknowledgements only record how far a partition is done
-/// (the handling never waits for a redelivery: retries happen in place), so
-/// the wait is long; a redelivery of a message already handled is skipped.
-const ACK_WAIT: Duration = Duration::from_secs(600);
+/// Attempts of one background progress write.
+const PROGRESS_WRITE_ATTEMPTS: u32 = 2;
 
 /// What every partition task shares.
 pub(crate) struct Shared {
@@ -50,7 +44,6 @@ pub(crate) struct Shared {
     pub backoff_max: Duration,
     pub prefetch: usize,
     pub progress_interval: Duration,
-    pub ack_interval: Duration,
     pub inactive_threshold: Duration,
     pub request_timeout: Duration,
 }
@@ -96,8 +89,7 @@ impl Running {
             stats: stats.clone(),
             stopped,
             last_acked: 0,
-            unacked: None,
-            last_ack_sent: tokio::time::Instant::now(),
+            progressed: Arc::default(),
             partition: Arc::new(owned.partition.clone()),
             revision: 0,
             fenced: Arc::default(),
@@ -118,7 +110,7 @@ impl Running {
     /// `deadline` for the clean-up (progress recorded, consumer deleted); a
     /// clean-up still running then is returned, to finish in the background.
     /// Handing over without it is safe but not exact: the next owner starts
-    /// after the last periodic record and handles the messages since again.
+    /// after the last progress write and handles the messages since again.
     pub(crate) async fn stop(mut self, deadline: tokio::time::Instant) -> Option<JoinHandle<()>> {
         let _ = self.stop.send(true);
         // An error means the task ended (without handing over anything).
@@ -145,11 +137,8 @@ struct Task {
     /// Last stream sequence handled (or dead-lettered): every message of the
     /// partition up to it is done.
     last_acked: u64,
-    /// The last message handled, when its acknowledgement is not sent yet
-    /// (acknowledgements are cumulative: one covers every earlier message).
-    unacked: Option<async_nats::jetstream::Message>,
-    /// When the last acknowledgement was sent.
-    last_ack_sent: tokio::time::Instant,
+    /// Told when `last_acked` moved: wakes the progress writer.
+    progressed: Arc<Notify>,
     /// The partition, shared by the deliveries.
     partition: Arc<Partition>,
     /// Revision of the progress entry as we last wrote it.
@@ -195,6 +184,7 @@ impl Task {
                     consumer: self.consumer.clone(),
                     stats: self.stats.clone(),
                     fenced: self.fenced.clone(),
+                    progressed: self.progressed.clone(),
                     recorded: Recorded {
                         revision: self.revision,
                         seq: self.last_acked,
@@ -204,7 +194,6 @@ impl Task {
                 .in_current_span(),
             );
             self.consume().await;
-            self.send_ack().await;
             // The handler is done with the partition: no overlap with the
             // next owner from here on (see `Running::stop`).
             if let Some(handed) = self.handed.take() {
@@ -263,19 +252,15 @@ impl Task {
     async fn claim(&self) -> Result<Option<(u64, u64)>, ProgressError> {
         let current = progress::read(&self.shared.progress, &self.key).await?;
         // Everything up to the recorded sequence is done. A previous owner
-        // that did not hand over (its consumer still named in the entry) may
-        // have handled more since: its consumer's acknowledgement floor says
-        // how far. What it handled and had not acknowledged yet is handled
-        // again (at-least-once), never skipped.
+        // that crashed (its consumer still named in the entry) may have
+        // handled a message or two after it (those whose progress write was
+        // in flight): they are handled again (at-least-once), never skipped.
+        let last = current.record.seq;
         let previous = current
             .record
             .consumer
             .clone()
             .filter(|c| *c != self.consumer);
-        let mut last = current.record.seq;
-        if let Some(previous) = &previous {
-            last = last.max(self.acknowledged_by(previous).await);
-        }
         let record = ProgressRecord {
             seq: last,
             epoch: self.owned.epoch,
@@ -292,38 +277,6 @@ impl Task {
         Ok(Some((last, revision)))
     }
 
-    /// How far a previous owner's consumer acknowledged the partition (0 if
-    /// it is gone or cannot be read: the recorded progress then stands).
-    async fn acknowledged_by(&self, consumer: &str) -> u64 {
-        let info = tokio::time::timeout(
-            self.shared.request_timeout,
-            self.shared.stream.consumer_info(consumer),
-        )
-        .await;
-        match info {
-            Ok(Ok(info)) => {
-                tracing::debug!(
-                    consumer,
-                    floor = info.ack_floor.stream_sequence,
-                    "previous owner's acknowledgement floor"
-                );
-                info.ack_floor.stream_sequence
-            }
-            Ok(Err(e)) if e.kind() == ConsumerInfoErrorKind::NotFound => 0,
-            Ok(Err(e)) => {
-                tracing::warn!(consumer, error = %e, "cannot read the previous owner's consumer; starting after the recorded progress");
-                0
-            }
-            Err(_) => {
-                tracing::warn!(
-                    consumer,
-                    "reading the previous owner's consumer timed out; starting after the recorded progress"
-                );
-                0
-            }
-        }
-    }
-
     fn consumer_config(&self) -> pull::Config {
         pull::Config {
             name: Some(self.consumer.clone()),
@@ -338,16 +291,13 @@ impl Task {
                     start_sequence: self.last_acked + 1,
                 }
             },
-            // Cumulative acknowledgements, sent at most every `ack_interval`
-            // while messages wait and at once when none does: the consumer's
-            // acknowledgement floor is how far the partition is done, for a
-            // next owner after a crash. Retries happen in place, so the
-            // server's redelivery is only a fallback (see `ACK_WAIT`).
-            ack_policy: AckPolicy::All,
-            ack_wait: ACK_WAIT,
-            max_ack_pending: i64::try_from(self.shared.prefetch.saturating_mul(4))
-                .unwrap_or(i64::MAX)
-                .max(1000),
+            // No acknowledgements: the server needs none to deliver in order,
+            // retries happen in place, and how far the partition is done is
+            // kept in the progress entry, written as the messages are handled
+            // (the handoff reads nothing else). Acknowledgements would make
+            // the server track every delivered message: measured, that cost
+            // more than the progress writes.
+            ack_policy: AckPolicy::None,
             filter_subject: (self.shared.subject)(&self.owned.partition),
             inactive_threshold: self.shared.inactive_threshold,
             // The consumer's state in memory (replicated like the stream): the
@@ -420,36 +370,21 @@ impl Task {
             self.stats.consuming.store(true, Ordering::Relaxed);
             backoff = SETUP_BACKOFF_MIN;
             loop {
-                // A message already here is taken without waiting; only when
-                // none is, the acknowledgement of the last one goes out and
-                // the stop is waited for too (it is checked after every
-                // message anyway), which spares a wake-up registration per
-                // message.
-                let next = match messages.next().now_or_never() {
-                    Some(next) => next,
-                    None => {
-                        self.send_ack().await;
-                        tokio::select! {
-                            biased;
-                            next = messages.next() => next,
-                            _ = self.stopped.wait_for(|s| *s) => return,
-                        }
-                    }
+                // Messages first: the stop is then only waited for while
+                // idle (it is checked after every message anyway), which
+                // spares a wake-up registration per message.
+                let next = tokio::select! {
+                    biased;
+                    next = messages.next() => next,
+                    _ = self.stopped.wait_for(|s| *s) => return,
                 };
                 match next {
                     Some(Ok(message)) => {
                         if self.fenced.load(Ordering::Relaxed) {
                             return;
                         }
-                        match self.handle(&message).await {
-                            Handled::Abandoned => return,
-                            Handled::Skipped => {}
-                            Handled::Done => {
-                                self.unacked = Some(message);
-                                if self.last_ack_sent.elapsed() >= self.shared.ack_interval {
-                                    self.send_ack().await;
-                                }
-                            }
+                        if let Handled::Abandoned = self.handle(&message).await {
+                            return;
                         }
                         if self.stopping() {
                             return;
@@ -566,30 +501,17 @@ impl Task {
         }
     }
 
-    /// Acknowledges the last message handled (and so every earlier one), if
-    /// not done yet. Only queued here: the connection sends it. A lost
-    /// acknowledgement costs nothing but duplicates after a crash (the
-    /// progress entry is still written every `progress_interval`).
-    async fn send_ack(&mut self) {
-        if let Some(message) = self.unacked.take() {
-            if let Err(e) = message.ack().await {
-                tracing::debug!(error = %e, "acknowledgement not sent");
-            }
-            self.last_ack_sent = tokio::time::Instant::now();
-        }
-    }
-
     fn done(&mut self, seq: u64) {
         self.last_acked = seq;
         self.stats.last_acked.store(seq, Ordering::Relaxed);
+        self.progressed.notify_one();
     }
 
     /// Records how far the partition is done (fenced compare-and-set; the
     /// next owner starts right after it), then deletes our consumer. If the
-    /// record cannot be written, the consumer stays: the next owner starts
-    /// after its acknowledgement floor (or, if that is gone too, after the
-    /// last periodic record; messages handled since are handled again, none
-    /// is skipped).
+    /// record cannot be written, the next owner starts after the last record
+    /// the background writer made: the messages handled since are handled
+    /// again, none is skipped.
     async fn release(&mut self, written: Option<Recorded>) {
         let timeout = self.shared.request_timeout;
         let record = ProgressRecord {
@@ -597,7 +519,7 @@ impl Task {
             epoch: self.owned.epoch,
             consumer: None,
         };
-        let (mut recorded, mut superseded) = (false, false);
+        let mut recorded = false;
         // First against the revision we wrote ourselves: one request.
         let mut current = Some(progress::Current {
             record: ProgressRecord {
@@ -619,27 +541,14 @@ impl Task {
                 }
                 Ok(Ok(None)) => continue,
                 Ok(Err(e @ ProgressError::Fenced { .. })) => {
-                    // The later owner has read (and deleted) what it needed.
                     tracing::warn!(error = %e, "progress not recorded");
-                    superseded = true;
                     break;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "recording progress failed"),
                 Err(_) => tracing::warn!("recording progress timed out"),
             }
         }
-        if !recorded && !superseded {
-            // The entry still names our consumer: its acknowledgement floor
-            // tells the next owner how far we got. The next owner deletes it
-            // (or the server, once inactive).
-            tracing::debug!(
-                last = self.last_acked,
-                "progress not recorded; consumer kept for the next owner"
-            );
-            return;
-        }
-        // Once the progress is recorded, the consumer holds nothing the next
-        // owner needs.
+        // The consumer holds nothing the next owner needs.
         let deleted =
             tokio::time::timeout(timeout, self.shared.stream.delete_consumer(&self.consumer)).await;
         if !matches!(deleted, Ok(Ok(_))) {
@@ -649,9 +558,13 @@ impl Task {
     }
 }
 
-/// Writes the progress of a partition every `progress_interval` while it is
-/// consumed (when it moved): the fallback when a crashed owner's consumer is
-/// gone too (its acknowledgement floor is finer). Never blocks the handling.
+/// Writes the progress of a partition as it moves: as soon as a message was
+/// handled, unless the previous write is in flight or started less than
+/// `progress_interval` ago (then the next write takes everything handled
+/// meanwhile). A quiet partition's progress is so written at once, a busy
+/// one's at most once per interval; after a crash, the next owner handles
+/// again only what was handled since the last write that completed. Never
+/// blocks the handling.
 struct ProgressWriter {
     shared: Arc<Shared>,
     key: String,
@@ -659,25 +572,30 @@ struct ProgressWriter {
     consumer: String,
     stats: Arc<PartitionStats>,
     fenced: Arc<std::sync::atomic::AtomicBool>,
+    progressed: Arc<Notify>,
     recorded: Recorded,
 }
 
 impl ProgressWriter {
     /// Runs until `stopped`; returns where the entry stands.
     async fn run(mut self, mut stopped: watch::Receiver<bool>) -> Recorded {
-        let mut ticks = tokio::time::interval(self.shared.progress_interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
+        let mut next_write = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|s| *s) => return self.recorded,
-                _ = ticks.tick() => {}
+                () = self.progressed.notified() => {}
+            }
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|s| *s) => return self.recorded,
+                () = tokio::time::sleep_until(next_write) => {}
             }
             let seq = self.stats.last_acked.load(Ordering::Relaxed);
             if seq <= self.recorded.seq {
                 continue;
             }
+            next_write = tokio::time::Instant::now() + self.shared.progress_interval;
             // A write cut short by the stop may or may not have been applied:
             // the final write then re-reads the entry.
             tokio::select! {
@@ -708,7 +626,7 @@ impl ProgressWriter {
             },
             revision: self.recorded.revision,
         });
-        for _ in 0..PERIODIC_WRITE_ATTEMPTS {
+        for _ in 0..PROGRESS_WRITE_ATTEMPTS {
             let attempt = tokio::time::timeout(
                 timeout,
                 progress::write_over(&self.shared.progress, &self.key, current.take(), &record),
@@ -725,8 +643,8 @@ impl ProgressWriter {
                     self.fenced.store(true, Ordering::Relaxed);
                     return;
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "periodic progress write failed"),
-                Err(_) => tracing::debug!("periodic progress write timed out"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "progress write failed"),
+                Err(_) => tracing::debug!("progress write timed out"),
             }
         }
     }
