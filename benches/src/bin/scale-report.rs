@@ -20,7 +20,7 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const USAGE: &str = "usage: scale-report [--json] [--nats URL [--nats-monitor PORT]] [--sizes 10,100,1000] [--partitions P] [--backends memory,nats] [--cold-start-window S] [--planned-scale-window S] [--warmup S] [--steady S] [--connections K] [--test-timings]";
+const USAGE: &str = "usage: scale-report [--json] [--nats URL [--nats-monitor PORT]] [--sizes 10,100,1000] [--partitions P] [--backends memory,nats] [--cold-start-window S] [--planned-scale-window S] [--warmup S] [--steady S] [--connections K] [--start-batch B] [--test-timings]";
 
 const HELP: &str = "\
   --json                    one JSON object per line instead of the Markdown table
@@ -34,6 +34,8 @@ const HELP: &str = "\
   --warmup S                pause after convergence before measuring (default 4)
   --steady S                length of the steady-state interval (default 10)
   --connections K           NATS connections shared by the workers of the main runtime (default 4)
+  --start-batch B           start the workers B at a time, each batch once the previous one claimed its IDs
+                            (default 0: all at once)
   --test-timings            Config::for_tests() timings (200 ms heartbeats): smoke test only";
 
 /// How the columns are measured; printed before the table.
@@ -68,6 +70,7 @@ fn main() {
     let mut steady = 10.0;
     let mut connections = 4;
     let mut test_timings = false;
+    let mut start_batch = 0;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().unwrap_or_else(|| usage());
@@ -88,6 +91,7 @@ fn main() {
             "--warmup" => warmup = parse(&value()),
             "--steady" => steady = parse(&value()),
             "--connections" => connections = parse(&value()),
+            "--start-batch" => start_batch = parse(&value()),
             _ => usage(),
         }
     }
@@ -116,10 +120,11 @@ fn main() {
         steady: Duration::from_secs_f64(steady),
         connections,
         test_timings,
+        start_batch,
     };
     let c = cell_config(&first);
     let intro = format!(
-        "Scale report, {} UTC; heartbeat {:?}, heartbeat TTL {:?}, election TTL {:?}, cold-start window {:?}, planned-scale window {:?}, rebalance cooldown {:?}; warmup {warmup} s, steady interval {steady} s; {connections} shared NATS connections.\n{METHOD}",
+        "Scale report, {} UTC; heartbeat {:?}, heartbeat TTL {:?}, election TTL {:?}, cold-start window {:?}, planned-scale window {:?}, rebalance cooldown {:?}; warmup {warmup} s, steady interval {steady} s; {connections} shared NATS connections; starts {}.\n{METHOD}",
         utc_now(),
         c.heartbeat_interval,
         c.heartbeat_ttl,
@@ -127,6 +132,11 @@ fn main() {
         c.cold_start_window,
         c.planned_scale_window,
         c.rebalance_cooldown,
+        if start_batch == 0 {
+            "all at once".to_string()
+        } else {
+            format!("{start_batch} at a time")
+        },
     );
     if json {
         eprintln!("{intro}");

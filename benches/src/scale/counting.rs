@@ -17,6 +17,8 @@ pub struct Counters {
     watch_events: AtomicU64,
     /// Set when a `CreateLeader` through this wrapper succeeded.
     won_election: AtomicBool,
+    /// Successful `CreateMember` calls (IDs claimed).
+    claimed: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -65,6 +67,11 @@ impl Counters {
         }
     }
 
+    /// IDs claimed through this lane (successful `CreateMember` calls).
+    pub fn claimed(&self) -> u64 {
+        self.claimed.load(Ordering::Relaxed)
+    }
+
     /// Whether a manager of this lane created the leader key.
     pub fn won_election(&self) -> bool {
         self.won_election.load(Ordering::Relaxed)
@@ -108,9 +115,13 @@ impl Backend for CountingBackend {
         self.counters.writes.fetch_add(writes, Ordering::Relaxed);
         self.counters.reads.fetch_add(reads, Ordering::Relaxed);
         let campaign = matches!(op, StoreOp::CreateLeader { .. });
+        let claim = matches!(op, StoreOp::CreateMember { .. });
         let reply = self.inner.perform(op).await;
         if campaign && reply.is_ok() {
             self.counters.won_election.store(true, Ordering::Relaxed);
+        }
+        if claim && reply.is_ok() {
+            self.counters.claimed.fetch_add(1, Ordering::Relaxed);
         }
         reply
     }
