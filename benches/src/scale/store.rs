@@ -59,7 +59,7 @@ pub enum Store {
     /// On NATS.
     Nats {
         /// The server, if this report started it (killed on drop).
-        server: Option<NatsServer>,
+        server: Option<Box<NatsServer>>,
         /// Its client URL.
         url: String,
         /// Its monitoring port.
@@ -82,7 +82,7 @@ impl Store {
                     None => {
                         let s = NatsServer::start().map_err(|e| format!("nats-server: {e}"))?;
                         let (u, m) = (s.client_url(), s.monitor_port());
-                        (Some(s), u, m)
+                        (Some(Box::new(s)), u, m)
                     }
                 };
                 let mut shared: Vec<Arc<dyn Backend>> = Vec::new();
