@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use parti_benches::alloc::Counting;
-use parti_benches::scale::{CellOptions, Which, cell_config, header, run_cell};
+use parti_benches::scale::{CellOptions, Line, Which, cell_config, header, run_cell};
 use std::time::Duration;
 
 #[global_allocator]
@@ -40,21 +40,22 @@ const HELP: &str = "\
 
 /// How the columns are measured; printed before the table.
 const METHOD: &str = "\
-Method: all N managers run in this process. The designated leader (started first, alone until it wins the
-election) and one designated follower each run on a single-threaded tokio runtime of their own thread, with
-their own NATS connection; the other N-2 share the main runtime (2 threads) and K connections. Timings are
-the library defaults (heartbeat 2 s, TTL 6 s, election TTL 5 s) except the cold-start and planned-scale windows
-(and the rebalance cooldown, which may not exceed the latter): they are pure waiting, and the report measures
-what comes beyond them. converge = last start to complete assignment (every partition shown by exactly one
-Stable worker, one leader); beyond window = complete minus (leader elected + cold-start window). KV ops =
-Backend::perform calls counted in process (a staged record counts one write), watch events = items the
-watches delivered; server writes = growth of the KV streams' last sequences (/jsz), msgs out = /varz out_msgs.
-CPU = /proc utime+stime over the steady interval, % of one core: whole process, the leader's thread, the
-follower's thread, and (process - both) / (N - 2); server = the nats-server process. Memory = growth of RSS
-and of live heap (counting allocator) from before the first start to after the steady interval, / N.
-Crash = a follower's manager dropped (task aborted, no goodbye); stop = graceful stop(); join = one more
-worker; failover = the leader's manager dropped. moved = partitions whose owner changed, optimal = the
-victim's partitions (crash, stop) or P / workers after the join.";
+Method: each cell (backend x N) runs in a fresh process of this binary, with all N managers in it. The
+designated leader (started first, alone until it wins the election) and one designated follower each run on
+a single-threaded tokio runtime of their own thread, with their own NATS connection; the other N-2 share the
+main runtime (2 threads) and K connections. Timings are the library defaults (heartbeat 2 s, TTL 6 s,
+election TTL 5 s) except the cold-start and planned-scale windows (and the rebalance cooldown, which may not
+exceed the latter): they are pure waiting, and the report measures what comes beyond them. converge = last
+start to complete assignment (every partition shown by exactly one Stable worker, one leader); beyond
+window = complete minus (leader elected + cold-start window). KV ops = Backend::perform calls counted in
+process (a staged record counts one write), watch events = items the watches delivered; server writes =
+growth of the KV streams' last sequences (/jsz), msgs out = /varz out_msgs. CPU = /proc utime+stime over the
+steady interval, % of one core: whole process, the leader's thread, the follower's thread, and
+(process - both) / (N - 2); server = the nats-server process. Memory = growth of RSS and of live heap
+(counting allocator) from before the first start to after the steady interval, / N. Crash = a follower's
+manager dropped (task aborted, no goodbye); stop = graceful stop(); join = one more worker; failover = the
+leader's manager dropped. moved = partitions whose owner changed, optimal = the victim's partitions (crash,
+stop) or P / workers after the join.";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,12 +72,14 @@ fn main() {
     let mut connections = 4;
     let mut test_timings = false;
     let mut start_batch = 0;
+    let mut in_process = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().unwrap_or_else(|| usage());
         match a.as_str() {
             "--json" => json = true,
             "--test-timings" => test_timings = true,
+            "--in-process" => in_process = true,
             "--help" | "-h" => {
                 println!("{USAGE}\n{HELP}");
                 return;
@@ -138,20 +141,33 @@ fn main() {
             format!("{start_batch} at a time")
         },
     );
+    if in_process {
+        // A cell process: run the cells here, JSON lines on stdout.
+        for which in &whichs {
+            for &n in &sizes {
+                let options = CellOptions {
+                    which: which.clone(),
+                    workers: n,
+                    partitions: partitions.unwrap_or(10 * n),
+                    ..first.clone()
+                };
+                let line = runtime.block_on(run_cell(&options));
+                println!(
+                    "{}",
+                    serde_json::to_string(&line).expect("a line serializes")
+                );
+            }
+        }
+        return;
+    }
     if json {
         eprintln!("{intro}");
     } else {
         println!("{intro}\n\n{}", header());
     }
-    for which in &whichs {
+    for backend in &backends {
         for &n in &sizes {
-            let options = CellOptions {
-                which: which.clone(),
-                workers: n,
-                partitions: partitions.unwrap_or(10 * n),
-                ..first.clone()
-            };
-            let line = runtime.block_on(run_cell(&options));
+            let line = cell_process(&args, backend, n);
             if json {
                 println!(
                     "{}",
@@ -161,6 +177,40 @@ fn main() {
                 println!("{}", line.row());
             }
         }
+    }
+}
+
+/// Runs one cell in a process of its own (this binary with `--in-process`):
+/// every cell starts from a clean heap, RSS and runtime, whatever the
+/// previous one left behind (aborted tasks, a stuck start).
+fn cell_process(args: &[String], backend: &str, n: usize) -> Line {
+    let failed = |why: String| Line {
+        backend: backend.to_string(),
+        workers: n,
+        error: Some(why),
+        ..Line::default()
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return failed(format!("cannot find this binary: {e}")),
+    };
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .args(["--in-process", "--json", "--backends", backend, "--sizes"])
+        .arg(n.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| serde_json::from_str::<Line>(l).ok())
+            .unwrap_or_else(|| {
+                failed(format!(
+                    "cell process ended ({}) without a line",
+                    out.status
+                ))
+            }),
+        Err(e) => failed(format!("cannot run the cell process: {e}")),
     }
 }
 

@@ -1,12 +1,12 @@
 //! One line of the scale report (one backend × one worker count), as JSON
 //! and as a Markdown table row.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The measures of one backend at one worker count. `None` (JSON `null`)
 /// when a figure could not be taken (e.g. the server's CPU for a server
 /// given by URL) or when a step did not complete; `error` then says why.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Line {
     /// `memory` or `nats`.
     pub backend: String,
