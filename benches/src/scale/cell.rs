@@ -103,8 +103,16 @@ pub async fn run_cell(o: &CellOptions) -> Line {
         cold_start_window_s: secs(o.cold_start_window),
         ..Line::default()
     };
-    if let Err(e) = steps(o, &mut line).await {
-        line.error = Some(e);
+    let config = cell_config(o);
+    match Store::open(&o.which, &config, o.connections).await {
+        Ok(store) => {
+            if let Err(e) = steps(o, &mut line, &config, &store).await {
+                line.error = Some(e);
+            }
+            let end = store.server_reading(&config.group);
+            line.server_slow_consumers = end.slow_consumers;
+        }
+        Err(e) => line.error = Some(e),
     }
     line.cell_s = secs(began.elapsed());
     line
@@ -175,11 +183,15 @@ fn with_id(config: &Config, id: u32) -> Config {
     c
 }
 
-async fn steps(o: &CellOptions, line: &mut Line) -> Result<(), String> {
+async fn steps(
+    o: &CellOptions,
+    line: &mut Line,
+    config: &Config,
+    store: &Store,
+) -> Result<(), String> {
     if o.workers < 3 {
         return Err("the report needs at least 3 workers (leader, follower, victims)".into());
     }
-    let config = cell_config(o);
     config
         .validate()
         .map_err(|e| format!("configuration: {e}"))?;
@@ -188,7 +200,6 @@ async fn steps(o: &CellOptions, line: &mut Line) -> Result<(), String> {
         .collect();
     let source = StaticSource::new(list.clone());
     let mut fleet = Fleet::new(&list);
-    let store = Store::open(&o.which, &config, o.connections).await?;
     let lanes = Lanes {
         leader: Lane::start("scale-leader").map_err(|e| format!("leader lane: {e}"))?,
         follower: Lane::start("scale-follower").map_err(|e| format!("follower lane: {e}"))?,
@@ -490,6 +501,5 @@ async fn steps(o: &CellOptions, line: &mut Line) -> Result<(), String> {
         drop(fleet.take(slot));
     }
     drop(lanes);
-    drop(store);
     Ok(())
 }

@@ -74,6 +74,10 @@ pub struct Line {
     pub failover_s: Option<f64>,
     /// Crash of the leader: until the assignment is complete again, s.
     pub failover_complete_s: Option<f64>,
+    /// NATS: the server's `slow_consumers` count at the end of the cell
+    /// (clients of this process that could not keep up with what it sent).
+    #[serde(default)]
+    pub server_slow_consumers: Option<u64>,
     /// Wall time of the whole cell, s.
     pub cell_s: f64,
     /// Why a step did not complete, if one did not.
@@ -83,7 +87,7 @@ pub struct Line {
 /// The Markdown table header matching [`Line::row`].
 pub fn header() -> String {
     [
-        "| backend | N | P | converge s (beyond window) | steady complete | KV ops/s (writes) | watch events/s | server writes/s, msgs out/s | CPU % process / leader / follower / other each / server | RSS, heap KiB per worker | crash re-owned s, moved/optimal | stop re-owned s, moved/optimal | join s, moved/optimal | failover s (complete s) | error |",
+        "| backend | N | P | converge s (beyond window) | steady complete | KV ops/s (writes) | watch events/s | server writes/s, msgs out/s, slow consumers | CPU % process / leader / follower / other each / server | RSS, heap KiB per worker | crash re-owned s, moved/optimal | stop re-owned s, moved/optimal | join s, moved/optimal | failover s (complete s) | error |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     .join("\n")
@@ -101,7 +105,7 @@ impl Line {
     /// One Markdown table row.
     pub fn row(&self) -> String {
         format!(
-            "| {} | {} | {} | {} ({}) | {} | {} ({}) | {} | {}, {} | {} / {} / {} / {} / {} | {}, {} | {}, {}/{} | {}, {}/{} | {}, {}/{} | {} ({}) | {} |",
+            "| {} | {} | {} | {} ({}) | {} | {} ({}) | {} | {}, {}, {} | {} / {} / {} / {} / {} | {}, {} | {}, {}/{} | {}, {}/{} | {}, {}/{} | {} ({}) | {} |",
             self.backend,
             self.workers,
             self.partitions,
@@ -114,6 +118,8 @@ impl Line {
             f(self.watch_events_per_s, 0),
             f(self.server_writes_per_s, 1),
             f(self.server_msgs_out_per_s, 0),
+            self.server_slow_consumers
+                .map_or_else(|| "-".into(), |n| n.to_string()),
             f(self.process_cpu_pct, 1),
             f(self.leader_cpu_pct, 2),
             f(self.follower_cpu_pct, 2),

@@ -50,6 +50,9 @@ pub struct ServerReading {
     pub msgs_out: Option<u64>,
     /// Messages clients sent to the server (`/varz` `in_msgs`).
     pub msgs_in: Option<u64>,
+    /// Times the server found a client too slow to read what it was sent
+    /// (`/varz` `slow_consumers`).
+    pub slow_consumers: Option<u64>,
 }
 
 /// The store of one report cell.
@@ -159,6 +162,7 @@ impl Store {
             stream_writes: jsz.map(|j| stream_last_seqs(&j, &format!("KV_parti_{group}_"))),
             msgs_out: field(&varz, "out_msgs"),
             msgs_in: field(&varz, "in_msgs"),
+            slow_consumers: field(&varz, "slow_consumers"),
         }
     }
 }
