@@ -217,10 +217,10 @@ async fn steps(
         .await
         .map_err(|e| format!("preparing the store: {e}"))?;
     let leader_backend = store
-        .lane_backend(&lanes.leader, &config, &lanes.leader_counts)
+        .lane_backend(&lanes.leader, config, &lanes.leader_counts)
         .await?;
     let follower_backend = store
-        .lane_backend(&lanes.follower, &config, &lanes.follower_counts)
+        .lane_backend(&lanes.follower, config, &lanes.follower_counts)
         .await?;
     quiesce().await;
     let rss0 = procstat::rss_bytes();
@@ -234,7 +234,7 @@ async fn steps(
         start_on_lane(
             &lanes.leader,
             leader_backend,
-            with_id(&config, 0),
+            with_id(config, 0),
             source.clone(),
             1,
         )
@@ -257,7 +257,7 @@ async fn steps(
         start_on_lane(
             &lanes.follower,
             follower_backend,
-            with_id(&config, 1),
+            with_id(config, 1),
             source.clone(),
             2,
         )
@@ -280,7 +280,7 @@ async fn steps(
             Place::Main,
             start_on_main(
                 backend,
-                with_id(&config, i as u32),
+                with_id(config, i as u32),
                 source.clone(),
                 i as u64 + 1,
             ),
@@ -469,7 +469,7 @@ async fn steps(
     let backend = store.backend(o.workers, &lanes.main_counts);
     let (result, _) = start_on_main(
         backend,
-        with_id(&config, o.workers as u32),
+        with_id(config, o.workers as u32),
         source.clone(),
         o.workers as u64 + 1,
     )
