@@ -1,5 +1,6 @@
-//! A counting global allocator for the report binary: install [`Counting`] with
-//! `#[global_allocator]` and read [`snapshot`] around a call.
+//! A counting global allocator for the report binaries: install [`Counting`]
+//! with `#[global_allocator]` and read [`snapshot`] around a call, or
+//! [`live_bytes`] for the bytes currently allocated.
 
 // A global allocator cannot be written without `unsafe`: it implements the
 // unsafe `GlobalAlloc` trait and forwards to `System`. This module is the only
@@ -7,10 +8,13 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not yet freed (signed: a block allocated before the
+/// allocator counted, if any, would be subtracted when freed).
+static LIVE: AtomicI64 = AtomicI64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The system allocator, counting allocations (and reallocations, as one
@@ -22,6 +26,7 @@ unsafe impl GlobalAlloc for Counting {
         INSTALLED.store(true, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
@@ -30,11 +35,13 @@ unsafe impl GlobalAlloc for Counting {
         INSTALLED.store(true, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -42,6 +49,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         COUNT.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -55,4 +63,9 @@ pub fn installed() -> bool {
 /// (allocations, bytes) so far.
 pub fn snapshot() -> (u64, u64) {
     (COUNT.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+}
+
+/// Bytes currently allocated (allocated minus freed) through [`Counting`].
+pub fn live_bytes() -> i64 {
+    LIVE.load(Ordering::Relaxed)
 }

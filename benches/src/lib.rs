@@ -7,7 +7,11 @@
 //!   strategy-report -- [--json] [--quick]`);
 //! - [`alloc`]: a counting global allocator for the report's memory column;
 //! - [`publication`]: assignment records of a cold start and their stored
-//!   size (`cargo run --release -p parti-benches --bin publication-report`).
+//!   size (`cargo run --release -p parti-benches --bin publication-report`);
+//! - [`scale`]: many managers in one process on the in-memory backend and on
+//!   a nats-server: convergence, steady-state traffic and CPU, memory per
+//!   worker, crash, stop, join and failover (`cargo run --release -p
+//!   parti-benches --bin scale-report`).
 //!
 //! The divan bench `benches/strategies.rs` times the same cells for regression
 //! tracking (`cargo bench -p parti-benches`).
@@ -18,6 +22,7 @@
 pub mod alloc;
 pub mod publication;
 pub mod report;
+pub mod scale;
 pub mod spec;
 
 #[cfg(test)]

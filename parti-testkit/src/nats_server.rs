@@ -180,6 +180,12 @@ fn port_from_ports_file(json: &serde_json::Value, key: &str) -> Option<u16> {
     url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
 }
 
+/// One GET of `path` on a loopback monitoring port (a server of this harness
+/// or one started by hand with `-m <port>`); the body if the status is 200.
+pub fn monitor_get(port: u16, path: &str) -> Option<String> {
+    http_get(port, path)
+}
+
 /// One GET on the monitoring port; returns the body if the status is 200.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -425,6 +431,23 @@ impl NatsServer {
     /// Path of the server log (for debugging a failed test).
     pub fn log_path(&self) -> PathBuf {
         self.node.log_path()
+    }
+
+    /// The monitoring (HTTP) port, known once the server started.
+    pub fn monitor_port(&self) -> Option<u16> {
+        self.node.monitor_port
+    }
+
+    /// The server's process id while it runs (e.g. to read its CPU time
+    /// from `/proc/<pid>/stat`).
+    pub fn pid(&self) -> Option<u32> {
+        self.node.child.as_ref().map(Child::id)
+    }
+
+    /// One GET of a monitoring endpoint (`/varz`, `/jsz?streams=true`, …):
+    /// the body if the server answered 200, else `None`.
+    pub fn monitor_get(&self, path: &str) -> Option<String> {
+        monitor_get(self.node.monitor_port?, path)
     }
 }
 
