@@ -176,6 +176,32 @@ async fn worker(
         .expect("manager starts")
 }
 
+/// The progress entry of `key` as JSON (`null` when absent).
+async fn progress_record(bucket: &jetstream::kv::Store, key: &str) -> serde_json::Value {
+    let value = bucket.get(key).await.unwrap().unwrap_or_default();
+    serde_json::from_slice(&value).unwrap_or_default()
+}
+
+/// Waits until the progress entry of `key` satisfies `cond`; gives it.
+async fn wait_for_progress(
+    bucket: &jetstream::kv::Store,
+    key: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let record = progress_record(bucket, key).await;
+        if cond(&record) {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "progress entry {key} never as expected: {record}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 async fn consumer_names(stream: &mut jetstream::stream::Stream) -> Vec<String> {
     use futures_util::StreamExt;
     let names: Vec<String> = stream
@@ -535,27 +561,12 @@ async fn progress_is_recorded_while_consuming_and_at_revoke() {
         .get_key_value(format!("parti-progress-{g}"))
         .await
         .unwrap();
-    let read = || async {
-        let value = bucket.get("p-0").await.unwrap().unwrap_or_default();
-        serde_json::from_slice::<serde_json::Value>(&value).unwrap_or_default()
-    };
-    let deadline = Instant::now() + SETTLE;
-    let recorded = loop {
-        let record = read().await;
-        if record["seq"] == last {
-            break record;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "progress not recorded while consuming: {record} (last handled {last})"
-        );
-        tokio::time::sleep(POLL).await;
-    };
+    let recorded = wait_for_progress(&bucket, "p-0", |r| r["seq"] == last).await;
     let epoch = lock(&log)[0].epoch;
     assert_eq!(recorded["epoch"], epoch, "{recorded}");
     assert!(recorded["consumer"].is_string(), "{recorded}");
     m.leave().await.unwrap();
-    let released = read().await;
+    let released = progress_record(&bucket, "p-0").await;
     assert_eq!(released["seq"], last, "{released}");
     assert!(released.get("consumer").is_none(), "{released}");
 }
@@ -604,19 +615,7 @@ async fn a_takeover_without_handover_starts_after_the_last_message_handled() {
         .get_key_value(format!("parti-progress-{g}"))
         .await
         .unwrap();
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let value = bucket.get("p-0").await.unwrap().unwrap_or_default();
-        let record = serde_json::from_slice::<serde_json::Value>(&value).unwrap_or_default();
-        if record["seq"] == last && record["epoch"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "progress of the first owner not written: {record} (handled {last})"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    wait_for_progress(&bucket, "p-0", |r| r["seq"] == last && r["epoch"] == 1).await;
     // The takeover: a later epoch, with no revoke on the first owner.
     second.apply(&[owned(2)], &[]).await;
     let deadline = Instant::now() + SETTLE;

@@ -28,27 +28,12 @@ pub async fn crash_follower(
     owners: &mut Vec<usize>,
     line: &mut Line,
 ) -> Result<(), String> {
-    let within = event_bound(config);
-    let parts = fleet.owned_by(victim);
-    say(
-        o,
-        &format!("crashing a follower ({} partitions)", parts.len()),
-    );
-    let t = Instant::now();
-    drop(fleet.take(victim));
-    let reowned = fleet
-        .wait_for(
-            within,
-            POLL,
-            "crashed follower's partitions re-owned",
-            |f| f.all_owned(&parts),
-        )
-        .await?;
-    line.crash_reowned_s = Some(secs(reowned - t));
-    let (_, after) = fleet.settle(within, HOLD, POLL).await?;
-    line.crash_moved = Some(moved(owners, &after));
-    line.crash_optimal = Some(parts.len());
-    *owners = after;
+    let out = take_out(o, config, fleet, victim, owners, "crashed", |m| async {
+        drop(m);
+        Ok(())
+    })
+    .await?;
+    (line.crash_reowned_s, line.crash_moved, line.crash_optimal) = out;
     Ok(())
 }
 
@@ -62,33 +47,58 @@ pub async fn stop_follower(
     owners: &mut Vec<usize>,
     line: &mut Line,
 ) -> Result<(), String> {
+    let out = take_out(o, config, fleet, victim, owners, "stopped", |m| async {
+        match m {
+            Some(m) => m.stop().await.map_err(|e| format!("graceful stop: {e}")),
+            None => Ok(()),
+        }
+    })
+    .await?;
+    (line.stop_reowned_s, line.stop_moved, line.stop_optimal) = out;
+    Ok(())
+}
+
+/// Takes `victim` out of the fleet with `remove` (`how` names it: crashed,
+/// stopped) and times until its partitions are owned by others; `owners`
+/// becomes the settled assignment after it. Gives the columns: re-owned
+/// after (s), partitions moved, the optimum (the victim's partitions).
+async fn take_out<F, Fut>(
+    o: &CellOptions,
+    config: &Config,
+    fleet: &mut Fleet,
+    victim: usize,
+    owners: &mut Vec<usize>,
+    how: &str,
+    remove: F,
+) -> Result<(Option<f64>, Option<usize>, Option<usize>), String>
+where
+    F: FnOnce(Option<parti::Manager>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let within = event_bound(config);
     let parts = fleet.owned_by(victim);
     say(
         o,
-        &format!(
-            "stopping a follower gracefully ({} partitions)",
-            parts.len()
-        ),
+        &format!("a follower is {how} ({} partitions)", parts.len()),
     );
     let t = Instant::now();
-    if let Some(m) = fleet.take(victim) {
-        m.stop().await.map_err(|e| format!("graceful stop: {e}"))?;
-    }
+    remove(fleet.take(victim)).await?;
     let reowned = fleet
         .wait_for(
             within,
             POLL,
-            "stopped follower's partitions re-owned",
+            &format!("{how} follower's partitions re-owned"),
             |f| f.all_owned(&parts),
         )
         .await?;
-    line.stop_reowned_s = Some(secs(reowned - t));
     let (_, after) = fleet.settle(within, HOLD, POLL).await?;
-    line.stop_moved = Some(moved(owners, &after));
-    line.stop_optimal = Some(parts.len());
+    let moved_count = moved(owners, &after);
     *owners = after;
-    Ok(())
+    Ok((
+        Some(secs(reowned - t)),
+        Some(moved_count),
+        Some(parts.len()),
+    ))
 }
 
 /// Starts one more worker (ID N, on the main runtime) and times until the

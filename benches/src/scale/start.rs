@@ -121,11 +121,7 @@ pub fn start_on_lane(
     source: StaticSource,
     instance: u64,
 ) -> Start {
-    let b = builder(backend, config, source, instance);
-    lane.spawn(async move {
-        let r = b.start().await;
-        (r, Instant::now())
-    })
+    lane.spawn(started(builder(backend, config, source, instance)))
 }
 
 /// Starts a worker on the main runtime.
@@ -135,11 +131,13 @@ pub fn start_on_main(
     source: StaticSource,
     instance: u64,
 ) -> Start {
-    let b = builder(backend, config, source, instance);
-    tokio::spawn(async move {
-        let r = b.start().await;
-        (r, Instant::now())
-    })
+    tokio::spawn(started(builder(backend, config, source, instance)))
+}
+
+/// Starts the manager; gives the outcome and when it came.
+async fn started(builder: parti::ManagerBuilder) -> (Result<Manager, parti::Error>, Instant) {
+    let result = builder.start().await;
+    (result, Instant::now())
 }
 
 /// Waits (up to 5 s) until the live heap stops shrinking, so that memory
