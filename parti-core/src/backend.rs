@@ -120,6 +120,47 @@ pub enum WatchEvent {
     },
 }
 
+/// Which member keys a group watch includes.
+///
+/// Every member renews its record each heartbeat interval, so a watch of the
+/// whole members bucket in every one of N workers makes N² deliveries per
+/// interval. Only two kinds of worker need every member's record: the leader
+/// (it judges every member's liveness and acknowledgements) and a worker
+/// claiming an ID (it needs to see which IDs are free, and to wait for one
+/// on a full range). Any other worker watches its own member key only: it
+/// learns versions from the commit record and its own assignment records,
+/// and the leader from the leader key.
+///
+/// ```
+/// use parti_core::backend::MemberScope;
+/// use parti_core::WorkerId;
+/// let (me, other) = (WorkerId::new("worker", 1), WorkerId::new("worker", 2));
+/// assert!(MemberScope::All.includes(&other, Some(&me)));
+/// assert!(MemberScope::Own.includes(&me, Some(&me)));
+/// assert!(!MemberScope::Own.includes(&other, Some(&me)));
+/// assert!(!MemberScope::Own.includes(&me, None));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MemberScope {
+    /// Every member key of the bucket (the leader, a worker claiming an ID).
+    #[default]
+    All,
+    /// Only the watching worker's own member key; none if the watch is for
+    /// no worker.
+    Own,
+}
+
+impl MemberScope {
+    /// Whether a watch for `worker` with this scope includes the member key
+    /// of `member`.
+    pub fn includes(self, member: &WorkerId, worker: Option<&WorkerId>) -> bool {
+        match self {
+            MemberScope::All => true,
+            MemberScope::Own => worker == Some(member),
+        }
+    }
+}
+
 /// The stream a watch yields. It ends (or yields an error) when the watch broke;
 /// the driver then calls [`Backend::watch`] again.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, BackendError>> + Send>>;
@@ -161,10 +202,15 @@ pub trait Backend: Send + Sync + 'static {
     /// (timeout) must fail with [`BackendError::Timeout`].
     async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError>;
 
-    /// Watches the members bucket, the leader key, the commit record and the
-    /// per-worker records of `worker`: first the current value of every key, then
-    /// [`WatchEvent::CaughtUp`], then live changes in revision order.
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError>;
+    /// Watches the member keys `members` selects (see [`MemberScope`]), the
+    /// leader key, the commit record and the per-worker records of `worker`:
+    /// first the current value of every key, then [`WatchEvent::CaughtUp`],
+    /// then live changes in revision order.
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError>;
 }
 
 /// A shared backend is a backend: `Arc<NatsBackend>` or `Arc<dyn Backend>` can be
@@ -184,8 +230,12 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         (**self).perform(op).await
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
-        (**self).watch(worker).await
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
+        (**self).watch(worker, members).await
     }
 }
 

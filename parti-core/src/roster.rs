@@ -118,6 +118,14 @@ impl Roster {
         self.snapshot_seen = Some(Default::default());
     }
 
+    /// The watch is narrowing to `own`'s member key (see
+    /// [`crate::backend::MemberScope::Own`]): the other members' records
+    /// will not be watched any more, so they are forgotten (not departed:
+    /// nothing is known of their departure). Departures already seen stay.
+    pub(crate) fn narrow_to(&mut self, own: &WorkerId) {
+        self.members.retain(|id, _| id == own);
+    }
+
     /// The snapshot is complete: members it did not mention are gone. Returns
     /// their IDs.
     pub(crate) fn end_snapshot(&mut self, now: Instant) -> Vec<WorkerId> {

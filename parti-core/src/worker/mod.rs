@@ -33,7 +33,7 @@ mod planted;
 mod stop;
 mod user_state;
 
-use crate::backend::{Change, WatchEvent};
+use crate::backend::{Change, MemberScope, WatchEvent};
 use crate::command::{Command, Notification};
 use crate::config::{Config, DegradedPolicy};
 use crate::event::Event;
@@ -207,7 +207,10 @@ impl Worker {
         self.degraded.is_degraded()
     }
 
-    /// The members as this worker sees them.
+    /// The members as this worker sees them: every member while it leads
+    /// or claims an ID, only its own record otherwise (see
+    /// [`MemberScope`]: a worker that does not lead does not watch the
+    /// others).
     pub fn roster(&self) -> &Roster {
         &self.roster
     }
@@ -394,8 +397,27 @@ impl Worker {
 
     fn begin_claiming(&mut self, now: Instant) {
         self.membership.start_claiming(&self.config, now);
+        self.restart_watch();
+    }
+
+    /// (Re)starts the watch with the member keys this worker needs now (see
+    /// [`MemberScope`]): every member while it claims an ID (it looks for a
+    /// free one, or waits for one on a full range) or leads (the controller
+    /// judges every member, and acts only once this watch caught up); only
+    /// its own member key otherwise, which keeps the group's steady-state
+    /// watch traffic linear in its size. Its snapshot replaces what the
+    /// roster, the election and the follower know.
+    fn restart_watch(&mut self) {
+        let worker = self.membership.id().cloned();
+        let members = match &worker {
+            Some(id) if self.controller.is_none() => {
+                self.roster.narrow_to(id);
+                MemberScope::Own
+            }
+            _ => MemberScope::All,
+        };
         self.begin_snapshot();
-        self.out.push(Command::Watch { worker: None });
+        self.out.push(Command::Watch { worker, members });
     }
 
     /// A member's record as a read of the key found it: newer than the
@@ -570,8 +592,7 @@ impl Worker {
                 let id = self.membership.id().cloned();
                 self.store_reached(now);
                 self.pause_suspected = false;
-                self.begin_snapshot();
-                self.out.push(Command::Watch { worker: id.clone() });
+                self.restart_watch();
                 self.out.notify(Notification::IdChanged { id });
                 if !self.is_stopping() {
                     self.transition(State::Election);
@@ -636,6 +657,9 @@ impl Worker {
                     }
                     self.out
                         .notify(Notification::LeadershipChanged { leader: true, term });
+                    // The leader judges every member: watch them all. The
+                    // controller acts once this snapshot caught up.
+                    self.restart_watch();
                 }
             }
             election::Signal::Deposed => {
@@ -644,6 +668,14 @@ impl Worker {
                         leader: false,
                         term: c.term(),
                     });
+                    // Back to the own member key at once (a deposed leader
+                    // that kept watching every member would leave one more
+                    // full watch behind after each change of leader). Not
+                    // while stopping (the watch ends with the process), nor
+                    // without an ID (the claim restarts the watch anyway).
+                    if self.membership.id().is_some() && !self.is_stopping() {
+                        self.restart_watch();
+                    }
                 }
             }
         }
