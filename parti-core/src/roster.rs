@@ -1,4 +1,12 @@
-//! What a worker knows about the group's members, from its watch.
+//! What a worker knows about the group's members, from its watch: every
+//! member while it leads or claims an ID, only itself otherwise (see
+//! [`crate::backend::MemberScope`]). While the watch is narrowed to its own
+//! key, the others' views are kept as last seen, *frozen*: a worker elected
+//! later keeps, for a member whose record its new snapshot shows unchanged
+//! (same revision and value), the instant it saw that record change, so a
+//! member that was already silent is not given a fresh start. Frozen views
+//! are dropped when the store may have been replaced meanwhile (see
+//! [`Roster::forget_frozen`]).
 //!
 //! Liveness is judged on the observer's own clock: `last_change` is when *this*
 //! worker saw the record's revision change, never a timestamp written by the
@@ -39,6 +47,9 @@ pub struct Roster {
     departed: BTreeMap<WorkerId, Departure>,
     caught_up: bool,
     snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
+    /// The watch includes only this member's key: the other views are
+    /// frozen, and a snapshot says nothing about them.
+    own_only: Option<WorkerId>,
 }
 
 impl Roster {
@@ -118,12 +129,29 @@ impl Roster {
         self.snapshot_seen = Some(Default::default());
     }
 
-    /// The watch is narrowing to `own`'s member key (see
-    /// [`crate::backend::MemberScope::Own`]): the other members' records
-    /// will not be watched any more, so they are forgotten (not departed:
-    /// nothing is known of their departure). Departures already seen stay.
-    pub(crate) fn narrow_to(&mut self, own: &WorkerId) {
-        self.members.retain(|id, _| id == own);
+    /// The next watches include only `own`'s member key (`Some`, see
+    /// [`crate::backend::MemberScope::Own`]) or every member key (`None`).
+    /// Narrowing freezes the other members' views; widening keeps frozen
+    /// views for the new snapshot to confirm or replace.
+    pub(crate) fn set_scope(&mut self, own_only: Option<&WorkerId>) {
+        self.own_only = own_only.cloned();
+    }
+
+    /// Drops the frozen views (the members other than its own that a watch
+    /// narrowed to its own key does not follow): the store may have lost
+    /// its buckets since they were seen, and a value of a new store may
+    /// share its revision and value with a frozen one, however old.
+    /// Departures already seen stay.
+    pub(crate) fn forget_frozen(&mut self) {
+        if let Some(own) = &self.own_only {
+            self.members.retain(|id, _| id == own);
+        }
+    }
+
+    /// Drops every view but `own`'s (see [`Roster::forget_frozen`]): before
+    /// the watch of every member that a claim starts.
+    pub(crate) fn forget_others(&mut self, own: Option<&WorkerId>) {
+        self.members.retain(|id, _| Some(id) == own);
     }
 
     /// The snapshot is complete: members it did not mention are gone. Returns
@@ -133,10 +161,12 @@ impl Roster {
         let Some(seen) = self.snapshot_seen.take() else {
             return Vec::new();
         };
+        // A watch of its own key says nothing about the others (frozen).
+        let watched = |w: &WorkerId| self.own_only.as_ref().is_none_or(|own| own == w);
         let gone: Vec<WorkerId> = self
             .members
             .keys()
-            .filter(|w| !seen.contains(*w))
+            .filter(|w| !seen.contains(*w) && watched(w))
             .cloned()
             .collect();
         for w in &gone {
@@ -202,6 +232,43 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::ids::InstanceId;
+
+    #[test]
+    fn a_narrow_snapshot_freezes_the_others_and_a_wide_one_confirms_them() {
+        let (me, silent, busy) = (
+            WorkerId::new("worker", 0),
+            WorkerId::new("worker", 1),
+            WorkerId::new("worker", 2),
+        );
+        let record = |i| MemberRecord::fresh(InstanceId(i), 1);
+        let at = |ms| Instant::ZERO + std::time::Duration::from_millis(ms);
+        let mut roster = Roster::default();
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(0));
+        roster.put(silent.clone(), record(1), 11, at(0));
+        roster.put(busy.clone(), record(2), 12, at(0));
+        roster.end_snapshot(at(0));
+        // Narrowed: the others are neither gone nor updated.
+        roster.set_scope(Some(&me));
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(1_000));
+        assert!(roster.end_snapshot(at(1_000)).is_empty());
+        assert_eq!(roster.members().count(), 3);
+        // Widened: an unchanged record keeps when it was seen changing; a
+        // changed one counts from now.
+        roster.set_scope(None);
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(5_000));
+        roster.put(silent.clone(), record(1), 11, at(5_000));
+        roster.put(busy.clone(), record(2), 40, at(5_000));
+        assert!(roster.end_snapshot(at(5_000)).is_empty());
+        assert_eq!(roster.get(&silent).map(|v| v.last_change), Some(at(0)));
+        assert_eq!(roster.get(&busy).map(|v| v.last_change), Some(at(5_000)));
+        // Frozen views go when the store may have been replaced.
+        roster.set_scope(Some(&me));
+        roster.forget_frozen();
+        assert_eq!(roster.members().count(), 1);
+    }
 
     #[test]
     fn a_member_missing_from_a_snapshot_comes_back_with_any_revision() {

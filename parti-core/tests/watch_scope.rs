@@ -186,7 +186,9 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
         h.watches_since(claimed_at),
         vec![(Some(me.clone()), MemberScope::Own)]
     );
-    assert_eq!(h.worker.roster().members().count(), 1, "only itself");
+    // What it saw of worker-1 while claiming is kept, frozen.
+    let seen_at = h.worker.roster().get(&wid(1)).map(|v| v.last_change);
+    assert!(seen_at.is_some());
     h.watch(WatchEvent::Leader {
         revision: 2,
         change: Change::Put(leader(wid(1), other, 2)),
@@ -244,6 +246,11 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     });
     h.watch(WatchEvent::CaughtUp);
     assert_eq!(h.worker.roster().members().count(), 2);
+    // Unchanged since it was seen while claiming: silent since then.
+    assert_eq!(
+        h.worker.roster().get(&wid(1)).map(|v| v.last_change),
+        seen_at
+    );
     h.advance(Duration::from_secs(5));
     let (evictions, publications) = h.acted_since(caught_up_at);
     assert!(evictions >= 1, "the silent worker-1 was never evicted");
@@ -260,5 +267,4 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
         h.watches_since(deposed_at),
         vec![(Some(me), MemberScope::Own)]
     );
-    assert_eq!(h.worker.roster().members().count(), 1, "only itself");
 }

@@ -358,6 +358,9 @@ impl Worker {
             Event::Watch(item) => self.on_watch(item, now),
             Event::WatchLost => {
                 // The driver re-creates the watch; its snapshot will follow.
+                // The watch broke: the store may have lost its buckets, so
+                // frozen views are not trusted any more.
+                self.roster.forget_frozen();
                 self.begin_snapshot();
             }
             Event::Disconnected => self.degraded.on_unreachable(now),
@@ -410,11 +413,24 @@ impl Worker {
     fn restart_watch(&mut self) {
         let worker = self.membership.id().cloned();
         let members = match &worker {
+            // Narrow: the others' views are frozen (see `roster`).
             Some(id) if self.controller.is_none() => {
-                self.roster.narrow_to(id);
+                self.roster.set_scope(Some(id));
                 MemberScope::Own
             }
-            _ => MemberScope::All,
+            // A new leader keeps the frozen views for its snapshot to
+            // confirm (a member silent since it was last seen stays so).
+            Some(_) => {
+                self.roster.set_scope(None);
+                MemberScope::All
+            }
+            // A claim (at start, after a loss): the store may have lost its
+            // buckets, so nothing frozen is trusted.
+            None => {
+                self.roster.forget_others(None);
+                self.roster.set_scope(None);
+                MemberScope::All
+            }
         };
         self.begin_snapshot();
         self.out.push(Command::Watch { worker, members });
@@ -460,6 +476,8 @@ impl Worker {
                         // What another member saw is known here too: carried
                         // by this worker's next write, it outlives that
                         // member's record (a lost store keeps nothing else).
+                        // Only the leader (and a claiming worker) sees other
+                        // members; a follower carries what it saw itself.
                         self.membership.note_seen(record.seen);
                         let sig = self.membership.on_member_seen(&id, Some(&record));
                         let (status, applied, instance, capacity) = (
@@ -593,6 +611,11 @@ impl Worker {
                 self.store_reached(now);
                 self.pause_suspected = false;
                 self.restart_watch();
+                if sig == S::Reclaimed {
+                    // Back after an outage long enough for the reservation
+                    // to lapse: the store may have lost its buckets.
+                    self.roster.forget_frozen();
+                }
                 self.out.notify(Notification::IdChanged { id });
                 if !self.is_stopping() {
                     self.transition(State::Election);
