@@ -127,36 +127,49 @@ pub enum WatchEvent {
 /// interval. Only two kinds of worker need every member's record: the leader
 /// (it judges every member's liveness and acknowledgements) and a worker
 /// claiming an ID (it needs to see which IDs are free, and to wait for one
-/// on a full range). Any other worker watches its own member key only: it
-/// learns versions from the commit record and its own assignment records,
-/// and the leader from the leader key.
+/// on a full range). Any other worker watches its own member key and the
+/// leader's: about 2N deliveries per interval for the group. It learns
+/// versions from the commit record and its own assignment records, the
+/// leader from the leader key; the leader's member record keeps, in the
+/// worker that is elected next, how long the old leader has been silent.
 ///
 /// ```
 /// use parti_core::backend::MemberScope;
 /// use parti_core::WorkerId;
-/// let (me, other) = (WorkerId::new("worker", 1), WorkerId::new("worker", 2));
+/// let (me, leader, other) = (
+///     WorkerId::new("worker", 1),
+///     WorkerId::new("worker", 2),
+///     WorkerId::new("worker", 3),
+/// );
+/// let own = MemberScope::Own { leader: Some(leader.clone()) };
 /// assert!(MemberScope::All.includes(&other, Some(&me)));
-/// assert!(MemberScope::Own.includes(&me, Some(&me)));
-/// assert!(!MemberScope::Own.includes(&other, Some(&me)));
-/// assert!(!MemberScope::Own.includes(&me, None));
+/// assert!(own.includes(&me, Some(&me)));
+/// assert!(own.includes(&leader, Some(&me)));
+/// assert!(!own.includes(&other, Some(&me)));
+/// assert!(!MemberScope::Own { leader: None }.includes(&me, None));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum MemberScope {
     /// Every member key of the bucket (the leader, a worker claiming an ID).
     #[default]
     All,
-    /// Only the watching worker's own member key; none if the watch is for
-    /// no worker.
-    Own,
+    /// Only the watching worker's own member key (none if the watch is for
+    /// no worker) and, if given, the leader's.
+    Own {
+        /// The leader's worker ID, if known.
+        leader: Option<WorkerId>,
+    },
 }
 
 impl MemberScope {
     /// Whether a watch for `worker` with this scope includes the member key
     /// of `member`.
-    pub fn includes(self, member: &WorkerId, worker: Option<&WorkerId>) -> bool {
+    pub fn includes(&self, member: &WorkerId, worker: Option<&WorkerId>) -> bool {
         match self {
             MemberScope::All => true,
-            MemberScope::Own => worker == Some(member),
+            MemberScope::Own { leader } => {
+                worker == Some(member) || leader.as_ref() == Some(member)
+            }
         }
     }
 }

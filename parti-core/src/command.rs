@@ -21,7 +21,8 @@ pub enum Command {
     Watch {
         /// The worker whose records to include.
         worker: Option<WorkerId>,
-        /// Every member key, or only `worker`'s (see [`MemberScope`]).
+        /// Every member key, or only `worker`'s and the leader's (see
+        /// [`MemberScope`]).
         members: MemberScope,
     },
     /// Claim a stable ID: create its member key, or, with `takeover`, overwrite

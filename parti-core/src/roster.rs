@@ -1,7 +1,7 @@
 //! What a worker knows about the group's members, from its watch: every
-//! member while it leads or claims an ID, only itself otherwise (see
-//! [`crate::backend::MemberScope`]). While the watch is narrowed to its own
-//! key, the others' views are kept as last seen, *frozen*: a worker elected
+//! member while it leads or claims an ID, only itself and the leader
+//! otherwise (see [`crate::backend::MemberScope`]). While the watch is
+//! narrowed, the others' views are kept as last seen, *frozen*: a worker elected
 //! later keeps, for a member whose record its new snapshot shows unchanged
 //! (same revision and value), the instant it saw that record change, so a
 //! member that was already silent is not given a fresh start. Frozen views
@@ -47,9 +47,10 @@ pub struct Roster {
     departed: BTreeMap<WorkerId, Departure>,
     caught_up: bool,
     snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
-    /// The watch includes only this member's key: the other views are
-    /// frozen, and a snapshot says nothing about them.
-    own_only: Option<WorkerId>,
+    /// The watch includes only these members' keys (its own and the
+    /// leader's): the other views are frozen, and a snapshot says nothing
+    /// about them. `None`: every member.
+    only: Option<Vec<WorkerId>>,
 }
 
 impl Roster {
@@ -129,22 +130,22 @@ impl Roster {
         self.snapshot_seen = Some(Default::default());
     }
 
-    /// The next watches include only `own`'s member key (`Some`, see
-    /// [`crate::backend::MemberScope::Own`]) or every member key (`None`).
-    /// Narrowing freezes the other members' views; widening keeps frozen
-    /// views for the new snapshot to confirm or replace.
-    pub(crate) fn set_scope(&mut self, own_only: Option<&WorkerId>) {
-        self.own_only = own_only.cloned();
+    /// The next watches include only the member keys of `only` (`Some`:
+    /// its own and the leader's, see [`crate::backend::MemberScope::Own`])
+    /// or every member key (`None`). Narrowing freezes the other members'
+    /// views; widening keeps frozen views for the new snapshot to confirm
+    /// or replace.
+    pub(crate) fn set_scope(&mut self, only: Option<Vec<WorkerId>>) {
+        self.only = only;
     }
 
-    /// Drops the frozen views (the members other than its own that a watch
-    /// narrowed to its own key does not follow): the store may have lost
-    /// its buckets since they were seen, and a value of a new store may
-    /// share its revision and value with a frozen one, however old.
-    /// Departures already seen stay.
+    /// Drops the frozen views (of the members a narrowed watch does not
+    /// follow): the store may have lost its buckets since they were seen,
+    /// and a value of a new store may share its revision and value with a
+    /// frozen one, however old. Departures already seen stay.
     pub(crate) fn forget_frozen(&mut self) {
-        if let Some(own) = &self.own_only {
-            self.members.retain(|id, _| id == own);
+        if let Some(only) = &self.only {
+            self.members.retain(|id, _| only.contains(id));
         }
     }
 
@@ -162,7 +163,7 @@ impl Roster {
             return Vec::new();
         };
         // A watch of its own key says nothing about the others (frozen).
-        let watched = |w: &WorkerId| self.own_only.as_ref().is_none_or(|own| own == w);
+        let watched = |w: &WorkerId| self.only.as_ref().is_none_or(|only| only.contains(w));
         let gone: Vec<WorkerId> = self
             .members
             .keys()
@@ -249,7 +250,7 @@ mod tests {
         roster.put(busy.clone(), record(2), 12, at(0));
         roster.end_snapshot(at(0));
         // Narrowed: the others are neither gone nor updated.
-        roster.set_scope(Some(&me));
+        roster.set_scope(Some(vec![me.clone()]));
         roster.begin_snapshot();
         roster.put(me.clone(), record(0), 10, at(1_000));
         assert!(roster.end_snapshot(at(1_000)).is_empty());
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(roster.get(&silent).map(|v| v.last_change), Some(at(0)));
         assert_eq!(roster.get(&busy).map(|v| v.last_change), Some(at(5_000)));
         // Frozen views go when the store may have been replaced.
-        roster.set_scope(Some(&me));
+        roster.set_scope(Some(vec![me.clone()]));
         roster.forget_frozen();
         assert_eq!(roster.members().count(), 1);
     }

@@ -1,7 +1,8 @@
 //! The member keys a worker watches (`MemberScope`): every member while it
-//! claims an ID, only its own once it holds one, every member again when it
-//! is elected (and its controller acts only once that watch caught up), and
-//! only its own again when it is deposed. Driven by hand through the public
+//! claims an ID, only its own and the leader's once it holds one, every
+//! member again when it is elected (and its controller acts only once that
+//! watch caught up), and only its own and the leader's again when it is
+//! deposed. Driven by hand through the public
 //! sans-IO API, with a store that answers every write at once.
 
 // Test code: unwrap, expect and panic are how it asserts.
@@ -125,7 +126,7 @@ impl Harness {
         self.log[from..]
             .iter()
             .filter_map(|c| match c {
-                Command::Watch { worker, members } => Some((worker.clone(), *members)),
+                Command::Watch { worker, members } => Some((worker.clone(), members.clone())),
                 _ => None,
             })
             .collect()
@@ -182,13 +183,22 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     assert_ne!(me, wid(1));
 
     // Holding an ID, not leading: only its own member key.
+    let own_and_leader = MemberScope::Own {
+        leader: Some(wid(1)),
+    };
     assert_eq!(
         h.watches_since(claimed_at),
-        vec![(Some(me.clone()), MemberScope::Own)]
+        vec![(Some(me.clone()), own_and_leader.clone())]
     );
-    // What it saw of worker-1 while claiming is kept, frozen.
+    // Its snapshot: its own record (already echoed), the leader's member
+    // record, unchanged since it was seen while claiming, and the leader key.
     let seen_at = h.worker.roster().get(&wid(1)).map(|v| v.last_change);
     assert!(seen_at.is_some());
+    h.watch(WatchEvent::Member {
+        id: wid(1),
+        revision: 1,
+        change: Change::Put(other_record.clone()),
+    });
     h.watch(WatchEvent::Leader {
         revision: 2,
         change: Change::Put(leader(wid(1), other, 2)),
@@ -246,7 +256,7 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     });
     h.watch(WatchEvent::CaughtUp);
     assert_eq!(h.worker.roster().members().count(), 2);
-    // Unchanged since it was seen while claiming: silent since then.
+    // Unchanged since it was first seen: silent since then.
     assert_eq!(
         h.worker.roster().get(&wid(1)).map(|v| v.last_change),
         seen_at
@@ -265,6 +275,6 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     assert!(!h.worker.is_leader());
     assert_eq!(
         h.watches_since(deposed_at),
-        vec![(Some(me), MemberScope::Own)]
+        vec![(Some(me), own_and_leader)]
     );
 }

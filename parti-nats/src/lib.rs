@@ -24,7 +24,7 @@
 //!   safety: every guarded write is a compare-and-set that the stream leader
 //!   checks.
 //! - The watch ([`Backend::watch`]) of a worker that does not lead filters the
-//!   members bucket on its own key's subject
+//!   members bucket on its own key's and the leader's subjects
 //!   ([`parti_core::backend::MemberScope::Own`]): the server sends it no other
 //!   member's heartbeats, so a group's watch traffic grows linearly with its
 //!   size, not quadratically.
@@ -382,13 +382,20 @@ impl NatsBackend {
             assignment_keys.push(format!("w.*.{worker}"));
             assignment_keys.push(format!("w.*.{worker}.*"));
         }
-        // The members sub-watch filters on the own key's subject only when
-        // the scope says so: the server then sends this watcher none of the
-        // other members' heartbeats.
-        let member_keys = match (members, worker) {
-            (MemberScope::All, _) => vec![">".to_string()],
-            (MemberScope::Own, Some(worker)) => vec![worker.as_str().to_string()],
-            (MemberScope::Own, None) => Vec::new(),
+        // The members sub-watch filters on the own key's and the leader's
+        // subjects when the scope says so: the server then sends this
+        // watcher none of the other members' heartbeats.
+        let member_keys = match members {
+            MemberScope::All => vec![">".to_string()],
+            MemberScope::Own { leader } => {
+                let mut keys: Vec<String> = worker
+                    .into_iter()
+                    .chain(leader.as_ref())
+                    .map(|w| w.as_str().to_string())
+                    .collect();
+                keys.dedup();
+                keys
+            }
         };
         let mut subs = Vec::with_capacity(3);
         for (source, store, keys) in [

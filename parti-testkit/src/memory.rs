@@ -265,7 +265,7 @@ impl Shared {
         st.publish();
         let mut initial: Vec<WatchEvent> = st
             .store
-            .watch_snapshot(worker, members)
+            .watch_snapshot(worker, &members)
             .into_iter()
             .map(|(_, _, item)| item)
             .collect();
@@ -352,7 +352,7 @@ impl State {
             queue.push_all(
                 changes
                     .iter()
-                    .filter(|c| watched(&c.key, w.worker.as_ref(), w.members))
+                    .filter(|c| watched(&c.key, w.worker.as_ref(), &w.members))
                     .filter_map(|c| watch_event(&c.key, c.revision, c.value.as_ref())),
             );
         }

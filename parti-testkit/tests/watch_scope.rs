@@ -1,7 +1,7 @@
 //! Steady-state watch traffic: a worker that holds its ID and does not lead
-//! watches only its own member key (`MemberScope::Own`), so the other
-//! members' heartbeats never reach it and a group of N workers makes O(N)
-//! watch deliveries per heartbeat interval, not N². Checked on simulated
+//! watches only its own member key and the leader's (`MemberScope::Own`), so
+//! the other members' heartbeats never reach it and a group of N workers
+//! makes O(N) watch deliveries per heartbeat interval, not N². Checked on simulated
 //! clusters at rest, after a leader crash and after a leader is deposed (cut
 //! off, then back as a follower); every run also checks S1–S6.
 
@@ -41,8 +41,8 @@ fn run(seed: u64, script: Vec<(u64, Scripted)>) -> SimReport {
     let followers = (WORKERS - 1) as f64;
     let beats = QUIET_MS as f64 / Config::default().heartbeat_interval.as_millis() as f64;
     println!(
-        "seed {seed}: {} member records of other members delivered to followers in {} s \
-         ({:.2} per follower per heartbeat interval)",
+        "seed {seed}: {} member records of members other than themselves and the leader \
+         delivered to followers in {} s ({:.2} per follower per heartbeat interval)",
         report.follower_member_items,
         QUIET_MS / 1000,
         report.follower_member_items as f64 / followers / beats
@@ -59,7 +59,7 @@ fn a_follower_at_rest_receives_no_other_members_heartbeats() {
 }
 
 #[test]
-fn after_a_leader_crash_the_followers_still_watch_only_their_own_key() {
+fn after_a_leader_crash_the_followers_watch_only_their_own_and_the_new_leaders_keys() {
     for seed in 1..=3 {
         let r = run(seed, vec![(60_000, Scripted::CrashLeader)]);
         assert_eq!(r.follower_member_items, 0, "seed {seed}");
@@ -71,6 +71,7 @@ fn a_deposed_leader_narrows_its_watch_again() {
     // Cut off for longer than the election TTL: its leadership lapses and
     // another worker takes over; it comes back as a follower, either still
     // holding its ID (back before its eviction) or after claiming one anew.
+    // The others switch to the new leader's key (the old one still renews).
     let election_ttl = Config::default().election_ttl.as_millis() as u64;
     for cut in [election_ttl * 3 / 2, election_ttl * 4] {
         for seed in 1..=3 {

@@ -79,6 +79,8 @@ pub struct Worker {
     planted: PlantedBugs,
     skipped_values: u64,
     snapshot_saw_leader: bool,
+    /// The member keys the last watch asked for include.
+    watch_scope: MemberScope,
     /// The ID was taken back after an outage and the new watch has not caught
     /// up yet: what this worker knows of the assignment may be stale, so it
     /// takes nothing and its ownership lease is not counted as valid.
@@ -117,6 +119,7 @@ impl Worker {
             planted: PlantedBugs::empty(),
             skipped_values: 0,
             snapshot_saw_leader: false,
+            watch_scope: MemberScope::All,
             reclaim_unsynced: false,
             invalid_transitions: Vec::new(),
         }
@@ -208,9 +211,9 @@ impl Worker {
     }
 
     /// The members as this worker sees them: every member while it leads
-    /// or claims an ID, only its own record otherwise (see
-    /// [`MemberScope`]: a worker that does not lead does not watch the
-    /// others).
+    /// or claims an ID; otherwise its own record and the leader's, live,
+    /// and the others as last seen, frozen (see [`MemberScope`]: a worker
+    /// that does not lead does not watch the others).
     pub fn roster(&self) -> &Roster {
         &self.roster
     }
@@ -407,16 +410,25 @@ impl Worker {
     /// [`MemberScope`]): every member while it claims an ID (it looks for a
     /// free one, or waits for one on a full range) or leads (the controller
     /// judges every member, and acts only once this watch caught up); only
-    /// its own member key otherwise, which keeps the group's steady-state
-    /// watch traffic linear in its size. Its snapshot replaces what the
+    /// its own member key and the leader's otherwise (the leader's, so that
+    /// whoever is elected next knows how long the old leader has been
+    /// silent), which keeps the group's steady-state watch traffic linear in
+    /// its size. Its snapshot replaces what the
     /// roster, the election and the follower know.
     fn restart_watch(&mut self) {
         let worker = self.membership.id().cloned();
         let members = match &worker {
-            // Narrow: the others' views are frozen (see `roster`).
+            // Narrow: its own key and the leader's; the others' views are
+            // frozen (see `roster`).
             Some(id) if self.controller.is_none() => {
-                self.roster.set_scope(Some(id));
-                MemberScope::Own
+                let leader = self
+                    .election
+                    .known_leader()
+                    .map(|k| k.worker.clone())
+                    .filter(|l| l != id);
+                let only = std::iter::once(id.clone()).chain(leader.clone()).collect();
+                self.roster.set_scope(Some(only));
+                MemberScope::Own { leader }
             }
             // A new leader keeps the frozen views for its snapshot to
             // confirm (a member silent since it was last seen stays so).
@@ -433,7 +445,29 @@ impl Worker {
             }
         };
         self.begin_snapshot();
+        self.watch_scope = members.clone();
         self.out.push(Command::Watch { worker, members });
+    }
+
+    /// A follower whose watch is caught up and follows another leader's
+    /// member key than the one the leader key now names switches to the new
+    /// leader's (a leader key that went away changes nothing: the old
+    /// leader's record stays watched until a successor is known).
+    fn follow_leader_key(&mut self) {
+        let MemberScope::Own { leader: watched } = &self.watch_scope else {
+            return;
+        };
+        let known = self.election.known_leader().map(|k| &k.worker);
+        if known.is_some()
+            && known != watched.as_ref()
+            && known != self.membership.id()
+            && self.roster.caught_up()
+            && self.controller.is_none()
+            && self.membership.id().is_some()
+            && !self.is_stopping()
+        {
+            self.restart_watch();
+        }
     }
 
     /// A member's record as a read of the key found it: newer than the
@@ -532,6 +566,7 @@ impl Worker {
                     .election
                     .on_leader(change, me.as_ref().map(|(w, i)| (w, *i)), now);
                 self.on_election(sig, now);
+                self.follow_leader_key();
             }
             WatchEvent::Meta { meta, .. } => {
                 let lost = self.follower.on_meta(meta);
@@ -577,6 +612,7 @@ impl Worker {
                     .membership
                     .on_roster(&self.config, &self.roster, &mut self.out, now);
                 self.on_membership(sig, now);
+                self.follow_leader_key();
             }
             WatchEvent::Skipped { .. } => self.skipped_values += 1,
         }

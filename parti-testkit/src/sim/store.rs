@@ -338,7 +338,7 @@ impl SimStore {
     pub fn watch_snapshot(
         &self,
         worker: Option<&WorkerId>,
-        members: MemberScope,
+        members: &MemberScope,
     ) -> Vec<(Key, u64, WatchEvent)> {
         let mut items: Vec<(Key, u64, WatchEvent)> = self
             .entries
@@ -364,7 +364,7 @@ impl From<WriteError> for BackendError {
 
 /// Whether a watcher for `worker` with the member keys `members` selects
 /// sees changes of `key`.
-pub fn watched(key: &Key, worker: Option<&WorkerId>, members: MemberScope) -> bool {
+pub fn watched(key: &Key, worker: Option<&WorkerId>, members: &MemberScope) -> bool {
     match key {
         Key::Assignment(_, w) => Some(w) == worker,
         Key::Member(id) => members.includes(id, worker),

@@ -34,7 +34,7 @@ async fn watch_loop(
     use futures_util::StreamExt;
     let mut backoff = Duration::from_millis(50);
     loop {
-        match backend.watch(worker.as_ref(), members).await {
+        match backend.watch(worker.as_ref(), members.clone()).await {
             Ok(mut stream) => {
                 backoff = Duration::from_millis(50);
                 while let Some(item) = stream.next().await {

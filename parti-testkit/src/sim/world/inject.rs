@@ -319,7 +319,7 @@ impl Simulator {
         if !std::mem::take(&mut p.watch_lost) {
             return;
         }
-        let (worker, members) = (p.watch_worker.clone(), p.watch_members);
+        let (worker, members) = (p.watch_worker.clone(), p.watch_members.clone());
         self.deliver_now(slot, Event::WatchLost);
         if self.live(slot, inc) {
             self.open_watch(slot, inc, worker, members);

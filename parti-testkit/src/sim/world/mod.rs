@@ -352,14 +352,16 @@ impl Simulator {
         }
     }
 
-    /// Counts a member record of another member delivered to `slot` while
-    /// it holds an ID and does not lead: a heartbeat its watch should not
-    /// carry (see [`parti_core::backend::MemberScope`]).
+    /// Counts a member record of a member other than itself and the leader
+    /// delivered to `slot` while it holds an ID and does not lead: a
+    /// heartbeat its watch should not carry (see
+    /// [`parti_core::backend::MemberScope`]).
     fn count_foreign_member_item(&mut self, slot: usize, item: &WatchEvent) {
         let worker = &self.procs[slot].worker;
         if let WatchEvent::Member { id, .. } = item
             && !worker.is_leader()
             && worker.worker_id().is_some_and(|me| me != id)
+            && worker.leader().is_none_or(|(leader, _)| &leader != id)
         {
             self.report.follower_member_items += 1;
         }

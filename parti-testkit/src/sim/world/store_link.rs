@@ -134,12 +134,12 @@ impl Simulator {
         let p = &mut self.procs[slot];
         p.watch_gen += 1;
         p.watch_worker = worker.clone();
-        p.watch_members = members;
+        p.watch_members = members.clone();
         // Items of older watches are dropped anyway; what they superseded
         // says nothing about this one's (after lost buckets, revisions
         // start again from 1).
         p.latest_pending.clear();
-        let snapshot = self.store.watch_snapshot(worker.as_ref(), members);
+        let snapshot = self.store.watch_snapshot(worker.as_ref(), &members);
         let at = self.watch_delivery_time(slot);
         for (key, revision, item) in snapshot {
             let number = self.key_numbers.of(&key);
@@ -216,7 +216,7 @@ impl Simulator {
                 continue;
             }
             let sees =
-                |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref(), p.watch_members);
+                |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref(), &p.watch_members);
             if !changes.iter().any(|c| sees(c, &self.procs[slot])) {
                 continue;
             }
