@@ -403,6 +403,53 @@ async fn watch_gives_snapshot_then_caught_up_then_live_changes_in_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_own_scope_watch_sees_only_its_own_and_the_leaders_member_keys() {
+    let b = backend();
+    let mut revisions = Vec::new();
+    for n in 0..3 {
+        let rev = b
+            .create_member(&wid(n), &member(u64::from(n)))
+            .await
+            .expect("create");
+        revisions.push(rev);
+    }
+    let scope = MemberScope::Own {
+        leader: Some(wid(2)),
+    };
+    let mut w = b.watch(Some(&wid(1)), scope).await.expect("watch");
+    let ids = |events: &[WatchEvent]| -> Vec<WorkerId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                WatchEvent::Member { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(ids(&snapshot(&mut w).await), vec![wid(1), wid(2)]);
+    // Worker 0's renewal does not reach the watch; its own and the leader's do.
+    b.update_member(&wid(0), &member(10), revisions[0])
+        .await
+        .expect("renew");
+    let own = b
+        .update_member(&wid(1), &member(11), revisions[1])
+        .await
+        .expect("renew");
+    let lead = b
+        .update_member(&wid(2), &member(12), revisions[2])
+        .await
+        .expect("renew");
+    let live = vec![next_event(&mut w).await, next_event(&mut w).await];
+    assert_eq!(ids(&live), vec![wid(1), wid(2)]);
+    assert_eq!(
+        live.iter().map(revision).collect::<Vec<_>>(),
+        vec![own, lead]
+    );
+    settle().await;
+    assert!(ready_now(&mut w).is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_watch_sees_only_its_own_assignment_records() {
     let b = backend();
     b.put_assignment(&assignment(0, 3, 1)).await.expect("put");
