@@ -5,8 +5,8 @@
 //! later keeps, for a member whose record its new snapshot shows unchanged
 //! (same revision and value), the instant it saw that record change, so a
 //! member that was already silent is not given a fresh start. Frozen views
-//! are dropped when the store may have been replaced meanwhile (see
-//! [`Roster::forget_frozen`]).
+//! are dropped when the store may have been replaced meanwhile (a broken
+//! watch, a claim, a reclaim).
 //!
 //! Liveness is judged on the observer's own clock: `last_change` is when *this*
 //! worker saw the record's revision change, never a timestamp written by the
