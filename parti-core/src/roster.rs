@@ -128,6 +128,14 @@ impl Roster {
     pub(crate) fn begin_snapshot(&mut self) {
         self.caught_up = false;
         self.snapshot_seen = Some(Default::default());
+        // A departure's revision orders the items of the watch that
+        // delivered it. A new watch may be of a new store (lost buckets,
+        // revisions starting again from 1), and in the same store every
+        // later write has a higher revision anyway: its values of a
+        // departed key count, whatever their revision.
+        for departure in self.departed.values_mut() {
+            departure.revision = 0;
+        }
     }
 
     /// The next watches include only the member keys of `only` (`Some`:
@@ -303,5 +311,17 @@ mod tests {
             Instant::ZERO,
         );
         assert!(roster.get(&id).is_none());
+        // ... but not those of a later watch (perhaps of a new store, whose
+        // revisions start again from 1): a new claim of the ID arriving
+        // live, after the new watch's snapshot, counts.
+        roster.begin_snapshot();
+        roster.end_snapshot(Instant::ZERO);
+        roster.put(
+            id.clone(),
+            MemberRecord::fresh(InstanceId(8), 1),
+            3,
+            Instant::ZERO,
+        );
+        assert_eq!(roster.get(&id).map(|v| v.revision), Some(3));
     }
 }
