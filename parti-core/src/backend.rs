@@ -120,6 +120,60 @@ pub enum WatchEvent {
     },
 }
 
+/// Which member keys a group watch includes.
+///
+/// Every member renews its record each heartbeat interval, so a watch of the
+/// whole members bucket in every one of N workers makes N² deliveries per
+/// interval. Only two kinds of worker need every member's record: the leader
+/// (it judges every member's liveness and acknowledgements) and a worker
+/// claiming an ID (it needs to see which IDs are free, and to wait for one
+/// on a full range). Any other worker watches its own member key and the
+/// leader's: about 2N deliveries per interval for the group. It learns
+/// versions from the commit record and its own assignment records, the
+/// leader from the leader key; the leader's member record keeps, in the
+/// worker that is elected next, how long the old leader has been silent.
+///
+/// ```
+/// use parti_core::backend::MemberScope;
+/// use parti_core::WorkerId;
+/// let (me, leader, other) = (
+///     WorkerId::new("worker", 1),
+///     WorkerId::new("worker", 2),
+///     WorkerId::new("worker", 3),
+/// );
+/// let own = MemberScope::Own { leader: Some(leader.clone()) };
+/// assert!(MemberScope::All.includes(&other, Some(&me)));
+/// assert!(own.includes(&me, Some(&me)));
+/// assert!(own.includes(&leader, Some(&me)));
+/// assert!(!own.includes(&other, Some(&me)));
+/// assert!(!MemberScope::Own { leader: None }.includes(&me, None));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MemberScope {
+    /// Every member key of the bucket (the leader, a worker claiming an ID).
+    #[default]
+    All,
+    /// Only the watching worker's own member key (none if the watch is for
+    /// no worker) and, if given, the leader's.
+    Own {
+        /// The leader's worker ID, if known.
+        leader: Option<WorkerId>,
+    },
+}
+
+impl MemberScope {
+    /// Whether a watch for `worker` with this scope includes the member key
+    /// of `member`.
+    pub fn includes(&self, member: &WorkerId, worker: Option<&WorkerId>) -> bool {
+        match self {
+            MemberScope::All => true,
+            MemberScope::Own { leader } => {
+                worker == Some(member) || leader.as_ref() == Some(member)
+            }
+        }
+    }
+}
+
 /// The stream a watch yields. It ends (or yields an error) when the watch broke;
 /// the driver then calls [`Backend::watch`] again.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, BackendError>> + Send>>;
@@ -161,10 +215,15 @@ pub trait Backend: Send + Sync + 'static {
     /// (timeout) must fail with [`BackendError::Timeout`].
     async fn perform(&self, op: StoreOp) -> Result<StoreReply, BackendError>;
 
-    /// Watches the members bucket, the leader key, the commit record and the
-    /// per-worker records of `worker`: first the current value of every key, then
-    /// [`WatchEvent::CaughtUp`], then live changes in revision order.
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError>;
+    /// Watches the member keys `members` selects (see [`MemberScope`]), the
+    /// leader key, the commit record and the per-worker records of `worker`:
+    /// first the current value of every key, then [`WatchEvent::CaughtUp`],
+    /// then live changes in revision order.
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError>;
 }
 
 /// A shared backend is a backend: `Arc<NatsBackend>` or `Arc<dyn Backend>` can be
@@ -184,8 +243,12 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         (**self).perform(op).await
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
-        (**self).watch(worker).await
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
+        (**self).watch(worker, members).await
     }
 }
 

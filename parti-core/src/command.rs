@@ -1,6 +1,7 @@
 //! Outputs of the worker state machine: commands for the driver and
 //! notifications for the user.
 
+use crate::backend::MemberScope;
 use crate::event::OpId;
 use crate::ids::WorkerId;
 use crate::records::{
@@ -14,12 +15,15 @@ use std::time::Duration;
 /// [`OpId`]; the driver reports the result as [`crate::Event::Completed`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// (Re)start the watch of the group (members, leader, commit record and, if
-    /// `worker` is given, that worker's assignment records). The previous watch,
-    /// if any, is dropped.
+    /// (Re)start the watch of the group (the member keys `members` selects,
+    /// the leader key, the commit record and, if `worker` is given, that
+    /// worker's assignment records). The previous watch, if any, is dropped.
     Watch {
         /// The worker whose records to include.
         worker: Option<WorkerId>,
+        /// Every member key, or only `worker`'s and the leader's (see
+        /// [`MemberScope`]).
+        members: MemberScope,
     },
     /// Claim a stable ID: create its member key, or, with `takeover`, overwrite
     /// the record at that revision (an evicted record of this very process).

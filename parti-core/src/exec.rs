@@ -32,7 +32,7 @@
 //! assert_eq!(execution.finish(), Some((OpId(3), Outcome::Written(0))));
 //! ```
 
-use crate::backend::{BackendError, StoreOp, StoreReply};
+use crate::backend::{BackendError, MemberScope, StoreOp, StoreReply};
 use crate::command::{Command, Notification};
 use crate::event::{OpId, Outcome};
 use crate::ids::WorkerId;
@@ -46,6 +46,8 @@ pub enum Plan {
     Watch {
         /// The worker whose records to include.
         worker: Option<WorkerId>,
+        /// Which member keys to include.
+        members: MemberScope,
     },
     /// Ask the partition source; report its answer with [`listed`].
     ListPartitions {
@@ -60,7 +62,7 @@ impl Plan {
     /// How `command` is carried out.
     pub fn of(command: Command) -> Plan {
         let (op, step) = match command {
-            Command::Watch { worker } => return Plan::Watch { worker },
+            Command::Watch { worker, members } => return Plan::Watch { worker, members },
             Command::ListPartitions { op } => return Plan::ListPartitions { op },
             Command::Notify(n) => return Plan::Notify(n),
             Command::ClaimId {

@@ -1,4 +1,12 @@
-//! What a worker knows about the group's members, from its watch.
+//! What a worker knows about the group's members, from its watch: every
+//! member while it leads or claims an ID, only itself and the leader
+//! otherwise (see [`crate::backend::MemberScope`]). While the watch is
+//! narrowed, the others' views are kept as last seen, *frozen*: a worker elected
+//! later keeps, for a member whose record its new snapshot shows unchanged
+//! (same revision and value), the instant it saw that record change, so a
+//! member that was already silent is not given a fresh start. Frozen views
+//! are dropped when the store may have been replaced meanwhile (a broken
+//! watch, a claim, a reclaim).
 //!
 //! Liveness is judged on the observer's own clock: `last_change` is when *this*
 //! worker saw the record's revision change, never a timestamp written by the
@@ -39,6 +47,10 @@ pub struct Roster {
     departed: BTreeMap<WorkerId, Departure>,
     caught_up: bool,
     snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
+    /// The watch includes only these members' keys (its own and the
+    /// leader's): the other views are frozen, and a snapshot says nothing
+    /// about them. `None`: every member.
+    only: Option<Vec<WorkerId>>,
 }
 
 impl Roster {
@@ -116,6 +128,39 @@ impl Roster {
     pub(crate) fn begin_snapshot(&mut self) {
         self.caught_up = false;
         self.snapshot_seen = Some(Default::default());
+        // A departure's revision orders the items of the watch that
+        // delivered it. A new watch may be of a new store (lost buckets,
+        // revisions starting again from 1), and in the same store every
+        // later write has a higher revision anyway: its values of a
+        // departed key count, whatever their revision.
+        for departure in self.departed.values_mut() {
+            departure.revision = 0;
+        }
+    }
+
+    /// The next watches include only the member keys of `only` (`Some`:
+    /// its own and the leader's, see [`crate::backend::MemberScope::Own`])
+    /// or every member key (`None`). Narrowing freezes the other members'
+    /// views; widening keeps frozen views for the new snapshot to confirm
+    /// or replace.
+    pub(crate) fn set_scope(&mut self, only: Option<Vec<WorkerId>>) {
+        self.only = only;
+    }
+
+    /// Drops the frozen views (of the members a narrowed watch does not
+    /// follow): the store may have lost its buckets since they were seen,
+    /// and a value of a new store may share its revision and value with a
+    /// frozen one, however old. Departures already seen stay.
+    pub(crate) fn forget_frozen(&mut self) {
+        if let Some(only) = &self.only {
+            self.members.retain(|id, _| only.contains(id));
+        }
+    }
+
+    /// Drops every view but `own`'s (see [`Roster::forget_frozen`]): before
+    /// the watch of every member that a claim starts.
+    pub(crate) fn forget_others(&mut self, own: Option<&WorkerId>) {
+        self.members.retain(|id, _| Some(id) == own);
     }
 
     /// The snapshot is complete: members it did not mention are gone. Returns
@@ -125,10 +170,12 @@ impl Roster {
         let Some(seen) = self.snapshot_seen.take() else {
             return Vec::new();
         };
+        // A watch of its own key says nothing about the others (frozen).
+        let watched = |w: &WorkerId| self.only.as_ref().is_none_or(|only| only.contains(w));
         let gone: Vec<WorkerId> = self
             .members
             .keys()
-            .filter(|w| !seen.contains(*w))
+            .filter(|w| !seen.contains(*w) && watched(w))
             .cloned()
             .collect();
         for w in &gone {
@@ -196,6 +243,43 @@ mod tests {
     use crate::ids::InstanceId;
 
     #[test]
+    fn a_narrow_snapshot_freezes_the_others_and_a_wide_one_confirms_them() {
+        let (me, silent, busy) = (
+            WorkerId::new("worker", 0),
+            WorkerId::new("worker", 1),
+            WorkerId::new("worker", 2),
+        );
+        let record = |i| MemberRecord::fresh(InstanceId(i), 1);
+        let at = |ms| Instant::ZERO + std::time::Duration::from_millis(ms);
+        let mut roster = Roster::default();
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(0));
+        roster.put(silent.clone(), record(1), 11, at(0));
+        roster.put(busy.clone(), record(2), 12, at(0));
+        roster.end_snapshot(at(0));
+        // Narrowed: the others are neither gone nor updated.
+        roster.set_scope(Some(vec![me.clone()]));
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(1_000));
+        assert!(roster.end_snapshot(at(1_000)).is_empty());
+        assert_eq!(roster.members().count(), 3);
+        // Widened: an unchanged record keeps when it was seen changing; a
+        // changed one counts from now.
+        roster.set_scope(None);
+        roster.begin_snapshot();
+        roster.put(me.clone(), record(0), 10, at(5_000));
+        roster.put(silent.clone(), record(1), 11, at(5_000));
+        roster.put(busy.clone(), record(2), 40, at(5_000));
+        assert!(roster.end_snapshot(at(5_000)).is_empty());
+        assert_eq!(roster.get(&silent).map(|v| v.last_change), Some(at(0)));
+        assert_eq!(roster.get(&busy).map(|v| v.last_change), Some(at(5_000)));
+        // Frozen views go when the store may have been replaced.
+        roster.set_scope(Some(vec![me.clone()]));
+        roster.forget_frozen();
+        assert_eq!(roster.members().count(), 1);
+    }
+
+    #[test]
     fn a_member_missing_from_a_snapshot_comes_back_with_any_revision() {
         // The store lost its buckets: a member absent from the new watch's
         // snapshot claims its ID again, at a revision far below the last one
@@ -227,5 +311,17 @@ mod tests {
             Instant::ZERO,
         );
         assert!(roster.get(&id).is_none());
+        // ... but not those of a later watch (perhaps of a new store, whose
+        // revisions start again from 1): a new claim of the ID arriving
+        // live, after the new watch's snapshot, counts.
+        roster.begin_snapshot();
+        roster.end_snapshot(Instant::ZERO);
+        roster.put(
+            id.clone(),
+            MemberRecord::fresh(InstanceId(8), 1),
+            3,
+            Instant::ZERO,
+        );
+        assert_eq!(roster.get(&id).map(|v| v.revision), Some(3));
     }
 }

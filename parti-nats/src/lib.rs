@@ -23,7 +23,12 @@
 //!   they can lag behind the latest write by a moment. Nothing relies on them for
 //!   safety: every guarded write is a compare-and-set that the stream leader
 //!   checks.
-//! - The watch ([`Backend::watch`]) resumes by itself after reconnects and
+//! - The watch ([`Backend::watch`]) of a worker that does not lead filters the
+//!   members bucket on its own key's and the leader's subjects
+//!   ([`parti_core::backend::MemberScope::Own`]): the server sends it no other
+//!   member's heartbeats, so a group's watch traffic grows linearly with its
+//!   size, not quadratically.
+//! - The watch resumes by itself after reconnects and
 //!   failovers; see the `watch` and `consumer` modules. When the node leading a
 //!   bucket's stream dies, writes answer `Unavailable` until the stream has a
 //!   new leader (about 5–7 s with nats-server 2.15 defaults on loopback): choose
@@ -59,7 +64,7 @@ use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::{self, ContextBuilder};
 use async_trait::async_trait;
 use parti_core::Config;
-use parti_core::backend::{Backend, BackendError, StoreOp, StoreReply, WatchStream};
+use parti_core::backend::{Backend, BackendError, MemberScope, StoreOp, StoreReply, WatchStream};
 use parti_core::config::Storage;
 use parti_core::ids::WorkerId;
 use parti_core::layout::{BucketNames, LEADER_KEY, META_KEY};
@@ -290,8 +295,12 @@ impl Backend for NatsBackend {
         result
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
-        let result = self.open_watch(worker).await;
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
+        let result = self.open_watch(worker, members).await;
         if result.is_err() {
             self.rebuild_lost_buckets().await;
         }
@@ -361,7 +370,11 @@ impl NatsBackend {
         }
     }
 
-    async fn open_watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+    async fn open_watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
         let stores = self.stores().await?;
         let mut assignment_keys = vec![META_KEY.to_string()];
         if let Some(worker) = worker {
@@ -369,12 +382,30 @@ impl NatsBackend {
             assignment_keys.push(format!("w.*.{worker}"));
             assignment_keys.push(format!("w.*.{worker}.*"));
         }
+        // The members sub-watch filters on the own key's and the leader's
+        // subjects when the scope says so: the server then sends this
+        // watcher none of the other members' heartbeats.
+        let member_keys = match members {
+            MemberScope::All => vec![">".to_string()],
+            MemberScope::Own { leader } => {
+                let mut keys: Vec<String> = worker
+                    .into_iter()
+                    .chain(leader.as_ref())
+                    .map(|w| w.as_str().to_string())
+                    .collect();
+                keys.dedup();
+                keys
+            }
+        };
         let mut subs = Vec::with_capacity(3);
         for (source, store, keys) in [
-            (Source::Members, &stores.members, vec![">".to_string()]),
+            (Source::Members, &stores.members, member_keys),
             (Source::Leader, &stores.leader, vec![LEADER_KEY.to_string()]),
             (Source::Assignments, &stores.assignments, assignment_keys),
         ] {
+            if keys.is_empty() {
+                continue;
+            }
             let (consumer, pending) = ResumableConsumer::open(&self.js, store, &keys).await?;
             subs.push(SubWatch::new(source, consumer, pending));
         }

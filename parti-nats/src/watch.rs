@@ -1,5 +1,6 @@
-//! The group watch: one stream merged from three sub-watches (members bucket, the
-//! leader key, and `meta` plus this worker's `w.*.<worker>` records), each a
+//! The group watch: one stream merged from three sub-watches (the members
+//! bucket, or only the worker's own key of it; the leader key; `meta` plus
+//! this worker's `w.*.<worker>` records), each a
 //! [`ResumableConsumer`] starting with the latest entry of every key.
 //!
 //! - **Snapshot end.** A sub-watch has delivered its snapshot when its consumer

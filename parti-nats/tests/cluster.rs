@@ -9,7 +9,7 @@ mod common;
 
 use common::retry::{answered, renew_until_ok};
 use common::*;
-use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent};
+use parti_core::backend::{Backend, BackendError, BackendExt, Change, MemberScope, WatchEvent};
 use parti_nats::NatsBackend;
 use parti_testkit::nats_server::{NatsCluster, require_nats_server};
 use std::time::Duration;
@@ -46,7 +46,7 @@ async fn r3_buckets_keep_cas_and_watch_working_through_a_node_restart() {
         }
     }
 
-    let mut watch = b.watch(Some(&worker(0))).await.unwrap();
+    let mut watch = b.watch(Some(&worker(0)), MemberScope::All).await.unwrap();
     assert_eq!(next_event(&mut watch, SOON).await, WatchEvent::CaughtUp);
     let id = worker(0);
     let record = member(1);

@@ -9,7 +9,9 @@ mod common;
 
 use common::retry::answered;
 use common::*;
-use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent, WatchStream};
+use parti_core::backend::{
+    Backend, BackendError, BackendExt, Change, MemberScope, WatchEvent, WatchStream,
+};
 use parti_core::records::Revision;
 use parti_nats::NatsBackend;
 use parti_testkit::fault_proxy::FaultProxy;
@@ -53,7 +55,7 @@ async fn a_cut_off_worker_fails_fast_stays_safe_and_its_watch_catches_up() {
     cut_off.ensure_ready().await.unwrap();
 
     let id = worker(0);
-    let mut watch = cut_off.watch(Some(&id)).await.unwrap();
+    let mut watch = cut_off.watch(Some(&id), MemberScope::All).await.unwrap();
     assert_eq!(next_event(&mut watch, SOON).await, WatchEvent::CaughtUp);
     let r1 = cut_off.create_member(&id, &member(1)).await.unwrap();
     wait_member(&mut watch, r1, 1).await;
@@ -107,7 +109,7 @@ async fn writes_and_the_watch_survive_a_server_crash_and_restart() {
     let b = backend(&server.client_url(), &cfg).await;
     let id = worker(0);
     let r1 = b.create_member(&id, &member(1)).await.unwrap();
-    let mut watch = b.watch(None).await.unwrap();
+    let mut watch = b.watch(None, MemberScope::All).await.unwrap();
     let snap = snapshot(&mut watch).await;
     assert_eq!(snap.len(), 1);
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use parti_core::backend::{Backend, BackendExt, Change, WatchEvent};
+use parti_core::backend::{Backend, BackendExt, Change, MemberScope, WatchEvent};
 use parti_core::ids::InstanceId;
 use parti_core::layout::worker_assignment_key;
 use parti_core::records::{AssignmentMeta, LeaderRecord, Lifecycle, WorkerAssignment};
@@ -50,7 +50,7 @@ async fn empty_buckets_catch_up_at_once_then_changes_are_live() {
     let Some(server) = server() else { return };
     let b = backend(&server.client_url(), &config(&group("empty"))).await;
     b.ensure_ready().await.unwrap();
-    let mut watch = b.watch(Some(&worker(1))).await.unwrap();
+    let mut watch = b.watch(Some(&worker(1)), MemberScope::All).await.unwrap();
     assert_eq!(next_event(&mut watch, SOON).await, WatchEvent::CaughtUp);
 
     let rev = b.create_member(&worker(1), &member(1)).await.unwrap();
@@ -94,7 +94,7 @@ async fn snapshot_holds_every_key_then_caught_up_and_only_own_assignments() {
     b.put_assignment(&assignment(2, 1, 4)).await.unwrap();
     b.commit_meta(&meta(1, 4), None).await.unwrap();
 
-    let mut watch = b.watch(Some(&worker(1))).await.unwrap();
+    let mut watch = b.watch(Some(&worker(1)), MemberScope::All).await.unwrap();
     let snap = snapshot(&mut watch).await;
     let members = snap
         .iter()
@@ -145,6 +145,61 @@ async fn snapshot_holds_every_key_then_caught_up_and_only_own_assignments() {
 }
 
 #[tokio::test]
+async fn an_own_scope_watch_shows_only_the_own_and_the_leaders_member_keys() {
+    let Some(server) = server() else { return };
+    let b = backend(&server.client_url(), &config(&group("own"))).await;
+    let mut revisions = Vec::new();
+    for n in 0..3 {
+        let rev = b
+            .create_member(&worker(n), &member(u64::from(n)))
+            .await
+            .unwrap();
+        revisions.push(rev);
+    }
+    b.create_leader(&leader_record()).await.unwrap();
+
+    let scope = MemberScope::Own {
+        leader: Some(worker(2)),
+    };
+    let mut watch = b.watch(Some(&worker(1)), scope).await.unwrap();
+    let snap = snapshot(&mut watch).await;
+    let members: Vec<_> = snap
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Member { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(members, vec![worker(1), worker(2)], "{snap:#?}");
+    assert_eq!(
+        snap.iter()
+            .filter(|e| matches!(e, WatchEvent::Leader { .. }))
+            .count(),
+        1
+    );
+
+    // Live: another member's renewal is not delivered, the own one and the
+    // leader's are.
+    b.update_member(&worker(0), &member(10), revisions[0])
+        .await
+        .unwrap();
+    let rev = b
+        .update_member(&worker(1), &member(11), revisions[1])
+        .await
+        .unwrap();
+    let (ev, before) = wait_for(&mut watch, SOON, |e| matches!(e, WatchEvent::Member { .. })).await;
+    assert!(before.is_empty(), "{before:#?}");
+    assert_eq!(
+        ev,
+        WatchEvent::Member {
+            id: worker(1),
+            revision: rev,
+            change: Change::Put(member(11))
+        }
+    );
+}
+
+#[tokio::test]
 async fn member_and_leader_expiry_reach_the_watch_as_removed() {
     let Some(server) = server() else { return };
     let mut cfg = config(&group("expiry"));
@@ -152,7 +207,7 @@ async fn member_and_leader_expiry_reach_the_watch_as_removed() {
     cfg.election_ttl = Duration::from_secs(1);
     let b = backend(&server.client_url(), &cfg).await;
     b.ensure_ready().await.unwrap();
-    let mut watch = b.watch(None).await.unwrap();
+    let mut watch = b.watch(None, MemberScope::All).await.unwrap();
     assert_eq!(next_event(&mut watch, SOON).await, WatchEvent::CaughtUp);
 
     let written = Instant::now();
@@ -228,7 +283,7 @@ async fn malformed_and_foreign_values_are_skipped_and_the_watch_goes_on() {
         .unwrap();
     b.create_member(&worker(1), &member(1)).await.unwrap();
 
-    let mut watch = b.watch(Some(&worker(1))).await.unwrap();
+    let mut watch = b.watch(Some(&worker(1)), MemberScope::All).await.unwrap();
     let snap = snapshot(&mut watch).await;
     let mut skipped: Vec<(String, String)> = snap
         .iter()

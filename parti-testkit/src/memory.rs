@@ -28,7 +28,9 @@ use crate::sim::{Key, SimStore, Value, watch_event, watched};
 use async_trait::async_trait;
 use parti_core::Config;
 use parti_core::WorkerId;
-use parti_core::backend::{Backend, BackendError, StoreOp, StoreReply, WatchEvent, WatchStream};
+use parti_core::backend::{
+    Backend, BackendError, MemberScope, StoreOp, StoreReply, WatchEvent, WatchStream,
+};
 use parti_core::records::{LeaderRecord, MemberRecord, Revision};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -91,6 +93,7 @@ struct State {
 
 struct Watcher {
     worker: Option<WorkerId>,
+    members: MemberScope,
     queue: Weak<WatchQueue>,
 }
 
@@ -253,7 +256,7 @@ impl Shared {
     }
 
     /// Opens a watch queue atomically with the snapshot it starts with.
-    fn open_watch(&self, worker: Option<&WorkerId>) -> Arc<WatchQueue> {
+    fn open_watch(&self, worker: Option<&WorkerId>, members: MemberScope) -> Arc<WatchQueue> {
         let capacity = self.watch_capacity.load(Ordering::Relaxed);
         let mut st = lock(&self.state);
         let now = self.now();
@@ -262,7 +265,7 @@ impl Shared {
         st.publish();
         let mut initial: Vec<WatchEvent> = st
             .store
-            .watch_snapshot(worker)
+            .watch_snapshot(worker, &members)
             .into_iter()
             .map(|(_, _, item)| item)
             .collect();
@@ -270,6 +273,7 @@ impl Shared {
         let queue = WatchQueue::new(initial, capacity);
         st.watchers.push(Watcher {
             worker: worker.cloned(),
+            members,
             queue: Arc::downgrade(&queue),
         });
         queue
@@ -348,7 +352,7 @@ impl State {
             queue.push_all(
                 changes
                     .iter()
-                    .filter(|c| watched(&c.key, w.worker.as_ref()))
+                    .filter(|c| watched(&c.key, w.worker.as_ref(), &w.members))
                     .filter_map(|c| watch_event(&c.key, c.revision, c.value.as_ref())),
             );
         }
@@ -376,9 +380,13 @@ impl Backend for MemoryBackend {
             .locked(|store, now| store.apply(op, now.write))?)
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
         self.begin()?;
-        let queue = self.shared.open_watch(worker);
+        let queue = self.shared.open_watch(worker, members);
         self.link.register(&queue);
         Ok(Box::pin(MemoryWatch::new(queue, Arc::clone(&self.link))))
     }

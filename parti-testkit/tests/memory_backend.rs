@@ -5,7 +5,9 @@
 // Test code: unwrap, expect and panic are how it asserts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use parti_core::backend::{Backend, BackendError, BackendExt, Change, WatchEvent, WatchStream};
+use parti_core::backend::{
+    Backend, BackendError, BackendExt, Change, MemberScope, WatchEvent, WatchStream,
+};
 use parti_core::records::{
     AssignmentMeta, LeaderRecord, Lifecycle, MemberRecord, MemberStatus, WIRE_VERSION,
     WorkerAssignment,
@@ -234,7 +236,10 @@ async fn load_assignments_returns_the_named_records_only() {
 
     // Housekeeping removes the other terms only.
     b.remove_stale_assignments(5).await.expect("cleanup");
-    let mut w = b.watch(Some(&wid(0))).await.expect("watch");
+    let mut w = b
+        .watch(Some(&wid(0)), MemberScope::All)
+        .await
+        .expect("watch");
     let snap = snapshot(&mut w).await;
     let records: Vec<_> = snap
         .iter()
@@ -252,7 +257,7 @@ async fn ttl_expiry_is_a_removal_and_frees_the_key() {
     let w = wid(0);
     let r1 = b.create_member(&w, &member(1)).await.expect("create");
     let term = b.create_leader(&leader(0)).await.expect("campaign");
-    let mut watch = b.watch(None).await.expect("watch");
+    let mut watch = b.watch(None, MemberScope::All).await.expect("watch");
     assert_eq!(snapshot(&mut watch).await.len(), 2);
 
     // Renew the member after a quarter of its TTL; the leader is not renewed.
@@ -355,7 +360,7 @@ async fn watch_gives_snapshot_then_caught_up_then_live_changes_in_order() {
         .expect("commit");
     b.delete_member(&wid(1), r1).await.expect("delete");
 
-    let mut w = b.watch(None).await.expect("watch");
+    let mut w = b.watch(None, MemberScope::All).await.expect("watch");
     let snap = snapshot(&mut w).await;
     let revisions: Vec<u64> = snap.iter().map(revision).collect();
     assert_eq!(
@@ -398,13 +403,63 @@ async fn watch_gives_snapshot_then_caught_up_then_live_changes_in_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_own_scope_watch_sees_only_its_own_and_the_leaders_member_keys() {
+    let b = backend();
+    let mut revisions = Vec::new();
+    for n in 0..3 {
+        let rev = b
+            .create_member(&wid(n), &member(u64::from(n)))
+            .await
+            .expect("create");
+        revisions.push(rev);
+    }
+    let scope = MemberScope::Own {
+        leader: Some(wid(2)),
+    };
+    let mut w = b.watch(Some(&wid(1)), scope).await.expect("watch");
+    let ids = |events: &[WatchEvent]| -> Vec<WorkerId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                WatchEvent::Member { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(ids(&snapshot(&mut w).await), vec![wid(1), wid(2)]);
+    // Worker 0's renewal does not reach the watch; its own and the leader's do.
+    b.update_member(&wid(0), &member(10), revisions[0])
+        .await
+        .expect("renew");
+    let own = b
+        .update_member(&wid(1), &member(11), revisions[1])
+        .await
+        .expect("renew");
+    let lead = b
+        .update_member(&wid(2), &member(12), revisions[2])
+        .await
+        .expect("renew");
+    let live = vec![next_event(&mut w).await, next_event(&mut w).await];
+    assert_eq!(ids(&live), vec![wid(1), wid(2)]);
+    assert_eq!(
+        live.iter().map(revision).collect::<Vec<_>>(),
+        vec![own, lead]
+    );
+    settle().await;
+    assert!(ready_now(&mut w).is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_watch_sees_only_its_own_assignment_records() {
     let b = backend();
     b.put_assignment(&assignment(0, 3, 1)).await.expect("put");
     b.put_assignment(&assignment(1, 3, 1)).await.expect("put");
     b.put_assignment(&assignment(0, 4, 2)).await.expect("put");
-    let mut w0 = b.watch(Some(&wid(0))).await.expect("watch");
-    let mut none = b.watch(None).await.expect("watch");
+    let mut w0 = b
+        .watch(Some(&wid(0)), MemberScope::All)
+        .await
+        .expect("watch");
+    let mut none = b.watch(None, MemberScope::All).await.expect("watch");
 
     let snap = snapshot(&mut w0).await;
     let got: Vec<_> = snap
@@ -445,8 +500,8 @@ async fn a_cut_handle_is_unavailable_and_its_watch_resumes_in_order() {
     let h = b.handle();
     let w = wid(7);
     let rev = h.create_member(&w, &member(7)).await.expect("create");
-    let mut hw = h.watch(None).await.expect("watch");
-    let mut bw = b.watch(None).await.expect("watch");
+    let mut hw = h.watch(None, MemberScope::All).await.expect("watch");
+    let mut bw = b.watch(None, MemberScope::All).await.expect("watch");
     assert_eq!(snapshot(&mut hw).await.len(), 1);
     assert_eq!(snapshot(&mut bw).await.len(), 1);
 
@@ -463,7 +518,7 @@ async fn a_cut_handle_is_unavailable_and_its_watch_resumes_in_order() {
         Err(BackendError::Unavailable(_))
     ));
     assert!(matches!(
-        h.watch(None).await,
+        h.watch(None, MemberScope::All).await,
         Err(BackendError::Unavailable(_))
     ));
     assert!(matches!(
@@ -510,7 +565,7 @@ async fn a_cut_handle_is_unavailable_and_its_watch_resumes_in_order() {
 async fn a_reconnect_wakes_a_waiting_watch() {
     let b = backend();
     let h = b.handle();
-    let mut hw = h.watch(None).await.expect("watch");
+    let mut hw = h.watch(None, MemberScope::All).await.expect("watch");
     assert!(snapshot(&mut hw).await.is_empty());
     h.set_reachable(false);
     let reader = tokio::spawn(async move { next(&mut hw).await });
@@ -531,7 +586,7 @@ async fn a_lagging_watch_ends_with_an_error() {
     let b = backend();
     b.set_watch_capacity(4);
     b.create_member(&wid(0), &member(0)).await.expect("create");
-    let mut w = b.watch(None).await.expect("watch");
+    let mut w = b.watch(None, MemberScope::All).await.expect("watch");
     let mut rev = b.create_member(&wid(1), &member(1)).await.expect("create");
     for _ in 0..10 {
         rev = b
@@ -545,7 +600,7 @@ async fn a_lagging_watch_ends_with_an_error() {
     ));
     assert!(next(&mut w).await.is_none(), "ends after the error");
     // A new watch starts from a fresh snapshot.
-    let mut w2 = b.watch(None).await.expect("watch again");
+    let mut w2 = b.watch(None, MemberScope::All).await.expect("watch again");
     assert_eq!(snapshot(&mut w2).await.len(), 2);
 }
 
@@ -555,7 +610,7 @@ async fn dropping_the_backend_stops_the_sweeper_and_ends_watches() {
     let b = backend();
     assert_eq!(metrics.num_alive_tasks(), 0);
     b.create_member(&wid(0), &member(0)).await.expect("create");
-    let mut w = b.watch(None).await.expect("watch");
+    let mut w = b.watch(None, MemberScope::All).await.expect("watch");
     assert_eq!(metrics.num_alive_tasks(), 1, "the sweeper runs");
     assert_eq!(snapshot(&mut w).await.len(), 1);
     let clone = b.clone();

@@ -33,7 +33,7 @@ mod planted;
 mod stop;
 mod user_state;
 
-use crate::backend::{Change, WatchEvent};
+use crate::backend::{Change, MemberScope, WatchEvent};
 use crate::command::{Command, Notification};
 use crate::config::{Config, DegradedPolicy};
 use crate::event::Event;
@@ -79,6 +79,8 @@ pub struct Worker {
     planted: PlantedBugs,
     skipped_values: u64,
     snapshot_saw_leader: bool,
+    /// The member keys the last watch asked for include.
+    watch_scope: MemberScope,
     /// The ID was taken back after an outage and the new watch has not caught
     /// up yet: what this worker knows of the assignment may be stale, so it
     /// takes nothing and its ownership lease is not counted as valid.
@@ -117,6 +119,7 @@ impl Worker {
             planted: PlantedBugs::empty(),
             skipped_values: 0,
             snapshot_saw_leader: false,
+            watch_scope: MemberScope::All,
             reclaim_unsynced: false,
             invalid_transitions: Vec::new(),
         }
@@ -208,7 +211,10 @@ impl Worker {
         self.degraded.is_degraded()
     }
 
-    /// The members as this worker sees them.
+    /// The members as this worker sees them: every member while it leads
+    /// or claims an ID; otherwise its own record and the leader's, live,
+    /// and the others as last seen, frozen (see [`MemberScope`]: a worker
+    /// that does not lead does not watch the others).
     pub fn roster(&self) -> &Roster {
         &self.roster
     }
@@ -356,6 +362,9 @@ impl Worker {
             Event::Watch(item) => self.on_watch(item, now),
             Event::WatchLost => {
                 // The driver re-creates the watch; its snapshot will follow.
+                // The watch broke: the store may have lost its buckets, so
+                // frozen views are not trusted any more.
+                self.roster.forget_frozen();
                 self.begin_snapshot();
             }
             Event::Disconnected => self.degraded.on_unreachable(now),
@@ -395,8 +404,71 @@ impl Worker {
 
     fn begin_claiming(&mut self, now: Instant) {
         self.membership.start_claiming(&self.config, now);
+        self.restart_watch();
+    }
+
+    /// (Re)starts the watch with the member keys this worker needs now (see
+    /// [`MemberScope`]): every member while it claims an ID (it looks for a
+    /// free one, or waits for one on a full range) or leads (the controller
+    /// judges every member, and acts only once this watch caught up); only
+    /// its own member key and the leader's otherwise (the leader's, so that
+    /// whoever is elected next knows how long the old leader has been
+    /// silent), which keeps the group's steady-state watch traffic linear in
+    /// its size. Its snapshot replaces what the
+    /// roster, the election and the follower know.
+    fn restart_watch(&mut self) {
+        let worker = self.membership.id().cloned();
+        let members = match &worker {
+            // Narrow: its own key and the leader's; the others' views are
+            // frozen (see `roster`).
+            Some(id) if self.controller.is_none() => {
+                let leader = self
+                    .election
+                    .known_leader()
+                    .map(|k| k.worker.clone())
+                    .filter(|l| l != id);
+                let only = std::iter::once(id.clone()).chain(leader.clone()).collect();
+                self.roster.set_scope(Some(only));
+                MemberScope::Own { leader }
+            }
+            // A new leader keeps the frozen views for its snapshot to
+            // confirm (a member silent since it was last seen stays so).
+            Some(_) => {
+                self.roster.set_scope(None);
+                MemberScope::All
+            }
+            // A claim (at start, after a loss): the store may have lost its
+            // buckets, so nothing frozen is trusted.
+            None => {
+                self.roster.forget_others(None);
+                self.roster.set_scope(None);
+                MemberScope::All
+            }
+        };
         self.begin_snapshot();
-        self.out.push(Command::Watch { worker: None });
+        self.watch_scope = members.clone();
+        self.out.push(Command::Watch { worker, members });
+    }
+
+    /// A follower whose watch is caught up and follows another leader's
+    /// member key than the one the leader key now names switches to the new
+    /// leader's (a leader key that went away changes nothing: the old
+    /// leader's record stays watched until a successor is known).
+    fn follow_leader_key(&mut self) {
+        let MemberScope::Own { leader: watched } = &self.watch_scope else {
+            return;
+        };
+        let known = self.election.known_leader().map(|k| &k.worker);
+        if known.is_some()
+            && known != watched.as_ref()
+            && known != self.membership.id()
+            && self.roster.caught_up()
+            && self.controller.is_none()
+            && self.membership.id().is_some()
+            && !self.is_stopping()
+        {
+            self.restart_watch();
+        }
     }
 
     /// A member's record as a read of the key found it: newer than the
@@ -439,6 +511,8 @@ impl Worker {
                         // What another member saw is known here too: carried
                         // by this worker's next write, it outlives that
                         // member's record (a lost store keeps nothing else).
+                        // Only the leader (and a claiming worker) sees other
+                        // members; a follower carries what it saw itself.
                         self.membership.note_seen(record.seen);
                         let sig = self.membership.on_member_seen(&id, Some(&record));
                         let (status, applied, instance, capacity) = (
@@ -493,6 +567,7 @@ impl Worker {
                     .election
                     .on_leader(change, me.as_ref().map(|(w, i)| (w, *i)), now);
                 self.on_election(sig, now);
+                self.follow_leader_key();
             }
             WatchEvent::Meta { meta, .. } => {
                 let lost = self.follower.on_meta(meta);
@@ -538,6 +613,7 @@ impl Worker {
                     .membership
                     .on_roster(&self.config, &self.roster, &mut self.out, now);
                 self.on_membership(sig, now);
+                self.follow_leader_key();
             }
             WatchEvent::Skipped { .. } => self.skipped_values += 1,
         }
@@ -571,8 +647,12 @@ impl Worker {
                 let id = self.membership.id().cloned();
                 self.store_reached(now);
                 self.pause_suspected = false;
-                self.begin_snapshot();
-                self.out.push(Command::Watch { worker: id.clone() });
+                self.restart_watch();
+                if sig == S::Reclaimed {
+                    // Back after an outage long enough for the reservation
+                    // to lapse: the store may have lost its buckets.
+                    self.roster.forget_frozen();
+                }
                 self.out.notify(Notification::IdChanged { id });
                 if !self.is_stopping() {
                     self.transition(State::Election);
@@ -637,6 +717,9 @@ impl Worker {
                     }
                     self.out
                         .notify(Notification::LeadershipChanged { leader: true, term });
+                    // The leader judges every member: watch them all. The
+                    // controller acts once this snapshot caught up.
+                    self.restart_watch();
                 }
             }
             election::Signal::Deposed => {
@@ -645,6 +728,14 @@ impl Worker {
                         leader: false,
                         term: c.term(),
                     });
+                    // Back to the own member key at once (a deposed leader
+                    // that kept watching every member would leave one more
+                    // full watch behind after each change of leader). Not
+                    // while stopping (the watch ends with the process), nor
+                    // without an ID (the claim restarts the watch anyway).
+                    if self.membership.id().is_some() && !self.is_stopping() {
+                        self.restart_watch();
+                    }
                 }
             }
         }

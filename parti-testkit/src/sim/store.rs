@@ -5,7 +5,7 @@
 
 use parti_core::WorkerId;
 use parti_core::backend::{
-    AssignmentSnapshot, BackendError, Change, StoreOp, StoreReply, WatchEvent,
+    AssignmentSnapshot, BackendError, Change, MemberScope, StoreOp, StoreReply, WatchEvent,
 };
 use parti_core::records::{AssignmentMeta, LeaderRecord, MemberRecord, WorkerAssignment};
 use std::cmp::Reverse;
@@ -331,14 +331,19 @@ impl SimStore {
         }
     }
 
-    /// The first items of a watch for `worker`: every watched key's current
-    /// value in revision order (as a KV watch replays its stream), each with
-    /// its key and revision.
-    pub fn watch_snapshot(&self, worker: Option<&WorkerId>) -> Vec<(Key, u64, WatchEvent)> {
+    /// The first items of a watch for `worker` with the member keys
+    /// `members` selects: every watched key's current value in revision
+    /// order (as a KV watch replays its stream), each with its key and
+    /// revision.
+    pub fn watch_snapshot(
+        &self,
+        worker: Option<&WorkerId>,
+        members: &MemberScope,
+    ) -> Vec<(Key, u64, WatchEvent)> {
         let mut items: Vec<(Key, u64, WatchEvent)> = self
             .entries
             .iter()
-            .filter(|(k, _)| watched(k, worker))
+            .filter(|(k, _)| watched(k, worker, members))
             .filter_map(|(k, e)| {
                 watch_event(k, e.revision, Some(&e.value)).map(|item| (k.clone(), e.revision, item))
             })
@@ -357,11 +362,13 @@ impl From<WriteError> for BackendError {
     }
 }
 
-/// Whether a watcher for `worker` sees changes of `key`.
-pub fn watched(key: &Key, worker: Option<&WorkerId>) -> bool {
+/// Whether a watcher for `worker` with the member keys `members` selects
+/// sees changes of `key`.
+pub fn watched(key: &Key, worker: Option<&WorkerId>, members: &MemberScope) -> bool {
     match key {
         Key::Assignment(_, w) => Some(w) == worker,
-        _ => true,
+        Key::Member(id) => members.includes(id, worker),
+        Key::Leader | Key::Meta => true,
     }
 }
 

@@ -337,7 +337,7 @@ impl Running {
         }
         match Plan::of(command) {
             Plan::Notify(n) => self.notify(n).await,
-            Plan::Watch { worker } => self.start_watch(worker),
+            Plan::Watch { worker, members } => self.start_watch(worker, members),
             Plan::ListPartitions { op } => self.list_partitions(op),
             Plan::Store(execution) => self.spawn_store(kind, execution, timeout),
         }

@@ -4,35 +4,37 @@
 //! (`WatchLost`) or of a watch that cannot start (`Disconnected`).
 
 use super::Running;
-use parti_core::backend::Backend;
+use parti_core::backend::{Backend, MemberScope};
 use parti_core::{Event, WorkerId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 impl Running {
-    /// Replaces the running watch task with one for `worker`'s view.
-    pub(super) fn start_watch(&mut self, worker: Option<WorkerId>) {
+    /// Replaces the running watch task with one for `worker`'s view, with
+    /// the member keys `members` selects.
+    pub(super) fn start_watch(&mut self, worker: Option<WorkerId>, members: MemberScope) {
         if let Some(task) = self.watch_task.take() {
             task.abort();
         }
         let backend = self.backend.clone();
         let events = self.events.clone();
-        self.watch_task = Some(tokio::spawn(watch_loop(backend, worker, events)));
+        self.watch_task = Some(tokio::spawn(watch_loop(backend, worker, members, events)));
     }
 }
 
 /// Watches until the driver is gone (`events` closed), re-creating the watch
-/// whenever it breaks or cannot start.
+/// (with the same scope) whenever it breaks or cannot start.
 async fn watch_loop(
     backend: Arc<dyn Backend>,
     worker: Option<WorkerId>,
+    members: MemberScope,
     events: mpsc::UnboundedSender<Event>,
 ) {
     use futures_util::StreamExt;
     let mut backoff = Duration::from_millis(50);
     loop {
-        match backend.watch(worker.as_ref()).await {
+        match backend.watch(worker.as_ref(), members.clone()).await {
             Ok(mut stream) => {
                 backoff = Duration::from_millis(50);
                 while let Some(item) = stream.next().await {

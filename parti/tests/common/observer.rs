@@ -4,7 +4,7 @@
 use super::*;
 use futures_util::StreamExt;
 use parti::{Config, WorkerId};
-use parti_core::backend::{Backend, BackendError, Change, WatchEvent};
+use parti_core::backend::{Backend, BackendError, Change, MemberScope, WatchEvent};
 use parti_core::records::{AssignmentMeta, LeaderRecord, MemberStatus};
 use parti_nats::NatsBackend;
 use std::collections::BTreeSet;
@@ -56,7 +56,7 @@ impl Observer {
             tokio::spawn(async move {
                 let mut ready = Some(ready_tx);
                 loop {
-                    let mut stream = match backend.watch(None).await {
+                    let mut stream = match backend.watch(None, MemberScope::All).await {
                         Ok(s) => s,
                         Err(_) => {
                             tokio::time::sleep(Duration::from_millis(100)).await;

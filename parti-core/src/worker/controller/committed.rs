@@ -43,7 +43,7 @@ impl Controller {
             self.load_op = None;
             self.reconcile_op = None;
             return Some(match outcome {
-                Outcome::Loaded(snapshot) => self.on_loaded(snapshot, reconciling, roster),
+                Outcome::Loaded(snapshot) => self.on_loaded(snapshot, reconciling),
                 _ => {
                     // Try again shortly.
                     let retry = out.op();
@@ -164,7 +164,7 @@ impl Controller {
                         self.commit_done(publishing, out, now);
                         Signal::None
                     } else {
-                        self.on_loaded(snapshot, true, roster)
+                        self.on_loaded(snapshot, true)
                     }
                 }
                 _ => {
@@ -181,12 +181,7 @@ impl Controller {
         None
     }
 
-    fn on_loaded(
-        &mut self,
-        snapshot: AssignmentSnapshot,
-        reconciling: bool,
-        roster: &Roster,
-    ) -> Signal {
+    fn on_loaded(&mut self, snapshot: AssignmentSnapshot, reconciling: bool) -> Signal {
         self.dirty = true;
         let Some((meta, revision)) = snapshot.meta else {
             self.loaded = true;
@@ -217,10 +212,9 @@ impl Controller {
         }
         self.takeover_pending = committed.meta.term != self.term;
         if !reconciling {
-            // Restart detection: of the workers the last assignment names, far
-            // fewer than `restart_detection_ratio` are still the same running
-            // incarnation (a full restart brings new claims, or new IDs).
-            self.restart_detected = !self.incarnations_returned(&committed, roster);
+            // Restart detection, once the roster shows every member (a new
+            // leader's watch of all members may still be catching up).
+            self.restart_check_pending = true;
         }
         self.committed = Some(committed);
         self.committed_gen += 1;

@@ -166,6 +166,9 @@ pub(crate) struct Controller {
     emergency: bool,
     dirty: bool,
     restart_detected: bool,
+    /// The committed assignment was loaded at takeover: restart detection
+    /// runs at the first evaluation (the roster has caught up by then).
+    restart_check_pending: bool,
     restart_ratio: f64,
     /// Something happened since the last evaluation.
     changed: bool,
@@ -239,6 +242,7 @@ impl Controller {
             emergency: false,
             dirty: true,
             restart_detected: false,
+            restart_check_pending: false,
             restart_ratio: config.restart_detection_ratio,
             changed: true,
             next_due: None,
@@ -410,6 +414,9 @@ impl Controller {
         out: &mut Outbox,
         now: Instant,
     ) {
+        // Nothing before the watch of every member caught up (a new leader's
+        // watch starts with its election): acting on a partial roster would
+        // evict, or rebalance away from, members it has not seen yet.
         if !leads || !roster.caught_up() {
             self.changed = true;
             return;
@@ -436,6 +443,14 @@ impl Controller {
         }
         if !self.loaded || self.partitions.is_none() {
             return;
+        }
+        if std::mem::take(&mut self.restart_check_pending)
+            && let Some(c) = &self.committed
+        {
+            // Restart detection: of the workers the last assignment names, far
+            // fewer than `restart_detection_ratio` are still the same running
+            // incarnation (a full restart brings new claims, or new IDs).
+            self.restart_detected = !self.incarnations_returned(c, roster);
         }
         self.forget_stale_evictions(roster);
         self.evict_vanished(config, roster, out, now);

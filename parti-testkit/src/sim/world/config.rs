@@ -155,6 +155,12 @@ pub struct SimReport {
     /// Every time a running process gave up partitions: (time ms, process
     /// label, how many).
     pub releases: Vec<(u64, String, usize)>,
+    /// Member records of members other than the receiver and its leader that
+    /// watches delivered, during the quiet period, to processes holding an
+    /// ID and not leading: the heartbeats a follower's watch does not need
+    /// (see [`parti_core::backend::MemberScope`]). Not part of the
+    /// fingerprint.
+    pub follower_member_items: u64,
 }
 
 impl SimReport {

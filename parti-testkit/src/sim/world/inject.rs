@@ -319,10 +319,10 @@ impl Simulator {
         if !std::mem::take(&mut p.watch_lost) {
             return;
         }
-        let worker = p.watch_worker.clone();
+        let (worker, members) = (p.watch_worker.clone(), p.watch_members.clone());
         self.deliver_now(slot, Event::WatchLost);
         if self.live(slot, inc) {
-            self.open_watch(slot, inc, worker);
+            self.open_watch(slot, inc, worker, members);
         }
     }
 

@@ -26,6 +26,7 @@ use super::faults::draw_schedule;
 use super::rng::Rng;
 use super::store::SimStore;
 use agenda::Agenda;
+use parti_core::backend::{MemberScope, WatchEvent};
 use parti_core::{
     AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition,
     PartitionId, Worker, WorkerId,
@@ -164,6 +165,7 @@ impl Simulator {
             cut_until: None,
             watch_gen: 0,
             watch_worker: None,
+            watch_members: MemberScope::All,
             last_watch_at: 0,
             watch_lag: None,
             held: BTreeMap::new(),
@@ -281,6 +283,9 @@ impl Simulator {
                 {
                     return;
                 }
+                if self.now >= self.quiet_from {
+                    self.count_foreign_member_item(slot, &item);
+                }
                 self.deliver_now(slot, Event::Watch(Arc::unwrap_or_clone(item)));
             }
             Ev::Arrive { slot, inc, command } => self.execute(slot, inc, command),
@@ -344,6 +349,21 @@ impl Simulator {
                 self.store.expire(self.now);
                 self.fan_out();
             }
+        }
+    }
+
+    /// Counts a member record of a member other than itself and the leader
+    /// delivered to `slot` while it holds an ID and does not lead: a
+    /// heartbeat its watch should not carry (see
+    /// [`parti_core::backend::MemberScope`]).
+    fn count_foreign_member_item(&mut self, slot: usize, item: &WatchEvent) {
+        let worker = &self.procs[slot].worker;
+        if let WatchEvent::Member { id, .. } = item
+            && !worker.is_leader()
+            && worker.worker_id().is_some_and(|me| me != id)
+            && worker.leader().is_none_or(|(leader, _)| &leader != id)
+        {
+            self.report.follower_member_items += 1;
         }
     }
 

@@ -6,7 +6,7 @@ use super::super::faults::FaultKind;
 use super::super::store::Key;
 use super::config::Scripted;
 use crate::sim::checks::ProcessView;
-use parti_core::backend::WatchEvent;
+use parti_core::backend::{MemberScope, WatchEvent};
 use parti_core::{Command, Event, Instant, PartitionId, Worker, WorkerId};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -153,6 +153,8 @@ pub(super) struct Proc {
     pub(super) cut_until: Option<u64>,
     pub(super) watch_gen: u64,
     pub(super) watch_worker: Option<WorkerId>,
+    /// The member keys its current watch includes.
+    pub(super) watch_members: MemberScope,
     /// The store lost its buckets while this process watched: its watch
     /// ends when it reaches the store again.
     pub(super) watch_lost: bool,

@@ -10,7 +10,7 @@ use super::process::Ev;
 use super::process::Proc;
 use crate::sim::faults::FaultKind;
 use crate::sim::store::{Key, watch_event, watched};
-use parti_core::backend::{BackendError, StoreOp, StoreReply, WatchEvent};
+use parti_core::backend::{BackendError, MemberScope, StoreOp, StoreReply, WatchEvent};
 use parti_core::exec::{self, Plan};
 use parti_core::{Command, Event, OpId, Outcome};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl Simulator {
             return;
         }
         match Plan::of(command) {
-            Plan::Watch { worker } => self.open_watch(slot, inc, worker),
+            Plan::Watch { worker, members } => self.open_watch(slot, inc, worker, members),
             Plan::ListPartitions { op } => {
                 let list = self.partitions.clone();
                 let outcome = exec::listed::<BackendError>(Ok(list));
@@ -126,6 +126,7 @@ impl Simulator {
         slot: usize,
         inc: u64,
         worker: Option<parti_core::WorkerId>,
+        members: MemberScope,
     ) {
         if !self.live(slot, inc) {
             return;
@@ -133,11 +134,12 @@ impl Simulator {
         let p = &mut self.procs[slot];
         p.watch_gen += 1;
         p.watch_worker = worker.clone();
+        p.watch_members = members.clone();
         // Items of older watches are dropped anyway; what they superseded
         // says nothing about this one's (after lost buckets, revisions
         // start again from 1).
         p.latest_pending.clear();
-        let snapshot = self.store.watch_snapshot(worker.as_ref());
+        let snapshot = self.store.watch_snapshot(worker.as_ref(), &members);
         let at = self.watch_delivery_time(slot);
         for (key, revision, item) in snapshot {
             let number = self.key_numbers.of(&key);
@@ -213,7 +215,8 @@ impl Simulator {
             if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
                 continue;
             }
-            let sees = |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref());
+            let sees =
+                |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref(), &p.watch_members);
             if !changes.iter().any(|c| sees(c, &self.procs[slot])) {
                 continue;
             }
