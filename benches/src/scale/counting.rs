@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 use parti::WorkerId;
-use parti::backend::{Backend, BackendError, StoreOp, StoreReply, WatchStream};
+use parti::backend::{Backend, BackendError, MemberScope, StoreOp, StoreReply, WatchStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -126,8 +126,12 @@ impl Backend for CountingBackend {
         reply
     }
 
-    async fn watch(&self, worker: Option<&WorkerId>) -> Result<WatchStream, BackendError> {
-        let stream = self.inner.watch(worker).await?;
+    async fn watch(
+        &self,
+        worker: Option<&WorkerId>,
+        members: MemberScope,
+    ) -> Result<WatchStream, BackendError> {
+        let stream = self.inner.watch(worker, members).await?;
         let counters = Arc::clone(&self.counters);
         Ok(Box::pin(stream.inspect(move |_| {
             counters.watch_events.fetch_add(1, Ordering::Relaxed);
