@@ -114,11 +114,13 @@ fn a_hundred_workers() {
 }
 
 /// Run by hand (`cargo test --release -p parti-testkit --test movement --
-/// --ignored`). Does not pass yet: at the cold start of 1 000 workers the
-/// simulator's livelock guard (50 000 events at one simulated instant)
-/// fires; the guard (or the simulator's fan-out) has to scale first.
+/// --ignored`). Does not pass yet. Since followers watch only their own and
+/// the leader's member keys, the cold start no longer trips the simulator's
+/// livelock guard, and a crash and a graceful stop move the optimum (5 of 5
+/// each, seed 5); but the join moved nothing (optimal 4) and no rebalance
+/// was committed within the run: not understood yet.
 #[test]
-#[ignore = "1 000 simulated workers trip the simulator's livelock guard at the cold start"]
+#[ignore = "at 1 000 workers the join is not rebalanced within the run (moved 0, optimal 4)"]
 fn a_thousand_workers() {
     check(1000, 5, 0, 5);
     check(1000, 5, heavy_lag(), 6);
