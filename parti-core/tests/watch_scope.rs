@@ -106,6 +106,20 @@ impl Harness {
         }
     }
 
+    /// Watch items: worker-1's member record (revision 1) and the leader
+    /// key naming it (revision 2, term 2).
+    fn leader_is_worker_1(&mut self, record: &MemberRecord, instance: InstanceId) {
+        self.watch(WatchEvent::Member {
+            id: wid(1),
+            revision: 1,
+            change: Change::Put(record.clone()),
+        });
+        self.watch(WatchEvent::Leader {
+            revision: 2,
+            change: Change::Put(leader(wid(1), instance, 2)),
+        });
+    }
+
     fn watch(&mut self, item: WatchEvent) {
         self.worker.handle(Event::Watch(item), self.now);
         self.pump();
@@ -168,15 +182,7 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     h.worker.handle(Event::Start, h.now);
     h.pump();
     assert_eq!(h.watches_since(0), vec![(None, MemberScope::All)]);
-    h.watch(WatchEvent::Member {
-        id: wid(1),
-        revision: 1,
-        change: Change::Put(other_record.clone()),
-    });
-    h.watch(WatchEvent::Leader {
-        revision: 2,
-        change: Change::Put(leader(wid(1), other, 2)),
-    });
+    h.leader_is_worker_1(&other_record, other);
     let claimed_at = h.log.len();
     h.watch(WatchEvent::CaughtUp);
     let me = h.worker.worker_id().cloned().expect("an ID");
@@ -194,15 +200,7 @@ fn a_follower_watches_its_own_key_and_a_new_leader_acts_only_once_it_sees_every_
     // record, unchanged since it was seen while claiming, and the leader key.
     let seen_at = h.worker.roster().get(&wid(1)).map(|v| v.last_change);
     assert!(seen_at.is_some());
-    h.watch(WatchEvent::Member {
-        id: wid(1),
-        revision: 1,
-        change: Change::Put(other_record.clone()),
-    });
-    h.watch(WatchEvent::Leader {
-        revision: 2,
-        change: Change::Put(leader(wid(1), other, 2)),
-    });
+    h.leader_is_worker_1(&other_record, other);
     h.watch(WatchEvent::CaughtUp);
     h.advance(Duration::from_secs(1));
     assert!(!h.worker.is_leader());
