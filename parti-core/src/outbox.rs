@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 pub(crate) struct Outbox {
     commands: VecDeque<Command>,
     next_op: u64,
+    /// A renewal (of the ID or of leadership) was queued since the last
+    /// [`Outbox::take_renewal_queued`].
+    renewal_queued: bool,
 }
 
 impl Outbox {
@@ -20,7 +23,18 @@ impl Outbox {
 
     /// Queues a command.
     pub(crate) fn push(&mut self, command: Command) {
+        if matches!(
+            command,
+            Command::RenewLease { .. } | Command::RenewLeadership { .. }
+        ) {
+            self.renewal_queued = true;
+        }
         self.commands.push_back(command);
+    }
+
+    /// Whether a renewal was queued since the last call.
+    pub(crate) fn take_renewal_queued(&mut self) -> bool {
+        std::mem::take(&mut self.renewal_queued)
     }
 
     /// Queues a user notification.

@@ -288,6 +288,42 @@ impl Election {
         Signal::None
     }
 
+    /// Renews ahead of time, before work that may hold the worker's thread
+    /// for a while (a rebalance of a million partitions takes seconds on a
+    /// starved machine, and a renewal falling due meanwhile would go out
+    /// only after it): when this worker leads, no renewal is in flight and
+    /// the last one started at least a sixth of the election TTL ago.
+    /// Returns whether a renewal was queued.
+    pub(crate) fn renew_ahead(
+        &mut self,
+        config: &Config,
+        worker: &WorkerId,
+        instance: InstanceId,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> bool {
+        let stale = self
+            .last_ok_start
+            .is_some_and(|t| now >= t + config.election_ttl / 6);
+        // After a renewal that did not go through, the retry keeps its
+        // backoff: the watch may yet show that an unknown write landed.
+        let regular = self.next_renew == self.last_ok_start.map(|t| t + config.election_ttl / 3);
+        if !self.leads(config, now) || self.renew.is_some() || !stale || !regular {
+            return false;
+        }
+        let Some(expected) = self.my_revision else {
+            return false;
+        };
+        let op = out.op();
+        self.renew = Some((op, now));
+        out.push(Command::RenewLeadership {
+            op,
+            record: Self::record(worker, instance, self.my_term),
+            expected,
+        });
+        true
+    }
+
     /// Marks that the initial snapshot had no leader key.
     pub(crate) fn on_caught_up(&mut self, now: Instant) {
         if !self.seen_any {

@@ -74,6 +74,9 @@ pub struct Worker {
     last_now: Instant,
     pause_suspected: bool,
     follower_dirty: bool,
+    /// The rest of a turn was put off so that the renewals it queued go out
+    /// first: the next turn is due then.
+    resume_at: Option<Instant>,
     last_hold: Hold,
     /// Planted bugs (simulator self-tests; always empty in production).
     planted: PlantedBugs,
@@ -113,6 +116,7 @@ impl Worker {
             partitions: None,
             life: Life::Running,
             last_now: now,
+            resume_at: None,
             pause_suspected: false,
             follower_dirty: false,
             last_hold: Hold::Nothing,
@@ -171,10 +175,11 @@ impl Worker {
 
     /// The partitions owned now, with their fencing epochs, sorted by keys.
     pub fn assignment(&self) -> Vec<OwnedPartition> {
-        let mut v: Vec<OwnedPartition> = self.follower.held().cloned().collect();
-        // Keys are unique: an unstable sort gives the same order, faster.
-        v.sort_unstable_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
-        v
+        let held: Vec<&OwnedPartition> = self.follower.held().collect();
+        crate::partition::order_by_keys(held.iter().map(|p| &p.partition.keys))
+            .into_iter()
+            .map(|i| held[i].clone())
+            .collect()
     }
 
     /// Number of partitions owned now.
@@ -298,6 +303,7 @@ impl Worker {
                 // TTL really is a pause, never a quiet spell (e.g. a renewal
                 // hanging until its timeout while the store is down).
                 Some(self.last_now + self.config.heartbeat_interval),
+                self.resume_at,
             ]
         });
         pending.into_iter().flatten().flatten()
@@ -799,11 +805,38 @@ impl Worker {
             && !self.pause_suspected
     }
 
+    /// Renewals go out before the work of a turn: in a turn that queued one
+    /// (or that would evaluate the controller while leadership could use
+    /// one), applying a new assignment and the controller wait for the next
+    /// turn, a millisecond later, once the driver sent it (dropping
+    /// partitions whose lease ran out does not wait). At a million partitions applying an assignment or
+    /// rebalancing holds the driver's thread for seconds on a starved
+    /// machine; a renewal queued behind that work would leave late, and the
+    /// lease (measured from its start) would lapse under a live leader.
+    fn renewals_first(&mut self, now: Instant) -> bool {
+        let mut queued = self.out.take_renewal_queued();
+        if !queued && let (Some(c), Some(me)) = (&self.controller, self.membership.id()) {
+            let leads = self.election.leads(&self.config, now);
+            if c.would_evaluate(&self.roster, leads, now) {
+                let instance = self.membership.instance();
+                queued = self
+                    .election
+                    .renew_ahead(&self.config, me, instance, &mut self.out, now);
+            }
+        }
+        if queued {
+            self.resume_at = Some(now + std::time::Duration::from_millis(1));
+        }
+        queued
+    }
+
     /// Runs every machine after an input.
     fn step(&mut self, now: Instant) {
         if self.is_stopped() {
             return;
         }
+        // Only the renewals of this turn count (see `renewals_first`).
+        self.out.take_renewal_queued();
         // Membership: renewals, reservation expiry, claim retries.
         // An ID whose reservation lapses while cut off is taken back as the
         // same claim when the store answers (nobody could have claimed it if
@@ -827,6 +860,8 @@ impl Worker {
             now,
         );
         self.on_election(sig, now);
+        self.resume_at = None;
+        let renewals_first = self.renewals_first(now);
         // Degraded mode.
         match self.degraded.on_timeout(&self.config, now) {
             degraded::Signal::None | degraded::Signal::Entered => {}
@@ -848,7 +883,10 @@ impl Worker {
         let me = self.membership.id().or(self.membership.reclaiming());
         if let Some(me) = me.cloned() {
             let hold = self.hold(now);
-            if self.follower_dirty || hold != self.last_hold {
+            // Taking up a new assignment waits for the renewals; giving
+            // partitions up because the lease ran out never does.
+            let put_off = renewals_first && hold == Hold::All;
+            if (self.follower_dirty || hold != self.last_hold) && !put_off {
                 self.follower_dirty = false;
                 self.last_hold = hold;
                 let instance = self.membership.instance();
@@ -876,7 +914,7 @@ impl Worker {
         // A leader that cannot reach the store sees every other member go
         // stale at once: it decides nothing until the store answers again.
         let acts = self.election.leads(&self.config, now) && !self.degraded.is_cut_off();
-        if let Some(c) = &mut self.controller {
+        if let Some(c) = self.controller.as_mut().filter(|_| !renewals_first) {
             if let Some((id, revision, sent)) = self.membership.confirmed_write()
                 && self.roster.get(id).is_some_and(|v| v.revision >= revision)
             {

@@ -207,12 +207,14 @@ impl Driver {
             interval
         });
         loop {
+            let began = std::time::Instant::now();
             while !r.abandoned
                 && let Some(command) = r.worker.poll_command()
             {
                 r.execute(command).await;
             }
             r.metrics.observe(&r.worker, None);
+            warn_if_slow("executing its commands", began.elapsed());
             if r.worker.is_stopped() || r.abandoned {
                 break;
             }
@@ -229,13 +231,17 @@ impl Driver {
                 _ = sleep_until(hook_deadline) => r.on_lane_overrun(),
                 Some(event) = events_rx.recv() => {
                     let now = r.now();
+                    let began = std::time::Instant::now();
                     r.worker.handle(event, now);
+                    warn_if_slow("handling an event", began.elapsed());
                 }
                 Some(msg) = internal_rx.recv() => r.on_internal(msg),
                 _ = sleep_until(heartbeat) => r.heartbeat(),
                 _ = sleep_until(deadline) => {
                     let now = r.now();
+                    let began = std::time::Instant::now();
                     r.worker.handle_timeout(now);
+                    warn_if_slow("handling a timeout", began.elapsed());
                 }
                 _ = tick(refresh.as_mut()) => r.refresh(None),
                 _ = connection.tick() => {
@@ -410,5 +416,23 @@ fn command_kind(c: &Command) -> &'static str {
         Command::ListPartitions { .. } => "list_partitions",
         Command::Watch { .. } => "watch",
         Command::Notify(_) => "notify",
+    }
+}
+
+/// Above this, one turn of the worker's state machine delays everything else
+/// the driver does (renewals included) noticeably.
+const SLOW_STEP: Duration = Duration::from_millis(500);
+
+/// Reports a turn of the state machine that held the driver for longer than
+/// [`SLOW_STEP`]: leases and leadership are renewed between turns, so turns
+/// near a TTL cost them (e.g. a leader of a million partitions on a starved
+/// machine).
+fn warn_if_slow(what: &str, took: Duration) {
+    if took >= SLOW_STEP {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            "the worker spent {} ms {what}: renewals wait meanwhile",
+            took.as_millis()
+        );
     }
 }

@@ -123,6 +123,10 @@ pub(crate) struct Controller {
     committed: Option<Committed>,
     takeover_pending: bool,
     partitions: Option<BTreeMap<PartitionId, Partition>>,
+    /// For the i-th partition of `partitions` (in ID order), its place in
+    /// key order: records list their partitions by keys, and sorting a
+    /// million keys per publication costs the leader's thread seconds.
+    key_ranks: Vec<u32>,
     list_op: Option<OpId>,
     list_retry_at: Option<Instant>,
     partitions_dirty: bool,
@@ -215,6 +219,7 @@ impl Controller {
             committed: None,
             takeover_pending: false,
             partitions: None,
+            key_ranks: Vec::new(),
             list_op: None,
             list_retry_at: None,
             partitions_dirty: false,
@@ -334,6 +339,7 @@ impl Controller {
         }
         if self.partitions.as_ref() != Some(&map) {
             let had = self.partitions.is_some();
+            self.key_ranks = key_ranks(&map);
             self.partitions = Some(map);
             self.list_changed = true;
             if had {
@@ -402,7 +408,23 @@ impl Controller {
     }
 }
 
+/// The place in key order of each partition of `map` (taken in ID order).
+fn key_ranks(map: &BTreeMap<PartitionId, Partition>) -> Vec<u32> {
+    let order = crate::partition::order_by_keys(map.values().map(|p| &p.keys));
+    let mut ranks = vec![0u32; order.len()];
+    for (rank, index) in order.into_iter().enumerate() {
+        ranks[index] = u32::try_from(rank).unwrap_or(u32::MAX);
+    }
+    ranks
+}
+
 impl Controller {
+    /// Whether [`Controller::on_timeout`] would evaluate now (something
+    /// changed or a deadline passed), which at a large scale is work.
+    pub(crate) fn would_evaluate(&self, roster: &Roster, leads: bool, now: Instant) -> bool {
+        leads && roster.caught_up() && (self.changed || self.next_due.is_none_or(|t| now >= t))
+    }
+
     /// Periodic work and reaction to changes: evictions, rebalance decisions,
     /// handoff steps, publications. `leads` says whether the leadership lease is
     /// valid now; without it the controller does nothing.

@@ -106,25 +106,33 @@ impl Controller {
         self.dirty = false;
         // Group by worker. The owners and the partition list are both in ID
         // order: one walk along the list finds every partition (rather than a
-        // search of the list per owned partition).
-        let mut listed = self.partitions.as_ref().map(|m| m.iter().peekable());
-        let mut shares: BTreeMap<WorkerId, Vec<OwnedPartition>> = BTreeMap::new();
+        // search of the list per owned partition), with its place in key
+        // order (a partition no longer listed sorts after the listed ones).
+        let mut listed = self
+            .partitions
+            .as_ref()
+            .map(|m| m.iter().zip(self.key_ranks.iter().copied()).peekable());
+        let mut shares: BTreeMap<WorkerId, Vec<(u32, OwnedPartition)>> = BTreeMap::new();
         for (p, (w, epoch)) in &step.owners {
             let in_list = listed.as_mut().and_then(|list| {
-                while list.next_if(|(id, _)| *id < p).is_some() {}
-                list.next_if(|(id, _)| *id == p)
-                    .map(|(_, part)| part.clone())
+                while list.next_if(|((id, _), _)| *id < p).is_some() {}
+                list.next_if(|((id, _), _)| *id == p)
+                    .map(|((_, part), rank)| (rank, part.clone()))
             });
             let partition = in_list.or_else(|| {
                 self.committed
                     .as_ref()
                     .and_then(|c| find_partition(c, w, p))
+                    .map(|part| (u32::MAX, part))
             });
-            if let Some(partition) = partition {
-                shares.entry(w.clone()).or_default().push(OwnedPartition {
-                    partition,
-                    epoch: *epoch,
-                });
+            if let Some((rank, partition)) = partition {
+                shares.entry(w.clone()).or_default().push((
+                    rank,
+                    OwnedPartition {
+                        partition,
+                        epoch: *epoch,
+                    },
+                ));
             }
         }
         // Live members that had a record keep one (possibly empty) so that they
@@ -143,9 +151,14 @@ impl Controller {
         let mut staged = Vec::new();
         let mut next_records = BTreeMap::new();
         let mut awaiting = BTreeSet::new();
-        for (w, mut parts) in shares {
+        for (w, mut ranked) in shares {
+            // In key order: by rank, and by keys among the unlisted ones.
             // Keys are unique: an unstable sort gives the same order, faster.
-            parts.sort_unstable_by(|a, b| a.partition.keys.cmp(&b.partition.keys));
+            ranked.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.partition.keys.cmp(&b.1.partition.keys))
+            });
+            let mut parts: Vec<OwnedPartition> = ranked.into_iter().map(|(_, p)| p).collect();
             let previous = self.committed.as_ref().and_then(|c| c.records.get(&w));
             // Address the record to the member's current claim; a member that is
             // away keeps the record of its last claim.
