@@ -168,6 +168,11 @@ struct Demo {
     started: Instant,
     partitions: usize,
     last_line: String,
+    /// The ledger's move count when the current step began.
+    moves_before: u64,
+    /// The fewest moves the current step needs, when the demo knows it
+    /// (what a stopped or killed worker held).
+    optimum: Option<usize>,
 }
 
 impl Demo {
@@ -265,10 +270,16 @@ impl Demo {
                         .lock()
                         .map(|l| (l.overlaps, l.moves))
                         .unwrap_or((0, 0));
+                    let step = moves - self.moves_before;
+                    let optimum = self
+                        .optimum
+                        .take()
+                        .map_or_else(String::new, |o| format!(", optimal {o}"));
                     self.say(&format!(
-                        "✓ {what}: every one of {} partitions owned by exactly one live worker; overlaps so far: {overlaps}; moves so far: {moves}",
+                        "✓ {what}: every one of {} partitions owned by exactly one live worker; moved {step}{optimum}; overlaps so far: {overlaps}; moves so far: {moves}",
                         self.partitions
                     ));
+                    self.moves_before = moves;
                     return Ok(());
                 }
             } else {
@@ -313,6 +324,8 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         started: Instant::now(),
         partitions: args.partitions,
         last_line: String::new(),
+        moves_before: 0,
+        optimum: None,
     };
     demo.say(&format!("starting {} workers", args.workers));
     demo.add_workers(args.workers).await?;
@@ -322,8 +335,10 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         && let Some(m) = demo.workers[slot].take()
     {
         let id = m.worker_id();
+        let held = m.assignment().len();
+        demo.optimum = Some(held);
         demo.say(&format!(
-            "stopping {} gracefully (its partitions wait for the planned-scale window)",
+            "stopping {} gracefully, it holds {held} (its partitions wait for the planned-scale window)",
             id.map_or("?".into(), |w| w.to_string())
         ));
         m.stop().await.map_err(|e| e.to_string())?;
@@ -334,8 +349,10 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         && let Some(m) = demo.workers[slot].take()
     {
         let id = m.worker_id();
+        let held = m.assignment().len();
+        demo.optimum = Some(held);
         demo.say(&format!(
-            "killing {} (no goodbye: the leader waits for its lease to expire)",
+            "killing {}, it holds {held} (no goodbye: the leader waits for its lease to expire)",
             id.map_or("?".into(), |w| w.to_string())
         ));
         drop(m);
@@ -346,6 +363,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     demo.settle("crash").await?;
 
     demo.say("adding two workers");
+    // Their shares: what the others must give up.
+    let running = demo.workers.iter().flatten().count();
+    demo.optimum = Some(2 * demo.partitions / (running + 2));
     demo.add_workers(2).await?;
     demo.settle("scale up").await?;
 

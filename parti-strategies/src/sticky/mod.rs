@@ -1,10 +1,12 @@
 //! The sticky strategy, Parti's default.
 
+mod bands;
 mod lists;
 mod rebalance;
 
 use crate::bounded_load::{BoundedLoad, DEFAULT_EPSILON};
-use crate::prep::{PPM, fraction_to_ppm, lower_bounds, normalized_weights, prepare, upper_bounds};
+use crate::prep::{PPM, fraction_to_ppm, normalized_weights, prepare};
+use bands::Bands;
 use lists::NONE;
 use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 
@@ -13,7 +15,8 @@ use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 ///
 /// Every worker `j` has a fair share `s_j` of the total partition weight,
 /// proportional to its [`parti_core::WorkerSpec::capacity`], and a band
-/// `[(1 − t)·s_j, (1 + t)·s_j]` where `t` is the tolerance (default 0.05).
+/// `[(1 − t)·s_j, (1 + t)·s_j]` where `t` is the tolerance (default 0.05),
+/// rounded to whole weight units but never narrower than `⌊s_j⌋..⌈s_j⌉`.
 /// Starting from the previous assignment, Sticky:
 ///
 /// - keeps every partition whose owner is still alive, unless that owner is
@@ -24,7 +27,13 @@ use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 ///   workers below or furthest under their band, heaviest first;
 /// - picks what to move so that each move closes a whole gap where one
 ///   partition can, which keeps both the number of moved partitions and the
-///   moved weight close to the minimum the band allows.
+///   moved weight close to the minimum the band allows;
+/// - brings a worker that was more than the band's width outside its band
+///   (a newcomer, a worker far over its share) into the *half band*
+///   `[(1 − t/2)·s_j, (1 + t/2)·s_j]` rather than onto the band's edge: the
+///   next change of the shares (a worker leaving raises every share by
+///   `1 / (W − 1)`) then leaves it inside, instead of asking one more move of
+///   every worker on the edge.
 ///
 /// **Guarantees.** Every worker ends within its band whenever the weights allow
 /// it (no partition is too heavy to fit the room left); a partition that fits
@@ -33,7 +42,7 @@ use parti_core::{AssignmentInput, AssignmentStrategy, Placement, StrategyError};
 /// within its bands is a fixed point: given as `previous` with the same
 /// workers and partitions it comes back unchanged. Removing a worker moves only
 /// its partitions, unless granularity leaves a gap; adding one moves about
-/// `(1 − t)` of its share, taken from the most loaded workers.
+/// `(1 − t/2)` of its share, taken from the most loaded workers.
 ///
 /// **Cold start.** With no previous owner at all, Sticky places partitions the
 /// way [`BoundedLoad`] does (ring order, first worker clockwise with room) with
@@ -156,9 +165,8 @@ impl AssignmentStrategy for Sticky {
         } else {
             self.tolerance_ppm
         };
-        let hi = upper_bounds(&prep, &weights, tolerance);
-        let lo = lower_bounds(&prep, &weights, tolerance, &hi);
-        rebalance::rebalance(&prep, &weights, &mut owner, &hi, &lo);
+        let bands = Bands::new(&prep, &weights, tolerance, self.tolerance_ppm / 2);
+        rebalance::rebalance(&prep, &weights, &mut owner, &bands);
         Ok(Placement {
             owners: prep.to_placement(&owner),
         })

@@ -1,25 +1,34 @@
 //! The sticky repair: from a partial assignment to one where every worker's load
-//! is within `[lo, hi]`, moving as little as possible.
+//! is within its band `[lo, hi]`, moving as little as possible (the bands:
+//! [`super::bands`]).
 //!
 //! 1. **Shed.** A worker above `hi` gives away just enough: the lightest single
-//!    partition that brings it under `hi` without taking it under `lo`, else its
-//!    heaviest partition lighter than the excess, repeated.
+//!    partition that brings it under its goal without taking it under `lo`,
+//!    else its heaviest partition lighter than the excess, repeated. The goal
+//!    is `hi`, or the half band's `top` for a worker more than the band's
+//!    width above `hi`.
 //! 2. **Place the pool** (orphans and shed partitions), heaviest first: to the
-//!    worker furthest under `lo` if it fits there, else to the worker with the
-//!    most room under `hi`, else (it fits nowhere) to the worker whose relative
-//!    load it raises least, preferring the partition's previous owner.
+//!    worker furthest under its floor if it fits there, else to the worker
+//!    with the most room under `hi`, else (it fits nowhere) to the worker
+//!    whose relative load it raises least, preferring the partition's previous
+//!    owner. A worker's floor is `lo`, or the half band's `bottom` for a worker
+//!    that started more than the band's width under `lo` (a newcomer).
 //!    Zero-weight orphans go to the worker with the fewest partitions per unit
 //!    of capacity.
-//! 3. **Fill.** Each worker still under `lo` (largest gap first) takes from the
-//!    workers with the most load above their own `lo`: the lightest partition that
-//!    closes the gap without taking it over `hi` or the donor under `lo`, else
-//!    the heaviest one that fits.
+//! 3. **Fill.** Each worker still under its floor (largest gap first) takes
+//!    from the workers with the most load above their own floor: the lightest
+//!    partition that closes the gap without taking it over `hi` or the donor
+//!    under its floor, else the heaviest one that fits.
 //!
 //! Each move moves a whole gap's worth where it can, so the count of moved
 //! partitions stays near its minimum, and no move overshoots, so the moved
-//! weight does too. All choices are by worker rank and canonical partition
-//! order: deterministic and independent of input order.
+//! weight does too. A worker brought back from far outside its band lands in
+//! the half band, so that the next change of the shares does not put it
+//! outside again; one just outside gets just enough. All choices are by
+//! worker rank and canonical partition order: deterministic and independent
+//! of input order.
 
+use super::bands::Bands;
 use super::lists::{Lists, NONE};
 use crate::bounded_load::least_relative;
 use crate::prep::{Prepared, Weights};
@@ -64,13 +73,8 @@ impl PartialOrd for CountKey {
 
 /// Rebalances `owner` (ranks by canonical position, [`NONE`] for orphans) in
 /// place.
-pub(crate) fn rebalance(
-    prep: &Prepared,
-    weights: &Weights,
-    owner: &mut [u32],
-    hi: &[u64],
-    lo: &[u64],
-) {
+pub(crate) fn rebalance(prep: &Prepared, weights: &Weights, owner: &mut [u32], bands: &Bands) {
+    let (hi, lo) = (&bands.hi, &bands.lo);
     let nw = prep.workers();
     let w = &weights.w;
     let mut load = vec![0u64; nw];
@@ -91,14 +95,26 @@ pub(crate) fn rebalance(
         }
         let l = lists.get_or_insert_with(|| Lists::build(prep, owner));
         let ju = j as u32;
-        while load[j] > hi[j] {
-            let need = load[j] - hi[j];
+        let goal = if bands.far_over(j, load[j]) {
+            bands.top[j]
+        } else {
+            hi[j]
+        };
+        while load[j] > goal {
+            let need = load[j] - goal;
             let limit = load[j].saturating_sub(lo[j]);
+            // Overshooting (a partition heavier than the excess, whatever
+            // the floor) only to get under `hi`.
+            let over = load[j].saturating_sub(hi[j]);
             let q = l
                 .smallest_at_least(w, ju, need)
                 .filter(|&q| w[l.items[q] as usize] <= limit)
                 .or_else(|| l.largest_at_most(w, ju, need - 1))
-                .or_else(|| l.smallest_at_least(w, ju, need));
+                .or_else(|| {
+                    (over > 0)
+                        .then(|| l.smallest_at_least(w, ju, over))
+                        .flatten()
+                });
             let Some(q) = q else { break };
             l.remove(q);
             let i = l.items[q];
@@ -108,13 +124,25 @@ pub(crate) fn rebalance(
         }
     }
 
+    // Each worker's floor: `lo`, or `bottom` for one far under `lo`.
+    let floor: Vec<u64> = (0..nw)
+        .map(|j| {
+            if bands.far_under(j, load[j]) {
+                bands.bottom[j]
+            } else {
+                lo[j]
+            }
+        })
+        .collect();
+    let floor = &floor;
+
     // 2. Place the pool, heaviest first.
     if !pool.is_empty() {
         pool.sort_unstable_by(|a, b| w[b.0 as usize].cmp(&w[a.0 as usize]).then(a.0.cmp(&b.0)));
-        let deficit_of = |load: &[u64], j: usize| lo[j].saturating_sub(load[j]);
+        let deficit_of = |load: &[u64], j: usize| floor[j].saturating_sub(load[j]);
         let room_of = |load: &[u64], j: usize| hi[j].saturating_sub(load[j]);
         let mut deficits: Heap = (0..nw)
-            .filter(|&j| load[j] < lo[j])
+            .filter(|&j| load[j] < floor[j])
             .map(|j| (deficit_of(&load, j), Reverse(j as u32)))
             .collect();
         let mut rooms: Heap = (0..nw)
@@ -134,7 +162,7 @@ pub(crate) fn rebalance(
             let d = dest as usize;
             owner[i as usize] = dest;
             load[d] += wi;
-            if load[d] < lo[d] {
+            if load[d] < floor[d] {
                 deficits.push((deficit_of(&load, d), Reverse(dest)));
             }
             rooms.push((room_of(&load, d), Reverse(dest)));
@@ -163,30 +191,30 @@ pub(crate) fn rebalance(
         }
     }
 
-    // 3. Fill the workers still under `lo` from the ones above it.
-    if !(0..nw).any(|j| load[j] < lo[j]) {
+    // 3. Fill the workers still under their floor from the ones above theirs.
+    if !(0..nw).any(|j| load[j] < floor[j]) {
         return;
     }
     let l = lists.get_or_insert_with(|| Lists::build(prep, owner));
-    let surplus_of = |load: &[u64], j: usize| load[j].saturating_sub(lo[j]);
+    let surplus_of = |load: &[u64], j: usize| load[j].saturating_sub(floor[j]);
     let mut receivers: Heap = (0..nw)
-        .filter(|&j| load[j] < lo[j])
-        .map(|j| (lo[j] - load[j], Reverse(j as u32)))
+        .filter(|&j| load[j] < floor[j])
+        .map(|j| (floor[j] - load[j], Reverse(j as u32)))
         .collect();
     let mut donors: Heap = (0..nw)
-        .filter(|&j| load[j] > lo[j])
-        .map(|j| (load[j] - lo[j], Reverse(j as u32)))
+        .filter(|&j| load[j] > floor[j])
+        .map(|j| (load[j] - floor[j], Reverse(j as u32)))
         .collect();
     let mut skipped: Vec<u32> = Vec::new();
     while let Some((_, Reverse(r))) = receivers.pop() {
         let ru = r as usize;
-        while load[ru] < lo[ru] {
+        while load[ru] < floor[ru] {
             let Some(d) = peek_valid(&mut donors, |j| surplus_of(&load, j)) else {
                 break;
             };
             donors.pop();
             let du = d as usize;
-            let need = lo[ru] - load[ru];
+            let need = floor[ru] - load[ru];
             let limit = surplus_of(&load, du).min(hi[ru].saturating_sub(load[ru]));
             let q = l
                 .smallest_at_least(w, d, need)
@@ -199,7 +227,7 @@ pub(crate) fn rebalance(
                     owner[i] = r;
                     load[du] -= w[i];
                     load[ru] += w[i];
-                    if load[du] > lo[du] {
+                    if load[du] > floor[du] {
                         donors.push((surplus_of(&load, du), Reverse(d)));
                     }
                 }

@@ -13,4 +13,4 @@ pub use faults::{FaultKind, FaultSet};
 pub use rng::Rng;
 pub use runner::{Summary, run_seeds};
 pub use store::{Entry, Key, SimStore, StoreChange, Value, WriteError, watch_event, watched};
-pub use world::{Scripted, SimConfig, SimReport, Simulator};
+pub use world::{Move, Removal, Scripted, SimConfig, SimReport, Simulator, VersionMoves};

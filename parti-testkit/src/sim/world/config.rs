@@ -3,9 +3,9 @@
 
 use super::super::checks::Violation;
 use super::super::faults::FaultSet;
-use parti_core::Config;
 #[cfg(feature = "planted-bugs")]
 use parti_core::PlantedBug;
+use parti_core::{Config, PartitionId, WorkerId};
 use std::collections::BTreeMap;
 
 /// Parameters of one simulated run.
@@ -152,6 +152,13 @@ pub struct SimReport {
     pub commit_log: Vec<(u64, u64, parti_core::records::Lifecycle)>,
     /// When each partition move happened (ms).
     pub move_times: Vec<u64>,
+    /// Every partition move: when, in which version, from whom to whom.
+    /// Not part of the fingerprint (it says nothing `move_times` and the
+    /// commit log do not).
+    pub moves: Vec<Move>,
+    /// The workers a scripted step took out (crash, stop, leave), with what
+    /// they held then: the optimum a movement measurement compares with.
+    pub removals: Vec<Removal>,
     /// Every time a running process gave up partitions: (time ms, process
     /// label, how many).
     pub releases: Vec<(u64, String, usize)>,
@@ -163,7 +170,59 @@ pub struct SimReport {
     pub follower_member_items: u64,
 }
 
+/// A partition granted to a worker other than its last holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// When the new holder applied it (ms).
+    pub at: u64,
+    /// The assignment version that granted it.
+    pub version: u64,
+    /// The partition.
+    pub partition: PartitionId,
+    /// Its last holder.
+    pub from: WorkerId,
+    /// Its new holder.
+    pub to: WorkerId,
+}
+
+/// The moves one version made: (from, to, how many), most first.
+pub type VersionMoves = (u64, Vec<(WorkerId, WorkerId, usize)>);
+
+/// A worker taken out by a scripted step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// When (ms).
+    pub at: u64,
+    /// The step (`CrashFollower`, `StopFollower`, …).
+    pub step: Scripted,
+    /// The worker's ID.
+    pub worker: WorkerId,
+    /// The partitions it held.
+    pub held: usize,
+}
+
 impl SimReport {
+    /// The moves from `at` on, by the version that made them: for each
+    /// version, how many partitions went from whom to whom (sorted by
+    /// version, then by count, most first).
+    pub fn moves_by_version(&self, at: u64) -> Vec<VersionMoves> {
+        let mut by: BTreeMap<u64, BTreeMap<(WorkerId, WorkerId), usize>> = BTreeMap::new();
+        for m in self.moves.iter().filter(|m| m.at >= at) {
+            *by.entry(m.version)
+                .or_default()
+                .entry((m.from.clone(), m.to.clone()))
+                .or_default() += 1;
+        }
+        by.into_iter()
+            .map(|(v, pairs)| {
+                let mut pairs: Vec<(WorkerId, WorkerId, usize)> =
+                    pairs.into_iter().map(|((f, t), n)| (f, t, n)).collect();
+                pairs.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+                (v, pairs)
+            })
+            .collect()
+    }
+
     /// A digest of what the run did: every commit, move and release with its
     /// time, the faults, the counters and the violations. Two runs of one
     /// seed have the same digest; comparing digests across builds shows

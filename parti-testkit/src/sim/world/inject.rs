@@ -3,7 +3,7 @@
 //! partition refresh).
 
 use super::Simulator;
-use super::config::Scripted;
+use super::config::{Removal, Scripted};
 use super::process::Ev;
 use crate::sim::checks::{RestartWatch, Witness};
 use crate::sim::faults::FaultKind;
@@ -176,6 +176,23 @@ impl Simulator {
     pub(super) fn run_script(&mut self, step: Scripted) {
         self.last_fault_at = self.now;
         self.restart_watch = None;
+        let victim = match step {
+            Scripted::CrashLeader => self.leader_slot(),
+            Scripted::CrashFollower | Scripted::LeaveFollower | Scripted::StopFollower => {
+                self.follower_slot()
+            }
+            _ => None,
+        };
+        if let Some(slot) = victim
+            && let Some(worker) = self.procs[slot].worker.worker_id().cloned()
+        {
+            self.report.removals.push(Removal {
+                at: self.now,
+                step: step.clone(),
+                worker,
+                held: self.procs[slot].held.len(),
+            });
+        }
         match step {
             Scripted::CrashLeader => {
                 if let Some(slot) = self.leader_slot() {

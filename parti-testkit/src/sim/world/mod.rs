@@ -18,7 +18,7 @@ mod process;
 mod report;
 mod store_link;
 
-pub use config::{Scripted, SimConfig, SimReport};
+pub use config::{Move, Removal, Scripted, SimConfig, SimReport, VersionMoves};
 
 use super::checks::{Commits, Epochs, Exclusivity, Guarantee, Ownership, RestartWatch, Violation};
 use super::faults::FaultKind;

@@ -2,6 +2,7 @@
 //! epochs, moves and the timeline, fed to the invariant checks.
 
 use super::Simulator;
+use super::config::Move;
 use super::process::Ev;
 use crate::sim::checks;
 use parti_core::{Notification, PartitionId, State};
@@ -115,6 +116,13 @@ impl Simulator {
                     {
                         self.report.moved += 1;
                         self.report.move_times.push(now);
+                        self.report.moves.push(Move {
+                            at: now,
+                            version,
+                            partition: id,
+                            from: prev,
+                            to: w.clone(),
+                        });
                     }
                 }
                 if !added.is_empty()
