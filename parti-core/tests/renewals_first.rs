@@ -194,18 +194,19 @@ fn the_turn_that_ends_the_cold_start_renews_leadership_first() {
     assert_eq!(solo.published, before + 1, "then it publishes");
 }
 
-#[test]
-fn a_leader_about_to_rebalance_renews_ahead_of_its_schedule() {
+/// A leader past its cold start gets a new partition list `after` its last
+/// leadership renewal; returns the time and what that turn queued.
+fn new_list_after_renewal(after: Duration) -> (Solo, Instant, Vec<Command>) {
     let mut solo = elected();
     let config = Config::for_tests();
-    // Past the cold start, settled.
     let settled = Instant::ZERO + config.cold_start_window * 2;
     solo.run_until(settled);
     let last = solo.renewed_at.expect("renewals");
-    // A new partition list arrives a sixth of the TTL after the last
-    // renewal, before the next one is due.
-    let at = last + config.election_ttl / 6 + Duration::from_millis(10);
-    assert!(at < last + config.election_ttl / 3);
+    let at = last + after;
+    assert!(
+        at < last + config.election_ttl / 3,
+        "before the next renewal"
+    );
     assert!(at >= solo.now);
     solo.now = at;
     let list = (0..6)
@@ -213,6 +214,14 @@ fn a_leader_about_to_rebalance_renews_ahead_of_its_schedule() {
         .collect();
     solo.worker.handle(Event::PartitionsChanged(list), at);
     let first = solo.queued();
+    (solo, at, first)
+}
+
+#[test]
+fn a_leader_about_to_rebalance_renews_ahead_of_its_schedule() {
+    // A sixth of the TTL after the last renewal: the lease is not fresh.
+    let after = Config::for_tests().election_ttl / 6 + Duration::from_millis(10);
+    let (mut solo, at, first) = new_list_after_renewal(after);
     assert_eq!(
         count(&first, is_renewal),
         1,
@@ -228,21 +237,10 @@ fn a_leader_about_to_rebalance_renews_ahead_of_its_schedule() {
 
 #[test]
 fn a_fresh_lease_is_not_renewed_ahead() {
-    let mut solo = elected();
-    let config = Config::for_tests();
-    let settled = Instant::ZERO + config.cold_start_window * 2;
-    solo.run_until(settled);
-    let last = solo.renewed_at.expect("renewals");
     // Within a sixth of the TTL of the last renewal: no extra write.
-    let at = last + Duration::from_millis(10);
-    assert!(at < last + config.election_ttl / 6);
-    assert!(at >= solo.now);
-    solo.now = at;
-    let list = (0..6)
-        .map(|i| Partition::new(["t".to_string(), format!("p-{i}")]))
-        .collect();
-    solo.worker.handle(Event::PartitionsChanged(list), at);
-    let first = solo.queued();
+    let after = Duration::from_millis(10);
+    assert!(after < Config::for_tests().election_ttl / 6);
+    let (_, _, first) = new_list_after_renewal(after);
     assert_eq!(count(&first, is_renewal), 0, "{first:?}");
     assert_eq!(count(&first, is_publication), 1, "{first:?}");
 }

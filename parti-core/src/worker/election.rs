@@ -256,17 +256,8 @@ impl Election {
             if !self.leads(config, now) {
                 return self.step_down();
             }
-            if self.renew.is_none()
-                && self.next_renew.is_some_and(|t| now >= t)
-                && let Some(expected) = self.my_revision
-            {
-                let op = out.op();
-                self.renew = Some((op, now));
-                out.push(Command::RenewLeadership {
-                    op,
-                    record: Self::record(worker, instance, self.my_term),
-                    expected,
-                });
+            if self.renew.is_none() && self.next_renew.is_some_and(|t| now >= t) {
+                self.send_renewal(worker, instance, out, now);
             }
             return Signal::None;
         }
@@ -311,6 +302,18 @@ impl Election {
         if !self.leads(config, now) || self.renew.is_some() || !stale || !regular {
             return false;
         }
+        self.send_renewal(worker, instance, out, now)
+    }
+
+    /// Queues a renewal of the leader key from the revision last written;
+    /// returns whether one was queued (none without a revision).
+    fn send_renewal(
+        &mut self,
+        worker: &WorkerId,
+        instance: InstanceId,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> bool {
         let Some(expected) = self.my_revision else {
             return false;
         };
