@@ -809,10 +809,11 @@ impl Worker {
     /// (or that would evaluate the controller while leadership could use
     /// one), applying a new assignment and the controller wait for the next
     /// turn, a millisecond later, once the driver sent it (dropping
-    /// partitions whose lease ran out does not wait). At a million partitions applying an assignment or
-    /// rebalancing holds the driver's thread for seconds on a starved
-    /// machine; a renewal queued behind that work would leave late, and the
-    /// lease (measured from its start) would lapse under a live leader.
+    /// partitions whose lease ran out does not wait). At a million
+    /// partitions applying an assignment or rebalancing holds the driver's
+    /// thread for seconds on a starved machine; a renewal queued behind that
+    /// work would leave late, and the lease (measured from its start) would
+    /// lapse under a live leader.
     fn renewals_first(&mut self, now: Instant) -> bool {
         let mut queued = self.out.take_renewal_queued();
         if !queued && let (Some(c), Some(me)) = (&self.controller, self.membership.id()) {
