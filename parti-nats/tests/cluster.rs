@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::retry::{answered, renew_until_ok};
+use common::retry::{answered, reachable, renew_until_ok};
 use common::*;
 use parti_core::backend::{Backend, BackendError, BackendExt, Change, MemberScope, WatchEvent};
 use parti_nats::NatsBackend;
@@ -50,10 +50,13 @@ async fn r3_buckets_keep_cas_and_watch_working_through_a_node_restart() {
     assert_eq!(next_event(&mut watch, SOON).await, WatchEvent::CaughtUp);
     let id = worker(0);
     let record = member(1);
-    let mut rev = b.create_member(&id, &record).await.unwrap();
+    // A new R3 stream's interest reaches the other nodes a moment after it is
+    // created: the first writes may meet "no responders" (nothing written) and
+    // are repeated until a stream answers.
+    let mut rev = reachable(|| b.create_member(&id, &record)).await;
     let leader_rec = leader();
-    let term = b.create_leader(&leader_rec).await.unwrap();
-    let renewed = b.update_leader(&leader_rec, term).await.unwrap();
+    let term = reachable(|| b.create_leader(&leader_rec)).await;
+    let renewed = reachable(|| b.update_leader(&leader_rec, term)).await;
 
     // Kill the node this client talks to.
     let port = client.server_info().port;

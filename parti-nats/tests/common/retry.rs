@@ -65,3 +65,25 @@ where
         }
     }
 }
+
+/// Repeats a write while it is refused as `Unavailable` (nothing was written,
+/// e.g. "no responders" from a stream whose interest has not yet reached this
+/// node), up to [`super::SOON`]; panics on any other error.
+pub async fn reachable<T, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    let deadline = tokio::time::Instant::now() + super::SOON;
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(BackendError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                eprintln!("not yet reachable, repeating: {why}");
+                // Back off a little before the next attempt (not a synchronisation).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("write refused: {err}"),
+        }
+    }
+}
