@@ -33,6 +33,24 @@ pub(crate) struct BucketSpec {
     /// How long the server keeps the marker it writes when a key expires. Such a
     /// marker is what makes expiry visible to watchers (as a purge).
     pub marker_ttl: Duration,
+    /// Consumers the group may hold on this bucket's stream at once (see
+    /// [`consumers_for_ids`]). A stream whose limit is lower is raised to it;
+    /// a limit is never lowered.
+    pub consumers: i32,
+}
+
+/// Consumers per worker ID that a bucket's stream must allow: each worker
+/// watches each bucket through one consumer, a replaced watch's consumer
+/// lingers until the server drops it as inactive, and tools (`parti inspect`,
+/// a worker being replaced) need a few more.
+pub(crate) const CONSUMERS_PER_WORKER_ID: i32 = 4;
+
+/// The consumer room a group with `ids` worker IDs needs on each stream.
+/// nats-server 2.15 allows 1 000 consumers per stream unless the stream sets
+/// its own limit, which a group of more than 250 IDs can exceed.
+pub(crate) fn consumers_for_ids(ids: u64) -> i32 {
+    let ids = i32::try_from(ids).unwrap_or(i32::MAX);
+    ids.saturating_mul(CONSUMERS_PER_WORKER_ID)
 }
 
 impl BucketSpec {
@@ -127,6 +145,7 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
     match js.get_stream(&stream_name).await {
         Ok(stream) => {
             spec.check(&stream.cached_info().config)?;
+            make_consumer_room(js, spec, &stream.cached_info().config).await;
             return open(js, spec).await;
         }
         Err(err) => {
@@ -143,6 +162,7 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
     match js.create_key_value(spec.kv_config()).await {
         Ok(store) => {
             spec.check(&store.stream.cached_info().config)?;
+            make_consumer_room(js, spec, &store.stream.cached_info().config).await;
             Ok(store)
         }
         Err(create_err) => {
@@ -151,6 +171,7 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
             match js.get_stream(&stream_name).await {
                 Ok(stream) => {
                     spec.check(&stream.cached_info().config)?;
+                    make_consumer_room(js, spec, &stream.cached_info().config).await;
                     open(js, spec).await
                 }
                 Err(_) => {
@@ -163,6 +184,44 @@ pub(crate) async fn ensure(js: &Context, spec: &BucketSpec) -> Result<kv::Store,
                 }
             }
         }
+    }
+}
+
+/// Consumers a stream that sets no limit of its own allows on nats-server
+/// 2.15 (its `default_max_consumers`; such a stream reports -1, and a value
+/// not above zero cannot ask for more).
+pub(crate) const SERVER_DEFAULT_MAX_CONSUMERS: i32 = 1000;
+
+/// Raises the stream's consumer limit to `spec.consumers` when it is lower: a
+/// limit of its own below it, or none (the server's default) when the group
+/// needs more than [`SERVER_DEFAULT_MAX_CONSUMERS`]. A limit is never lowered.
+/// A failure is logged, not returned: the bucket works, only a group using
+/// more of its ID range than the limit allows would meet refused watches.
+async fn make_consumer_room(js: &Context, spec: &BucketSpec, config: &stream::Config) {
+    let current = if config.max_consumers > 0 {
+        config.max_consumers
+    } else {
+        SERVER_DEFAULT_MAX_CONSUMERS
+    };
+    if current >= spec.consumers {
+        return;
+    }
+    let mut raised = config.clone();
+    raised.max_consumers = spec.consumers;
+    match js.update_stream(&raised).await {
+        Ok(_) => tracing::info!(
+            bucket = %spec.name,
+            from = current,
+            to = spec.consumers,
+            "raised the bucket's consumer limit for the size of the worker ID range"
+        ),
+        Err(error) => tracing::warn!(
+            bucket = %spec.name,
+            limit = current,
+            needed = spec.consumers,
+            %error,
+            "cannot raise the bucket's consumer limit: with more workers than the limit allows, their watches will be refused (raise the stream's max_consumers by hand)"
+        ),
     }
 }
 
@@ -288,6 +347,7 @@ mod tests {
             replicas: 3,
             storage: StorageType::File,
             marker_ttl: Duration::from_secs(30),
+            consumers: 400,
         }
     }
 

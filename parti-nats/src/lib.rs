@@ -130,6 +130,8 @@ pub struct NatsBackend {
     member_ttl: Duration,
     leader_ttl: Duration,
     marker_ttl: Duration,
+    /// Consumers each bucket's stream must allow (see [`buckets::consumers_for_ids`]).
+    consumers: i32,
     snapshot_timeout: Duration,
     worker_prefix: String,
     stores: OnceCell<Stores>,
@@ -165,6 +167,9 @@ impl NatsBackend {
             member_ttl: config.worker_id_ttl,
             leader_ttl: config.election_ttl,
             marker_ttl: DEFAULT_LIMIT_MARKER_TTL,
+            consumers: buckets::consumers_for_ids(
+                u64::from(config.worker_id_max.saturating_sub(config.worker_id_min)) + 1,
+            ),
             snapshot_timeout: config.operation_timeout.max(Duration::from_secs(1)),
             worker_prefix: config.worker_id_prefix.clone(),
             stores: OnceCell::new(),
@@ -243,6 +248,7 @@ impl NatsBackend {
             replicas: self.replicas,
             storage: self.storage,
             marker_ttl: self.marker_ttl,
+            consumers: self.consumers,
         };
         [
             spec(&self.names.members, self.member_ttl),

@@ -291,3 +291,94 @@ async fn bucket_name_overrides_are_used() {
         Some(encode(&member(2)).into())
     );
 }
+
+/// The consumer limit of each of a group's streams.
+async fn consumer_limits(url: &str, b: &parti_nats::NatsBackend) -> Vec<i32> {
+    let raw = raw(url).await;
+    let names = b.bucket_names();
+    let mut limits = Vec::new();
+    for bucket in [&names.members, &names.leader, &names.assignments] {
+        let mut stream = raw.get_stream(format!("KV_{bucket}")).await.unwrap();
+        limits.push(stream.info().await.unwrap().config.max_consumers);
+    }
+    limits
+}
+
+#[tokio::test]
+async fn a_wide_id_range_raises_the_consumer_limit_and_never_lowers_it() {
+    let Some(server) = server() else { return };
+    let url = server.client_url();
+    // 100 IDs: the server's default (1 000 per stream on 2.15) is room
+    // enough; the streams keep reporting no limit of their own.
+    let narrow = config(&group("room_narrow"));
+    let b = backend(&url, &narrow).await;
+    b.ensure_ready().await.unwrap();
+    let defaults = consumer_limits(&url, &b).await;
+    assert_eq!(defaults, vec![-1; 3]);
+
+    // 1 000 IDs: four consumers per ID on every stream.
+    let mut wide = config(&group("room_wide"));
+    wide.worker_id_max = 999;
+    let b = backend(&url, &wide).await;
+    b.ensure_ready().await.unwrap();
+    assert_eq!(consumer_limits(&url, &b).await, vec![4000; 3]);
+
+    // A limit raised further by hand stays: a narrower group on the same
+    // buckets never lowers it.
+    let raw = raw(&url).await;
+    let members = format!("KV_{}", b.bucket_names().members);
+    let mut config = raw
+        .get_stream(&members)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    config.max_consumers = 9000;
+    raw.update_stream(&config).await.unwrap();
+    let mut narrower = wide.clone();
+    narrower.worker_id_max = 499;
+    let again = backend(&url, &narrower).await;
+    again.ensure_ready().await.unwrap();
+    assert_eq!(consumer_limits(&url, &again).await, vec![9000, 4000, 4000]);
+}
+
+/// Creates ephemeral consumers on `stream` until one is refused; returns how
+/// many were created (at most `up_to`).
+async fn consumers_accepted(url: &str, stream: &str, up_to: usize) -> usize {
+    use async_nats::jetstream::consumer::pull;
+    let raw = raw(url).await;
+    let stream = raw.get_stream(stream).await.unwrap();
+    for n in 0..up_to {
+        let created = stream
+            .create_consumer(pull::Config {
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await;
+        if let Err(e) = created {
+            eprintln!("consumer {} refused: {e}", n + 1);
+            return n;
+        }
+    }
+    up_to
+}
+
+#[tokio::test]
+async fn the_raised_limit_admits_more_watches_than_the_server_default() {
+    let Some(server) = server() else { return };
+    let url = server.client_url();
+    let narrow = backend(&url, &config(&group("limit_default"))).await;
+    narrow.ensure_ready().await.unwrap();
+    let stream = format!("KV_{}", narrow.bucket_names().leader);
+    assert_eq!(consumers_accepted(&url, &stream, 1100).await, 1000);
+
+    let mut wide = config(&group("limit_raised"));
+    wide.worker_id_max = 299;
+    let raised = backend(&url, &wide).await;
+    raised.ensure_ready().await.unwrap();
+    let stream = format!("KV_{}", raised.bucket_names().leader);
+    assert_eq!(consumers_accepted(&url, &stream, 1100).await, 1100);
+}
