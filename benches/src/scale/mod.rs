@@ -12,7 +12,7 @@
 //! - [`counting`]: the store-operation and watch-event counts;
 //! - [`store`]: the backends and the server's own figures;
 //! - [`procstat`]: CPU and memory from `/proc`;
-//! - [`line`]: the output line (JSON and Markdown).
+//! - [`line`](mod@line): the output line (JSON and Markdown).
 
 pub mod cell;
 pub mod counting;

@@ -23,13 +23,13 @@
 //! - **Order independence:** permuting `workers` and `partitions` (and
 //!   `previous` with them) gives the same owner, by worker ID, for every
 //!   partition, by keys.
-//! - **Edge cases, without panicking:** no workers ([`StrategyError::NoWorkers`]),
+//! - **Edge cases, without panicking:** no workers ([`StrategyError::NoWorkers`](parti_core::strategy::StrategyError::NoWorkers)),
 //!   no partitions, one worker, more workers than partitions, all-zero and
 //!   mixed-zero weights, huge weights (up to `u64::MAX / 2^20`), capacities 0
 //!   and `u32::MAX`, duplicate partition keys
-//!   ([`StrategyError::DuplicatePartition`]), duplicate worker IDs
-//!   ([`StrategyError::DuplicateWorker`]) and, if [`Contract::validates_previous`],
-//!   a malformed `previous` ([`StrategyError::BadPrevious`]).
+//!   ([`StrategyError::DuplicatePartition`](parti_core::strategy::StrategyError::DuplicatePartition)), duplicate worker IDs
+//!   ([`StrategyError::DuplicateWorker`](parti_core::strategy::StrategyError::DuplicateWorker)) and, if [`Contract::validates_previous`],
+//!   a malformed `previous` ([`StrategyError::BadPrevious`](parti_core::strategy::StrategyError::BadPrevious)).
 //! - **Balance** ([`Balance`]) of every placement produced.
 //! - **Movement** ([`Movement`]) when a worker joins and when one leaves, the
 //!   second call being given the first one's placement as `previous`.
@@ -124,7 +124,7 @@ pub struct Contract {
     /// The promised stability.
     pub fixed_point: FixedPoint,
     /// Whether a malformed `previous` must be refused with
-    /// [`StrategyError::BadPrevious`] ([`parti_core::strategy::validate_input`]
+    /// [`StrategyError::BadPrevious`](parti_core::strategy::StrategyError::BadPrevious) ([`parti_core::strategy::validate_input`]
     /// does it).
     pub validates_previous: bool,
     /// Generated cases.
