@@ -16,8 +16,8 @@
 //! in one seed) and the highest ID held at the end of any seed.
 //!
 //! `--per-seed` prints one line per seed (moves, commits, steps, convergence
-//! and a fingerprint of the run) before the summary: two builds that print
-//! the same lines simulated the same thing.
+//! and a fingerprint of the run, then the ID claims sent) before the summary:
+//! two builds that print the same lines simulated the same thing.
 //!
 //! `--plant` and `--list-plants` need the `planted-bugs` feature:
 //! `cargo run --release -p parti-testkit --features planted-bugs --bin parti-sim -- --plant BUG`.

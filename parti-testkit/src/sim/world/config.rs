@@ -268,7 +268,7 @@ impl SimReport {
     /// One line describing this run (`parti-sim --per-seed`).
     pub fn outcome_line(&self) -> String {
         format!(
-            "seed={} violations={} moved={} commits={} steps={} convergence_ms={} fingerprint={:016x}",
+            "seed={} violations={} moved={} commits={} steps={} convergence_ms={} fingerprint={:016x} claims={}",
             self.seed,
             self.violations.len(),
             self.moved,
@@ -276,7 +276,8 @@ impl SimReport {
             self.steps,
             self.convergence_ms
                 .map_or_else(|| "none".to_string(), |c| c.to_string()),
-            self.fingerprint()
+            self.fingerprint(),
+            self.claims
         )
     }
 }
