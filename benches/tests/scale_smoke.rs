@@ -43,6 +43,8 @@ fn three_workers_in_memory_give_a_sane_line() {
     assert_eq!(v["steady_complete"], true, "{v}");
     // Converged within the 1 s window plus a few seconds.
     assert!((0.0..5.0).contains(&num("converge_s")), "{v}");
+    // Each worker prefers its own ID (a StatefulSet ordinal): one claim each.
+    assert_eq!(num("cold_start_claims"), 3.0, "{v}");
     // Three workers heartbeat every 200 ms: some writes, some watch events.
     assert!(num("kv_writes_per_s") > 1.0, "{v}");
     assert!(num("watch_events_per_s") > 1.0, "{v}");

@@ -126,8 +126,10 @@ pub enum WatchEvent {
 /// whole members bucket in every one of N workers makes N² deliveries per
 /// interval. Only two kinds of worker need every member's record: the leader
 /// (it judges every member's liveness and acknowledgements) and a worker
-/// claiming an ID (it needs to see which IDs are free, and to wait for one
-/// on a full range). Any other worker watches its own member key and the
+/// choosing an ID from the roster (it needs to see which IDs are free, and
+/// to wait for one on a full range; a worker that wants a given ID — a
+/// preferred one, or the one it held last — creates it first, without any
+/// watch, and needs the roster only if that create fails). Any other worker watches its own member key and the
 /// leader's: about 2N deliveries per interval for the group. It learns
 /// versions from the commit record and its own assignment records, the
 /// leader from the leader key; the leader's member record keeps, in the

@@ -1,5 +1,5 @@
 //! What a worker knows about the group's members, from its watch: every
-//! member while it leads or claims an ID, only itself and the leader
+//! member while it leads or chooses an ID from the roster, only itself and the leader
 //! otherwise (see [`crate::backend::MemberScope`]). While the watch is
 //! narrowed, the others' views are kept as last seen, *frozen*: a worker elected
 //! later keeps, for a member whose record its new snapshot shows unchanged
@@ -157,8 +157,8 @@ impl Roster {
         }
     }
 
-    /// Drops every view but `own`'s (see [`Roster::forget_frozen`]): before
-    /// the watch of every member that a claim starts.
+    /// Drops every view but `own`'s (see [`Roster::forget_frozen`]): when a
+    /// claim starts.
     pub(crate) fn forget_others(&mut self, own: Option<&WorkerId>) {
         self.members.retain(|id, _| Some(id) == own);
     }

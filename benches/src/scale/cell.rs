@@ -125,6 +125,7 @@ async fn steps(
     let base = Baseline::now();
 
     let cold = start::cold_start(o, config, &lanes, backends, &source, &mut fleet, line).await?;
+    line.cold_start_claims = Some(lanes.claim_attempts());
     // A cold start that did not complete still gets its steady-state
     // figures (marked not complete); the events are skipped.
     let steady = steady::measure(o, &config.group, store, &lanes, &fleet, base, line).await;

@@ -19,6 +19,8 @@ pub struct Counters {
     won_election: AtomicBool,
     /// Successful `CreateMember` calls (IDs claimed).
     claimed: AtomicU64,
+    /// Every `CreateMember` call, won or not (ID claims sent).
+    claim_attempts: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -72,6 +74,11 @@ impl Counters {
         self.claimed.load(Ordering::Relaxed)
     }
 
+    /// `CreateMember` calls through this lane, won or not.
+    pub fn claim_attempts(&self) -> u64 {
+        self.claim_attempts.load(Ordering::Relaxed)
+    }
+
     /// Whether a manager of this lane created the leader key.
     pub fn won_election(&self) -> bool {
         self.won_election.load(Ordering::Relaxed)
@@ -116,6 +123,9 @@ impl Backend for CountingBackend {
         self.counters.reads.fetch_add(reads, Ordering::Relaxed);
         let campaign = matches!(op, StoreOp::CreateLeader { .. });
         let claim = matches!(op, StoreOp::CreateMember { .. });
+        if claim {
+            self.counters.claim_attempts.fetch_add(1, Ordering::Relaxed);
+        }
         let reply = self.inner.perform(op).await;
         if campaign && reply.is_ok() {
             self.counters.won_election.store(true, Ordering::Relaxed);

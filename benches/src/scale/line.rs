@@ -78,6 +78,10 @@ pub struct Line {
     /// (clients of this process that could not keep up with what it sent).
     #[serde(default)]
     pub server_slow_consumers: Option<u64>,
+    /// ID claims (creates of member keys, won or not) the workers sent up
+    /// to the end of the cold start (JSON only).
+    #[serde(default)]
+    pub cold_start_claims: Option<u64>,
     /// Wall time of the whole cell, s.
     pub cell_s: f64,
     /// Why a step did not complete, if one did not.

@@ -41,6 +41,13 @@ impl Lanes {
         })
     }
 
+    /// ID claims (`CreateMember` calls) of every lane so far.
+    pub fn claim_attempts(&self) -> u64 {
+        self.leader_counts.claim_attempts()
+            + self.follower_counts.claim_attempts()
+            + self.main_counts.claim_attempts()
+    }
+
     /// The counts of leader, follower and main workers, in that order.
     pub fn counts(&self) -> (Counts, Counts, Counts) {
         (

@@ -209,7 +209,9 @@ pub struct Config {
     pub worker_id_min: u32,
     /// Largest ID index (inclusive).
     pub worker_id_max: u32,
-    /// Index to try first.
+    /// Index to try first: created at once, before the worker watches any
+    /// other member (a StatefulSet's ordinals give every worker of a group
+    /// its own, so a group starts without racing for IDs).
     pub preferred_worker_id: Option<u32>,
     /// Relative size of this worker.
     pub worker_capacity: u32,

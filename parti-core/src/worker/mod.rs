@@ -217,7 +217,8 @@ impl Worker {
     }
 
     /// The members as this worker sees them: every member while it leads
-    /// or claims an ID; otherwise its own record and the leader's, live,
+    /// or chooses an ID from the roster; none while it claims the ID it
+    /// wants before any watch; otherwise its own record and the leader's, live,
     /// and the others as last seen, frozen (see [`MemberScope`]: a worker
     /// that does not lead does not watch the others).
     pub fn roster(&self) -> &Roster {
@@ -408,14 +409,24 @@ impl Worker {
         self.snapshot_saw_leader = false;
     }
 
+    /// Claims an ID: the one wanted (preferred, or held last) at once,
+    /// without a watch; otherwise (or when that claim is not won) from the
+    /// roster of a watch of every member. Either way the store may have lost
+    /// its buckets since the others were last seen: nothing frozen is
+    /// trusted.
     fn begin_claiming(&mut self, now: Instant) {
-        self.membership.start_claiming(&self.config, now);
-        self.restart_watch();
+        self.roster.forget_others(None);
+        let sig = self
+            .membership
+            .start_claiming(&self.config, &mut self.out, now);
+        self.on_membership(sig, now);
     }
 
     /// (Re)starts the watch with the member keys this worker needs now (see
-    /// [`MemberScope`]): every member while it claims an ID (it looks for a
-    /// free one, or waits for one on a full range) or leads (the controller
+    /// [`MemberScope`]): every member while it chooses an ID from the roster
+    /// (it looks for a free one, or waits for one on a full range; a worker
+    /// that claims the ID it wants at once has no watch until it holds it)
+    /// or leads (the controller
     /// judges every member, and acts only once this watch caught up); only
     /// its own member key and the leader's otherwise (the leader's, so that
     /// whoever is elected next knows how long the old leader has been
@@ -443,8 +454,9 @@ impl Worker {
                 self.roster.set_scope(None);
                 MemberScope::All
             }
-            // A claim (at start, after a loss): the store may have lost its
-            // buckets, so nothing frozen is trusted.
+            // Choosing an ID from the roster (at start, after a loss, after
+            // the claim of the ID wanted was not won): the store may have
+            // lost its buckets, so nothing frozen is trusted.
             None => {
                 self.roster.forget_others(None);
                 self.roster.set_scope(None);
@@ -687,6 +699,7 @@ impl Worker {
             }
             S::Unreachable => self.degraded.on_unreachable(now),
             S::Released => self.finish_stop(),
+            S::WatchMembers => self.restart_watch(),
         }
     }
 

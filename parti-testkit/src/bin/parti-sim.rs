@@ -6,12 +6,18 @@
 //! parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M]
 //!           [--faults all|none|crash,pause,cut,drift,restart,leave,join,refresh,lost,delay,outage,wipe]
 //!           [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--per-seed]
-//!           [--threads T]
+//!           [--threads T] [--preferred-ids]
 //! ```
 //!
+//! `--preferred-ids` gives the workers started at the beginning a preferred
+//! ID each (worker `i` prefers ID `i`, as a StatefulSet's ordinal would).
+//! The summary line counts the ID claims sent (`claims_total`, of which
+//! `cold_start_claims_total` before each seed's first commit, `max_claims`
+//! in one seed) and the highest ID held at the end of any seed.
+//!
 //! `--per-seed` prints one line per seed (moves, commits, steps, convergence
-//! and a fingerprint of the run) before the summary: two builds that print
-//! the same lines simulated the same thing.
+//! and a fingerprint of the run, then the ID claims sent) before the summary:
+//! two builds that print the same lines simulated the same thing.
 //!
 //! `--plant` and `--list-plants` need the `planted-bugs` feature:
 //! `cargo run --release -p parti-testkit --features planted-bugs --bin parti-sim -- --plant BUG`.
@@ -38,11 +44,12 @@ struct Args {
     per_seed: bool,
     trace: bool,
     threads: usize,
+    preferred_ids: bool,
 }
 
 fn usage() -> &'static str {
     "usage: parti-sim --seeds N [--first-seed S] [--workers W] [--partitions P] [--minutes M] \
-     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--per-seed] [--threads T]\n\
+     [--faults all|none|LIST] [--policy keep|stop] [--plant BUG] [--list-plants] [--timeline] [--trace] [--per-seed] [--threads T] [--preferred-ids]\n\
      (--plant and --list-plants need a build with `--features planted-bugs`)"
 }
 
@@ -66,6 +73,7 @@ fn parse() -> Result<Option<Args>, String> {
         per_seed: false,
         trace: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        preferred_ids: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -129,6 +137,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--timeline" => args.timeline = true,
             "--per-seed" => args.per_seed = true,
             "--trace" => args.trace = true,
+            "--preferred-ids" => args.preferred_ids = true,
             "--help" | "-h" => {
                 println!("{}", usage());
                 return Ok(None);
@@ -159,6 +168,7 @@ fn main() -> ExitCode {
         .max(base.convergence_bound_ms() + 10_000)
         .min(base.duration_ms);
     base.faults = args.faults;
+    base.preferred_ids = args.preferred_ids;
     base.config.degraded.policy = args.policy;
     // Every worker of the group can hold an ID: the default range (100 IDs)
     // grows to the group's size (a range holds at most 1 000 000 IDs).

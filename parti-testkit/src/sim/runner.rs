@@ -26,6 +26,19 @@ pub struct Summary {
     pub tolerated_overlap_ms: u64,
     /// One line per seed ([`SimReport::outcome_line`]), sorted by seed.
     pub outcomes: Vec<(u64, String)>,
+    /// ID claims sent over all seeds ([`SimReport::claims`]).
+    pub claims_total: u64,
+    /// Of which before each seed's first commit.
+    pub cold_start_claims_total: u64,
+    /// The most claims one seed sent.
+    pub max_claims: u64,
+    /// Watches of every member opened to claim an ID, over all seeds.
+    pub claim_watches_total: u64,
+    /// Member records delivered before each seed's first commit, over all
+    /// seeds.
+    pub cold_start_member_items_total: u64,
+    /// The highest ID index held at the end of any seed.
+    pub max_id_at_end: Option<u32>,
 }
 
 impl Summary {
@@ -48,13 +61,30 @@ impl Summary {
     /// The one-line summary the command line prints.
     pub fn line(&self) -> String {
         format!(
-            "seeds={} violations={} max_convergence_ms={} p99_convergence_ms={} moved_total={}",
+            "seeds={} violations={} max_convergence_ms={} p99_convergence_ms={} moved_total={} claims_total={} cold_start_claims_total={} max_claims={} max_id_at_end={} claim_watches_total={} cold_start_member_items_total={}",
             self.seeds,
             self.violations,
             self.max_convergence_ms(),
             self.p99_convergence_ms(),
-            self.moved_total
+            self.moved_total,
+            self.claims_total,
+            self.cold_start_claims_total,
+            self.max_claims,
+            self.max_id_at_end
+                .map_or_else(|| "none".to_string(), |i| i.to_string()),
+            self.claim_watches_total,
+            self.cold_start_member_items_total
         )
+    }
+
+    /// Adds the claim counters of `other`.
+    fn merge_claims(&mut self, other: &Summary) {
+        self.claims_total += other.claims_total;
+        self.cold_start_claims_total += other.cold_start_claims_total;
+        self.max_claims = self.max_claims.max(other.max_claims);
+        self.claim_watches_total += other.claim_watches_total;
+        self.cold_start_member_items_total += other.cold_start_member_items_total;
+        self.max_id_at_end = self.max_id_at_end.max(other.max_id_at_end);
     }
 
     fn absorb(&mut self, report: SimReport) {
@@ -62,6 +92,15 @@ impl Summary {
         self.seeds += 1;
         self.moved_total += report.moved;
         self.steps += report.steps;
+        self.merge_claims(&Summary {
+            claims_total: report.claims,
+            cold_start_claims_total: report.cold_start_claims,
+            max_claims: report.claims,
+            max_id_at_end: report.ids_at_end.last().copied(),
+            claim_watches_total: report.claim_watches,
+            cold_start_member_items_total: report.cold_start_member_items,
+            ..Summary::default()
+        });
         self.tolerated_overlap_ms = self.tolerated_overlap_ms.max(report.tolerated_overlap_ms);
         if let Some(c) = report.convergence_ms {
             self.convergence_ms.push(c);
@@ -118,6 +157,7 @@ pub fn run_seeds(
     });
     let mut total = Summary::default();
     for s in results {
+        total.merge_claims(&s);
         total.seeds += s.seeds;
         total.violations += s.violations;
         total.failing_seeds.extend(s.failing_seeds);

@@ -1,14 +1,21 @@
-//! Claiming a stable ID. Once the roster has caught up, candidates are tried
-//! one at a time: the preferred ID, then IDs whose records are this process's
-//! own earlier claims, then free IDs, then taken ones. A claim whose outcome
-//! is unknown is reconciled by reading the key back. When every ID of the
-//! range is taken, the worker waits for one to be freed (a member key
+//! Claiming a stable ID. When the worker knows which ID it wants — the
+//! preferred one (a StatefulSet ordinal), or, after a loss, the one it held
+//! last — it claims it at once with a plain create, before any watch of the
+//! members: a group whose workers each want their own ID starts without a
+//! single watch of every member (N such watches would each deliver the N
+//! claims: N² deliveries). If that claim is not won, or no ID is wanted,
+//! the worker watches every member and, once the roster has caught up,
+//! tries candidates one at a time (see [`super::candidates`]). A claim whose
+//! outcome is unknown is reconciled by reading the key back; one that
+//! cannot reach the store is sent again after a short delay. When every ID
+//! of the range is taken, the worker waits for one to be freed (a member key
 //! removed) or for a backoff (from `heartbeat_interval`, doubling up to a
 //! quarter of the ID reservation); only a range that stayed full for
 //! `startup_timeout` is exhausted.
 
 use super::super::planted::PlantedBug;
-use super::{Attempt, Lease, Membership, Phase, Signal, mine};
+use super::candidates::range_len;
+use super::{Attempt, Lease, Membership, Phase, Round, Signal, mine};
 use crate::command::{Command, FatalError};
 use crate::config::Config;
 use crate::event::{OpId, Outcome};
@@ -17,11 +24,20 @@ use crate::outbox::Outbox;
 use crate::records::{MemberRecord, Revision};
 use crate::roster::Roster;
 use crate::time::Instant;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 impl Membership {
-    /// Begins claiming (at start, or again after a loss).
-    pub(crate) fn start_claiming(&mut self, config: &Config, now: Instant) {
+    /// Begins claiming (at start, or again after a loss). The ID wanted —
+    /// the preferred one, else the one held last — is claimed at once
+    /// (`Signal::None`); without one, the worker must watch every member and
+    /// choose from the roster (`Signal::WatchMembers`).
+    pub(crate) fn start_claiming(
+        &mut self,
+        config: &Config,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Signal {
         self.claiming_since = now;
         self.full_range_delay = config.heartbeat_interval;
         self.claims += 1;
@@ -32,10 +48,31 @@ impl Membership {
         let seen = self.record.seen;
         self.record = MemberRecord::fresh(self.instance, self.record.capacity);
         self.record.seen = seen;
-        self.phase = Phase::WaitingRoster;
+        self.draw.narrow();
+        self.direct_failed = None;
+        let prefix = &config.worker_id_prefix;
+        let wanted = config
+            .preferred_worker_id
+            .or_else(|| self.previous.as_ref().and_then(|id| id.index(prefix)))
+            .filter(|n| (config.worker_id_min..=config.worker_id_max).contains(n));
+        match wanted {
+            Some(current) => {
+                self.phase = Phase::Claiming {
+                    round: Round::Direct,
+                    current,
+                    attempt: Attempt::Due,
+                };
+                self.send_claim(config, &Roster::default(), out, now);
+                Signal::None
+            }
+            None => {
+                self.phase = Phase::WaitingRoster;
+                Signal::WatchMembers
+            }
+        }
     }
 
-    /// Chooses candidates once the roster has caught up.
+    /// Starts a round of candidates once the roster has caught up.
     pub(crate) fn on_roster(
         &mut self,
         config: &Config,
@@ -46,55 +83,32 @@ impl Membership {
         if !matches!(self.phase, Phase::WaitingRoster) || !roster.caught_up() {
             return Signal::None;
         }
-        let mut own_evicted = Vec::new();
-        let mut free = Vec::new();
-        let mut held = Vec::new();
-        let mut previous = None;
-        for n in config.worker_id_min..=config.worker_id_max {
-            let id = WorkerId::new(&config.worker_id_prefix, n);
-            let was_mine = self.previous.as_ref() == Some(&id);
-            match roster.get(&id) {
-                _ if self.planted.has(PlantedBug::BlindClaim) => free.push(n),
-                None if was_mine => previous = Some(n),
-                None => free.push(n),
-                Some(v) if self.is_mine(v.record.instance) => own_evicted.push(n),
-                Some(_) => held.push(n),
-            }
+        let mut tried = BTreeSet::new();
+        // The ID a direct claim did not win is tried again only if the
+        // roster shows it free now, or holding this process's own record.
+        if let Some(n) = self.direct_failed.take()
+            && self.held_by_another(roster, &WorkerId::new(&config.worker_id_prefix, n))
+        {
+            tried.insert(n);
         }
-        // The ID held last comes first when it is free again; then IDs whose
-        // records are this process's own earlier claims.
-        let mut order: Vec<u32> = previous.into_iter().chain(own_evicted).collect();
-        if let Some(p) = config.preferred_worker_id {
-            order.retain(|&n| n != p);
-            order.insert(0, p);
-        }
-        order.extend(
-            free.into_iter()
-                .filter(|n| Some(*n) != config.preferred_worker_id),
-        );
-        order.extend(
-            held.into_iter()
-                .filter(|n| Some(*n) != config.preferred_worker_id),
-        );
-        order.dedup();
-        order.reverse();
-        self.claim_from(order, config, roster, out, now)
+        self.claim_next(tried, config, roster, out, now)
     }
 
-    /// Claims the last ID of `queue` (the others are tried after it), or
-    /// reports the range exhausted when none is left.
-    fn claim_from(
+    /// Claims the next candidate of a roster round that tried `tried`, or
+    /// reports the range full when none is left.
+    fn claim_next(
         &mut self,
-        mut queue: Vec<u32>,
+        mut tried: BTreeSet<u32>,
         config: &Config,
         roster: &Roster,
         out: &mut Outbox,
         now: Instant,
     ) -> Signal {
-        match queue.pop() {
+        match self.next_candidate(config, roster, &tried) {
             Some(current) => {
+                tried.insert(current);
                 self.phase = Phase::Claiming {
-                    queue,
+                    round: Round::Roster { tried },
                     current,
                     attempt: Attempt::Due,
                 };
@@ -153,7 +167,9 @@ impl Membership {
         now: Instant,
     ) {
         let Phase::Claiming {
-            current, attempt, ..
+            round,
+            current,
+            attempt,
         } = &mut self.phase
         else {
             return;
@@ -164,7 +180,10 @@ impl Membership {
             Attempt::Due | Attempt::RetryAt(_) => {}
         }
         let id = WorkerId::new(&config.worker_id_prefix, *current);
+        // A direct claim is a plain create; a roster round takes back this
+        // process's own earlier record at the revision the roster shows.
         let takeover = match roster.get(&id) {
+            _ if matches!(round, Round::Direct) => None,
             Some(v)
                 if mine(self.instance, &self.past, v.record.instance)
                     || self.planted.has(PlantedBug::BlindClaim) =>
@@ -195,10 +214,15 @@ impl Membership {
     ) -> Signal {
         let id = WorkerId::new(&config.worker_id_prefix, n);
         self.previous = Some(id.clone());
+        self.draw.narrow();
         self.phase = Phase::Held(Lease::claimed(id, revision, sent, config));
         Signal::Claimed
     }
 
+    /// The claim of the current candidate was not won: after a direct
+    /// claim, choose from the roster (the worker opens the watch of every
+    /// member); in a roster round, adjust the draw's window and try the next
+    /// one.
     fn claim_failed_try_next(
         &mut self,
         config: &Config,
@@ -206,14 +230,41 @@ impl Membership {
         out: &mut Outbox,
         now: Instant,
     ) -> Signal {
-        let queue = match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Claiming { queue, .. } | Phase::ReconcilingClaim { queue, .. } => queue,
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Claiming {
+                round: Round::Direct,
+                current,
+                ..
+            }
+            | Phase::ReconcilingClaim {
+                round: Round::Direct,
+                current,
+                ..
+            } => {
+                self.direct_failed = Some(current);
+                self.phase = Phase::WaitingRoster;
+                Signal::WatchMembers
+            }
+            Phase::Claiming {
+                round: Round::Roster { tried },
+                current,
+                ..
+            }
+            | Phase::ReconcilingClaim {
+                round: Round::Roster { tried },
+                current,
+                ..
+            } => {
+                let prefix = &config.worker_id_prefix;
+                let taken = |n: u32| roster.get(&WorkerId::new(prefix, n)).is_some();
+                self.draw.failed(current, taken, range_len(config));
+                self.claim_next(tried, config, roster, out, now)
+            }
             other => {
                 self.phase = other;
-                return Signal::None;
+                Signal::None
             }
-        };
-        self.claim_from(queue, config, roster, out, now)
+        }
     }
 
     /// Handles the result of a claim or of its read-back; `None` if `op` is
@@ -241,7 +292,7 @@ impl Membership {
                     self.claim_failed_try_next(config, roster, out, now)
                 }
                 Outcome::Unknown => {
-                    let Phase::Claiming { queue, current, .. } =
+                    let Phase::Claiming { round, current, .. } =
                         std::mem::replace(&mut self.phase, Phase::Idle)
                     else {
                         return Some(Signal::None);
@@ -252,7 +303,7 @@ impl Membership {
                         id: WorkerId::new(&config.worker_id_prefix, current),
                     });
                     self.phase = Phase::ReconcilingClaim {
-                        queue,
+                        round,
                         current,
                         op: read,
                         sent,
@@ -283,13 +334,13 @@ impl Membership {
                 Outcome::Member(_) => self.claim_failed_try_next(config, roster, out, now),
                 _ => {
                     // Could not read: ask again later.
-                    let Phase::ReconcilingClaim { queue, current, .. } =
+                    let Phase::ReconcilingClaim { round, current, .. } =
                         std::mem::replace(&mut self.phase, Phase::Idle)
                     else {
                         return Some(Signal::None);
                     };
                     self.phase = Phase::Claiming {
-                        queue,
+                        round,
                         current,
                         attempt: Attempt::RetryAt(now + config.heartbeat_interval / 2),
                     };

@@ -4,8 +4,13 @@
 //! This module holds the machine's state and routes each step to the concept
 //! it belongs to:
 //!
-//! - [`claim`]: choosing candidate IDs, claiming them (reconciling claims
-//!   whose outcome is unknown), and waiting while the whole range is taken;
+//! - [`claim`]: claiming an ID (the preferred one or the one held last at
+//!   once, before any watch; otherwise candidates from the roster),
+//!   reconciling claims whose outcome is unknown, and waiting while the
+//!   whole range is taken;
+//! - [`candidates`]: which ID a round chosen from the roster tries next (a
+//!   free one is drawn among the lowest free IDs, so that workers started
+//!   together do not all race for the same one);
 //! - [`renewal`]: renewals and their read-backs;
 //! - [`reclaim`]: taking the same ID back, as the same claim, after its
 //!   reservation lapsed while the worker was cut off.
@@ -13,6 +18,7 @@
 //! The ID is reserved for `id_reservation` from the start of the last
 //! successful write, and the ownership lease counts from the same instant.
 
+mod candidates;
 mod claim;
 mod reclaim;
 mod renewal;
@@ -26,6 +32,7 @@ use crate::outbox::Outbox;
 use crate::records::{MemberRecord, MemberStatus, Revision};
 use crate::roster::Roster;
 use crate::time::Instant;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// What a membership step wants the worker to know.
@@ -47,6 +54,9 @@ pub(crate) enum Signal {
     Unreachable,
     /// The member key was deleted (stop finished).
     Released,
+    /// The ID claimed at once (without a roster) was not won: watch every
+    /// member; the next candidates come from the roster, once it caught up.
+    WatchMembers,
 }
 
 #[derive(Debug)]
@@ -55,15 +65,15 @@ enum Phase {
     Idle,
     /// Waiting for the roster before choosing candidates.
     WaitingRoster,
-    /// Claiming `current`, then the rest of `queue` (popped from the back).
+    /// Claiming `current`, chosen as `round` says.
     Claiming {
-        queue: Vec<u32>,
+        round: Round,
         current: u32,
         attempt: Attempt,
     },
     /// Reconciling a claim whose outcome was unknown.
     ReconcilingClaim {
-        queue: Vec<u32>,
+        round: Round,
         current: u32,
         op: OpId,
         sent: Instant,
@@ -80,6 +90,18 @@ enum Phase {
         id: WorkerId,
         step: reclaim::Reclaim,
     },
+}
+
+/// How the ID being claimed was chosen.
+#[derive(Debug)]
+enum Round {
+    /// Known without a roster (the preferred ID, or the ID held last) and
+    /// claimed with a plain create before any watch of the members: if it
+    /// is not won, the worker watches every member and chooses from the
+    /// roster.
+    Direct,
+    /// Chosen from the roster; `tried` holds the IDs this round tried.
+    Roster { tried: BTreeSet<u32> },
 }
 
 /// Where the claim of one ID stands.
@@ -168,6 +190,12 @@ pub(crate) struct Membership {
     /// store may have lost its buckets, or the key lapsed), so that the
     /// process keeps its place in the assignment.
     previous: Option<WorkerId>,
+    /// The ID a direct claim (see [`Round::Direct`]) failed to win: the
+    /// roster round that follows skips it if the roster shows it held by
+    /// another process.
+    direct_failed: Option<u32>,
+    /// The free-ID draw of roster rounds.
+    draw: candidates::Draw,
     /// Planted bugs (simulator self-tests; always empty in production).
     pub(crate) planted: PlantedBugs,
 }
@@ -176,6 +204,8 @@ impl Membership {
     pub(crate) fn new(instance: InstanceId, capacity: u32) -> Self {
         Membership {
             previous: None,
+            direct_failed: None,
+            draw: candidates::Draw::new(instance),
             base: instance,
             claims: 0,
             past: Vec::new(),

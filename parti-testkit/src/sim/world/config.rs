@@ -43,6 +43,10 @@ pub struct SimConfig {
     /// retries with a backoff (async-nats: 2^(n-1) ms, at most 4 s), so the
     /// workers of a group come back spread over that time.
     pub reconnect_lag_ms: u64,
+    /// The workers started at the beginning of the run prefer an ID each:
+    /// worker `i` sets `preferred_worker_id = worker_id_min + i` (a
+    /// StatefulSet's ordinals).
+    pub preferred_ids: bool,
 }
 
 /// A step of a scripted scenario.
@@ -108,6 +112,7 @@ impl SimConfig {
             trace_len: 400,
             script: None,
             reconnect_lag_ms: 4_000,
+            preferred_ids: false,
         }
     }
 
@@ -168,6 +173,20 @@ pub struct SimReport {
     /// (see [`parti_core::backend::MemberScope`]). Not part of the
     /// fingerprint.
     pub follower_member_items: u64,
+    /// ID claims the workers sent (`Command::ClaimId`, including the
+    /// re-claims after an outage). Not part of the fingerprint.
+    pub claims: u64,
+    /// Of which before the first commit of an assignment: the cold start's.
+    pub cold_start_claims: u64,
+    /// Watches of every member opened by workers that held no ID (to
+    /// choose one). Not part of the fingerprint.
+    pub claim_watches: u64,
+    /// Member records that watches delivered before the first commit of an
+    /// assignment. Not part of the fingerprint.
+    pub cold_start_member_items: u64,
+    /// The IDs held by live workers at the end of the run, sorted (their
+    /// indexes in the ID range). Not part of the fingerprint.
+    pub ids_at_end: Vec<u32>,
 }
 
 /// A partition granted to a worker other than its last holder.
@@ -249,7 +268,7 @@ impl SimReport {
     /// One line describing this run (`parti-sim --per-seed`).
     pub fn outcome_line(&self) -> String {
         format!(
-            "seed={} violations={} moved={} commits={} steps={} convergence_ms={} fingerprint={:016x}",
+            "seed={} violations={} moved={} commits={} steps={} convergence_ms={} fingerprint={:016x} claims={}",
             self.seed,
             self.violations.len(),
             self.moved,
@@ -257,7 +276,8 @@ impl SimReport {
             self.steps,
             self.convergence_ms
                 .map_or_else(|| "none".to_string(), |c| c.to_string()),
-            self.fingerprint()
+            self.fingerprint(),
+            self.claims
         )
     }
 }

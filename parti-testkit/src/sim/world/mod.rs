@@ -197,7 +197,11 @@ impl Simulator {
     /// Runs the whole simulation.
     pub fn run(mut self) -> SimReport {
         for slot in 0..self.cfg.workers {
-            self.spawn(slot, None);
+            let preferred = self.cfg.preferred_ids.then(|| {
+                let offset = u32::try_from(slot).unwrap_or(u32::MAX);
+                self.cfg.config.worker_id_min.saturating_add(offset)
+            });
+            self.spawn(slot, preferred);
         }
         let first = self.cfg.config.cold_start_window.as_millis() as u64 + 15_000;
         if let Some(script) = self.cfg.script.clone() {
@@ -285,6 +289,9 @@ impl Simulator {
                 }
                 if self.now >= self.quiet_from {
                     self.count_foreign_member_item(slot, &item);
+                }
+                if self.report.commit_log.is_empty() && matches!(*item, WatchEvent::Member { .. }) {
+                    self.report.cold_start_member_items += 1;
                 }
                 self.deliver_now(slot, Event::Watch(Arc::unwrap_or_clone(item)));
             }
@@ -420,6 +427,15 @@ impl Simulator {
             match cmd {
                 Command::Notify(n) => self.on_notification(slot, n),
                 other => {
+                    if matches!(other, Command::Watch { worker: None, .. }) {
+                        self.report.claim_watches += 1;
+                    }
+                    if matches!(other, Command::ClaimId { .. }) {
+                        self.report.claims += 1;
+                        if self.report.commit_log.is_empty() {
+                            self.report.cold_start_claims += 1;
+                        }
+                    }
                     if self.cfg.trace && !self.cfg.timeline {
                         let text = format!("{} -> {:?}", self.procs[slot].label, short(&other));
                         self.trace(|| text);

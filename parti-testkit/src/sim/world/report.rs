@@ -89,6 +89,15 @@ impl Simulator {
                 }
             }
         }
+        let prefix = &self.cfg.config.worker_id_prefix;
+        let mut ids: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|p| p.alive)
+            .filter_map(|p| p.worker.worker_id().and_then(|w| w.index(prefix)))
+            .collect();
+        ids.sort_unstable();
+        self.report.ids_at_end = ids;
         self.report.violations = self.violations;
         self.report.commits = self.commits.count;
         self.report.trace = self.trace.into_iter().collect();
