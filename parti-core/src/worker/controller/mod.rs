@@ -504,49 +504,57 @@ impl Controller {
         if !self.loaded || self.publishing.is_some() {
             return None;
         }
-        // Sized once: this runs after every event the leader handles.
-        let mut candidates: Vec<Option<Instant>> =
-            Vec::with_capacity(8 + self.ghost_since.len() + 2 * roster.members().size_hint().0);
-        candidates.extend_from_slice(&[
+        // The earliest candidate after `now`, kept as they come: this runs
+        // after every event the leader handles (no list is built).
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t
+                && t > now
+                && next.is_none_or(|n| t < n)
+            {
+                next = Some(t);
+            }
+        };
+        for t in [
             self.list_retry_at,
             self.retry_at,
             self.evict_retry_at,
             self.hold_until,
             self.recovery_until,
-        ]);
+        ] {
+            consider(t);
+        }
         if self.partitions.is_some() {
             if self.target.is_none() {
-                candidates.push(Some(
+                consider(Some(
                     self.cold_until
                         .unwrap_or(self.since + config.cold_start_window),
                 ));
             }
             if let Some(since) = self.planned_since {
-                candidates.push(Some(since + config.planned_scale_window));
+                consider(Some(since + config.planned_scale_window));
             }
             if let Some(t) = self.last_rebalance {
-                candidates.push(Some(t + config.rebalance_cooldown));
+                consider(Some(t + config.rebalance_cooldown));
             }
-            candidates.extend(
-                self.ghost_since
-                    .values()
-                    .map(|s| Some(*s + config.planned_scale_window)),
-            );
+            for s in self.ghost_since.values() {
+                consider(Some(*s + config.planned_scale_window));
+            }
             let basis_ttl = config
                 .heartbeat_ttl
                 .saturating_add(config.effective_emergency_grace());
             let wait = basis_ttl.max(config.lease_expiry_wait());
             for (w, v) in roster.members() {
-                if *w != self.me
-                    && v.record.status == MemberStatus::Active
+                if v.record.status == MemberStatus::Active
+                    && *w != self.me
                     && !self.evicting.contains_key(w)
                 {
                     let seen = self.last_sign_of_life(w, v.last_change);
-                    candidates.push(Some(seen + basis_ttl));
-                    candidates.push(Some(seen + wait));
+                    consider(Some(seen + basis_ttl));
+                    consider(Some(seen + wait));
                 }
             }
         }
-        candidates.into_iter().flatten().filter(|t| *t > now).min()
+        next
     }
 }

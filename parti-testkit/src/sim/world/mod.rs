@@ -23,17 +23,18 @@ pub use config::{Move, Removal, Scripted, SimConfig, SimReport, VersionMoves};
 use super::checks::{Commits, Epochs, Exclusivity, Guarantee, Ownership, RestartWatch, Violation};
 use super::faults::FaultKind;
 use super::faults::draw_schedule;
+use super::idmap::IdMap;
 use super::rng::Rng;
 use super::store::SimStore;
 use agenda::Agenda;
 use parti_core::backend::{MemberScope, WatchEvent};
 use parti_core::{
-    AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition,
-    PartitionId, Worker, WorkerId,
+    AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition, Worker,
+    WorkerId,
 };
 use process::{Ev, KeyNumbers, Proc};
 use report::short;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The simulator.
@@ -52,7 +53,7 @@ pub struct Simulator {
     ownership: Ownership,
     commits: Commits,
     epochs: Epochs,
-    last_holder: BTreeMap<PartitionId, WorkerId>,
+    last_holder: IdMap<WorkerId>,
     restart_watch: Option<RestartWatch>,
     violations: Vec<Violation>,
     trace: VecDeque<String>,
@@ -94,7 +95,7 @@ impl Simulator {
             ownership: Ownership::default(),
             commits: Commits::default(),
             epochs: Epochs::default(),
-            last_holder: BTreeMap::new(),
+            last_holder: IdMap::default(),
             restart_watch: None,
             violations: Vec::new(),
             trace: VecDeque::new(),
@@ -168,7 +169,7 @@ impl Simulator {
             watch_members: MemberScope::All,
             last_watch_at: 0,
             watch_lag: None,
-            held: BTreeMap::new(),
+            held: IdMap::default(),
             timer_at: None,
             restart_after_stop: false,
             leaving: false,

@@ -6,9 +6,10 @@ use super::super::faults::FaultKind;
 use super::super::store::Key;
 use super::config::Scripted;
 use crate::sim::checks::ProcessView;
+use crate::sim::idmap::IdMap;
 use parti_core::backend::{MemberScope, WatchEvent};
-use parti_core::{Command, Event, Instant, PartitionId, Worker, WorkerId};
-use std::collections::{BTreeMap, HashMap};
+use parti_core::{Command, Event, Instant, Worker, WorkerId};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -169,7 +170,7 @@ pub(super) struct Proc {
     /// overloaded process whose timers still run on time but which sees
     /// every change late.
     pub(super) watch_lag: Option<(u64, u64)>,
-    pub(super) held: BTreeMap<PartitionId, u64>,
+    pub(super) held: IdMap<u64>,
     /// The highest assignment version this process applied.
     pub(super) max_version: u64,
     pub(super) timer_at: Option<u64>,
