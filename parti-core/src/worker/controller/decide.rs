@@ -137,11 +137,15 @@ impl Controller {
         now: Instant,
     ) -> BTreeSet<WorkerId> {
         let mut ghosts = BTreeSet::new();
+        // Both sources are sorted: each is walked beside the basis.
         let candidates: BTreeSet<WorkerId> = self
             .target_workers
-            .iter()
-            .chain(self.committed.iter().flat_map(|c| c.records.keys()))
-            .filter(|w| !basis.contains(*w))
+            .difference(basis)
+            .chain(
+                self.committed
+                    .iter()
+                    .flat_map(|c| absent_from(c.records.keys(), basis)),
+            )
             .cloned()
             .collect();
         let recovering = self.recovering(now);
@@ -256,10 +260,10 @@ impl Controller {
         }
         let gone: Vec<&WorkerId> = self
             .target_workers
-            .iter()
-            .filter(|w| !basis.contains(*w) && !ghosts.contains(*w))
+            .difference(&basis)
+            .filter(|w| !ghosts.contains(*w))
             .collect();
-        let joined = basis.iter().any(|w| !self.target_workers.contains(w));
+        let joined = basis.difference(&self.target_workers).next().is_some();
         let cooled = self
             .last_rebalance
             .is_none_or(|t| now >= t + config.rebalance_cooldown);
@@ -440,5 +444,44 @@ impl Controller {
         self.partitions_dirty = false;
         self.hold_until = None;
         self.dirty = true;
+    }
+}
+
+/// The IDs of `sorted` (ascending) that `set` lacks, in their order: one walk
+/// along both rather than a search of `set` per ID.
+fn absent_from<'a>(
+    sorted: impl Iterator<Item = &'a WorkerId>,
+    set: &'a BTreeSet<WorkerId>,
+) -> impl Iterator<Item = &'a WorkerId> {
+    let mut members = set.iter().peekable();
+    sorted.filter(move |w| {
+        while members.next_if(|m| *m < *w).is_some() {}
+        members.peek() != Some(w)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk gives what a search per ID gives, in the same order.
+    #[test]
+    fn absent_from_matches_a_search_per_id() {
+        let id = |i: u32| WorkerId::new("w", i);
+        let cases: [(&[u32], &[u32]); 5] = [
+            (&[1, 2, 3, 10, 12], &[2, 10, 11]),
+            (&[], &[1]),
+            (&[4, 5], &[]),
+            (&[1, 3, 5], &[0, 2, 4, 6]),
+            (&[7, 8, 9], &[7, 8, 9]),
+        ];
+        for (list, set) in cases {
+            // Sorted as IDs (by text), like a roster or a record map.
+            let sorted: BTreeSet<WorkerId> = list.iter().map(|&i| id(i)).collect();
+            let set: BTreeSet<WorkerId> = set.iter().map(|&i| id(i)).collect();
+            let walked: Vec<&WorkerId> = absent_from(sorted.iter(), &set).collect();
+            let searched: Vec<&WorkerId> = sorted.iter().filter(|w| !set.contains(*w)).collect();
+            assert_eq!(walked, searched, "{list:?}");
+        }
     }
 }

@@ -544,14 +544,20 @@ impl Controller {
                 .heartbeat_ttl
                 .saturating_add(config.effective_emergency_grace());
             let wait = basis_ttl.max(config.lease_expiry_wait());
+            // Per member, in whole milliseconds (what `Instant + Duration`
+            // adds); this leader's own entry is recognised by its place in
+            // the roster rather than by comparing every ID's text.
+            let basis_ms = u64::try_from(basis_ttl.as_millis()).unwrap_or(u64::MAX);
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let mine = roster.get(&self.me).map(std::ptr::from_ref);
             for (w, v) in roster.members() {
                 if v.record.status == MemberStatus::Active
-                    && *w != self.me
+                    && mine != Some(std::ptr::from_ref(v))
                     && !self.evicting.contains_key(w)
                 {
-                    let seen = self.last_sign_of_life(w, v.last_change);
-                    consider(Some(seen + basis_ttl));
-                    consider(Some(seen + wait));
+                    let seen = self.last_sign_of_life(w, v.last_change).as_millis();
+                    consider(Some(Instant::from_millis(seen.saturating_add(basis_ms))));
+                    consider(Some(Instant::from_millis(seen.saturating_add(wait_ms))));
                 }
             }
         }

@@ -32,7 +32,7 @@ use parti_core::{
     AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition, Worker,
     WorkerId,
 };
-use process::{Ev, KeyNumbers, Proc};
+use process::{Ev, KeyNumbers, Proc, WatchFilter, WorkerNumbers};
 use report::short;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,7 +46,11 @@ pub struct Simulator {
     agenda: Agenda,
     store: SimStore,
     key_numbers: KeyNumbers,
+    worker_numbers: WorkerNumbers,
     procs: Vec<Proc>,
+    /// Per slot, what the current watch of its process selects: kept beside
+    /// the processes so that a fan-out scans a small array.
+    watch_filters: Vec<WatchFilter>,
     next_inc: u64,
     partitions: Vec<Partition>,
     next_partition: usize,
@@ -88,7 +92,9 @@ impl Simulator {
             agenda: Agenda::default(),
             store,
             key_numbers: KeyNumbers::default(),
+            worker_numbers: WorkerNumbers::default(),
             procs: Vec::new(),
+            watch_filters: Vec::new(),
             next_inc: 0,
             next_partition: cfg.partitions,
             partitions,
@@ -183,8 +189,10 @@ impl Simulator {
         };
         if slot < self.procs.len() {
             self.procs[slot] = proc;
+            self.watch_filters[slot] = WatchFilter::NONE;
         } else {
             self.procs.push(proc);
+            self.watch_filters.push(WatchFilter::NONE);
         }
         self.log(|| {
             format!("p{slot}.{inc} starts (preferred id {preferred:?}, clock rate {rate:.4})")
