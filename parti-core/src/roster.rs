@@ -15,8 +15,8 @@
 use crate::ids::WorkerId;
 use crate::records::{MemberRecord, MemberStatus, Revision};
 use crate::time::Instant;
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One member as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,11 +46,15 @@ pub struct Roster {
     members: BTreeMap<WorkerId, MemberView>,
     departed: BTreeMap<WorkerId, Departure>,
     caught_up: bool,
-    snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
+    snapshot_seen: Option<BTreeSet<WorkerId>>,
     /// The watch includes only these members' keys (its own and the
     /// leader's): the other views are frozen, and a snapshot says nothing
     /// about them. `None`: every member.
     only: Option<Vec<WorkerId>>,
+    /// Every member by the time its record last changed (its
+    /// `last_change`, then its ID): the leader finds the next member to
+    /// fall silent without visiting all of them.
+    by_change: BTreeSet<(Instant, WorkerId)>,
 }
 
 impl Roster {
@@ -95,10 +99,17 @@ impl Roster {
                     return Some(view.record.clone());
                 }
                 view.revision = revision;
-                view.last_change = now;
-                Some(std::mem::replace(&mut view.record, record))
+                if view.last_change != now {
+                    let id = held.key().clone();
+                    let view = held.get_mut();
+                    self.by_change.remove(&(view.last_change, id.clone()));
+                    self.by_change.insert((now, id));
+                    view.last_change = now;
+                }
+                Some(std::mem::replace(&mut held.get_mut().record, record))
             }
             Entry::Vacant(slot) => {
+                self.by_change.insert((now, slot.key().clone()));
                 slot.insert(MemberView {
                     record,
                     revision,
@@ -115,6 +126,7 @@ impl Roster {
             return; // a removal older than what we hold
         }
         if let Some(view) = self.members.remove(id) {
+            self.by_change.remove(&(view.last_change, id.clone()));
             let departure = Departure {
                 at: now,
                 revision,
@@ -154,6 +166,7 @@ impl Roster {
     pub(crate) fn forget_frozen(&mut self) {
         if let Some(only) = &self.only {
             self.members.retain(|id, _| only.contains(id));
+            self.reindex();
         }
     }
 
@@ -161,6 +174,16 @@ impl Roster {
     /// the watch of every member that a claim starts.
     pub(crate) fn forget_others(&mut self, own: Option<&WorkerId>) {
         self.members.retain(|id, _| Some(id) == own);
+        self.reindex();
+    }
+
+    /// Rebuilds [`Roster::by_change`] from the members.
+    fn reindex(&mut self) {
+        self.by_change = self
+            .members
+            .iter()
+            .map(|(id, v)| (v.last_change, id.clone()))
+            .collect();
     }
 
     /// The snapshot is complete: members it did not mention are gone. Returns
@@ -184,6 +207,7 @@ impl Roster {
             // (the store may have lost its buckets: the key's next value can
             // carry a lower revision than the last one seen here).
             if let Some(view) = self.members.remove(w) {
+                self.by_change.remove(&(view.last_change, w.clone()));
                 let departure = Departure {
                     at: now,
                     revision: 0,
@@ -227,6 +251,15 @@ impl Roster {
         for view in self.members.values_mut() {
             view.last_change = view.last_change.max(now);
         }
+        self.reindex();
+    }
+
+    /// The members whose record last changed at `from` or later, in the
+    /// order of that time (then of their IDs), with the time.
+    pub fn changed_from(&self, from: Instant) -> impl Iterator<Item = (Instant, &WorkerId)> {
+        self.by_change
+            .range((from, WorkerId::from_name(""))..)
+            .map(|(t, id)| (*t, id))
     }
 
     /// Whether `id` is an active member seen changing within `ttl`.

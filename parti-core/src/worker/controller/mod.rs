@@ -545,19 +545,46 @@ impl Controller {
                 .saturating_add(config.effective_emergency_grace());
             let wait = basis_ttl.max(config.lease_expiry_wait());
             // Per member, in whole milliseconds (what `Instant + Duration`
-            // adds); this leader's own entry is recognised by its place in
-            // the roster rather than by comparing every ID's text.
+            // adds): its latest sign of life plus `basis_ttl`, and plus
+            // `wait`, if after `now`. Both grow with the sign of life, so
+            // each earliest one is that of the member seen last the longest
+            // ago among those still after `now`: the roster's time order
+            // finds it without visiting every member (this runs after every
+            // event the leader handles, one per heartbeat of any member).
             let basis_ms = u64::try_from(basis_ttl.as_millis()).unwrap_or(u64::MAX);
             let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-            let mine = roster.get(&self.me).map(std::ptr::from_ref);
-            for (w, v) in roster.members() {
-                if v.record.status == MemberStatus::Active
-                    && mine != Some(std::ptr::from_ref(v))
+            let counted = |w: &WorkerId| {
+                *w != self.me
                     && !self.evicting.contains_key(w)
+                    && roster
+                        .get(w)
+                        .is_some_and(|v| v.record.status == MemberStatus::Active)
+            };
+            // A failed eviction can be a later sign of life than the record:
+            // those few members are taken one by one.
+            for w in self.alive_at.keys() {
+                if let Some(v) = roster.get(w)
+                    && counted(w)
                 {
                     let seen = self.last_sign_of_life(w, v.last_change).as_millis();
                     consider(Some(Instant::from_millis(seen.saturating_add(basis_ms))));
                     consider(Some(Instant::from_millis(seen.saturating_add(wait_ms))));
+                }
+            }
+            for period in [basis_ms, wait_ms] {
+                // `seen + period > now` from this sign of life on.
+                let from = match now.as_millis().checked_sub(period) {
+                    Some(t) => t.checked_add(1),
+                    None => Some(0),
+                };
+                let Some(from) = from else { continue };
+                let first = roster
+                    .changed_from(Instant::from_millis(from))
+                    .find(|(_, w)| !self.alive_at.contains_key(*w) && counted(w));
+                if let Some((seen, _)) = first {
+                    consider(Some(Instant::from_millis(
+                        seen.as_millis().saturating_add(period),
+                    )));
                 }
             }
         }
