@@ -53,8 +53,9 @@ pub struct Roster {
     only: Option<Vec<WorkerId>>,
     /// Every member by the time its record last changed (its
     /// `last_change`, then its ID): the leader finds the next member to
-    /// fall silent without visiting all of them.
-    by_change: BTreeSet<(Instant, WorkerId)>,
+    /// fall silent without visiting all of them. Kept only once asked for
+    /// ([`Roster::index_changes`]): a follower never needs it.
+    by_change: Option<BTreeSet<(Instant, WorkerId)>>,
 }
 
 impl Roster {
@@ -100,16 +101,19 @@ impl Roster {
                 }
                 view.revision = revision;
                 if view.last_change != now {
-                    let id = held.key().clone();
-                    let view = held.get_mut();
-                    self.by_change.remove(&(view.last_change, id.clone()));
-                    self.by_change.insert((now, id));
-                    view.last_change = now;
+                    if let Some(index) = &mut self.by_change {
+                        let id = held.key().clone();
+                        index.remove(&(held.get().last_change, id.clone()));
+                        index.insert((now, id));
+                    }
+                    held.get_mut().last_change = now;
                 }
                 Some(std::mem::replace(&mut held.get_mut().record, record))
             }
             Entry::Vacant(slot) => {
-                self.by_change.insert((now, slot.key().clone()));
+                if let Some(index) = &mut self.by_change {
+                    index.insert((now, slot.key().clone()));
+                }
                 slot.insert(MemberView {
                     record,
                     revision,
@@ -126,7 +130,9 @@ impl Roster {
             return; // a removal older than what we hold
         }
         if let Some(view) = self.members.remove(id) {
-            self.by_change.remove(&(view.last_change, id.clone()));
+            if let Some(index) = &mut self.by_change {
+                index.remove(&(view.last_change, id.clone()));
+            }
             let departure = Departure {
                 at: now,
                 revision,
@@ -177,13 +183,25 @@ impl Roster {
         self.reindex();
     }
 
-    /// Rebuilds [`Roster::by_change`] from the members.
+    /// Rebuilds [`Roster::by_change`] from the members, if it is kept.
     fn reindex(&mut self) {
-        self.by_change = self
-            .members
-            .iter()
-            .map(|(id, v)| (v.last_change, id.clone()))
-            .collect();
+        if self.by_change.is_some() {
+            self.by_change = None;
+            self.index_changes();
+        }
+    }
+
+    /// Keeps the members ordered by the time of their last change from now
+    /// on (the leader asks [`Roster::changed_from`] after every event).
+    pub(crate) fn index_changes(&mut self) {
+        if self.by_change.is_none() {
+            self.by_change = Some(
+                self.members
+                    .iter()
+                    .map(|(id, v)| (v.last_change, id.clone()))
+                    .collect(),
+            );
+        }
     }
 
     /// The snapshot is complete: members it did not mention are gone. Returns
@@ -207,7 +225,9 @@ impl Roster {
             // (the store may have lost its buckets: the key's next value can
             // carry a lower revision than the last one seen here).
             if let Some(view) = self.members.remove(w) {
-                self.by_change.remove(&(view.last_change, w.clone()));
+                if let Some(index) = &mut self.by_change {
+                    index.remove(&(view.last_change, w.clone()));
+                }
                 let departure = Departure {
                     at: now,
                     revision: 0,
@@ -256,10 +276,27 @@ impl Roster {
 
     /// The members whose record last changed at `from` or later, in the
     /// order of that time (then of their IDs), with the time.
+    /// Without the order kept ([`Roster::index_changes`]), it is computed
+    /// for the call.
     pub fn changed_from(&self, from: Instant) -> impl Iterator<Item = (Instant, &WorkerId)> {
-        self.by_change
-            .range((from, WorkerId::from_name(""))..)
-            .map(|(t, id)| (*t, id))
+        let kept = self.by_change.as_ref().map(|index| {
+            index
+                .range((from, WorkerId::from_name(""))..)
+                .map(|(t, id)| (*t, id))
+        });
+        let computed = self.by_change.is_none().then(|| {
+            let mut list: Vec<(Instant, &WorkerId)> = self
+                .members
+                .iter()
+                .filter(|(_, v)| v.last_change >= from)
+                .map(|(id, v)| (v.last_change, id))
+                .collect();
+            list.sort();
+            list
+        });
+        kept.into_iter()
+            .flatten()
+            .chain(computed.into_iter().flatten())
     }
 
     /// Whether `id` is an active member seen changing within `ttl`.
@@ -274,6 +311,66 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::ids::InstanceId;
+
+    /// The time order a leader keeps follows every kind of change (new,
+    /// renewed and removed members, a snapshot's departures, dropped views,
+    /// a refresh) and answers as the order computed from the members does.
+    #[test]
+    fn the_kept_time_order_matches_the_members() {
+        let id = |i| WorkerId::new("worker", i);
+        let record = |i| MemberRecord::fresh(InstanceId(u64::from(i)), 1);
+        let at = |ms| Instant::from_millis(ms);
+        let mut kept = Roster::default();
+        kept.index_changes();
+        let mut plain = Roster::default();
+        let check = |kept: &Roster, plain: &Roster| {
+            for from in [0, 5, 10, 15, 20, 25, 30, 40, 100] {
+                let a: Vec<_> = kept.changed_from(at(from)).collect();
+                let b: Vec<_> = plain.changed_from(at(from)).collect();
+                assert_eq!(a, b, "from {from}");
+                let scanned: Vec<_> = {
+                    let mut v: Vec<_> = plain
+                        .members()
+                        .filter(|(_, v)| v.last_change >= at(from))
+                        .map(|(w, v)| (v.last_change, w))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(a, scanned, "from {from}");
+            }
+        };
+        for roster in [&mut kept, &mut plain] {
+            roster.begin_snapshot();
+            for i in 0..6 {
+                roster.put(id(i), record(i), u64::from(i) + 1, at(u64::from(i) * 5));
+            }
+            roster.end_snapshot(at(30));
+        }
+        check(&kept, &plain);
+        for roster in [&mut kept, &mut plain] {
+            roster.put(id(2), record(2), 20, at(31)); // renewed
+            roster.put(id(3), record(3), 2, at(32)); // stale: unchanged
+            roster.remove(&id(4), 21, at(33));
+            roster.put(id(7), record(7), 22, at(33)); // new
+        }
+        check(&kept, &plain);
+        for roster in [&mut kept, &mut plain] {
+            roster.begin_snapshot();
+            roster.put(id(0), record(0), 1, at(40));
+            roster.put(id(2), record(2), 20, at(40));
+            roster.end_snapshot(at(40)); // the others are gone
+        }
+        check(&kept, &plain);
+        assert_eq!(kept.changed_from(at(0)).count(), 2);
+        for roster in [&mut kept, &mut plain] {
+            roster.refresh_all(at(35));
+            roster.put(id(5), record(5), 30, at(36));
+            roster.forget_others(Some(&id(5)));
+        }
+        check(&kept, &plain);
+        assert_eq!(kept.changed_from(at(0)).count(), 1);
+    }
 
     #[test]
     fn a_narrow_snapshot_freezes_the_others_and_a_wide_one_confirms_them() {

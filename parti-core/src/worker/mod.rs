@@ -703,6 +703,9 @@ impl Worker {
                     return;
                 };
                 {
+                    // The leader looks for the next member to fall silent
+                    // after every event: its roster keeps them in time order.
+                    self.roster.index_changes();
                     self.controller = Some(Controller::new(
                         &self.config,
                         me,
