@@ -55,7 +55,15 @@ pub struct Roster {
     /// `last_change`, then its ID): the leader finds the next member to
     /// fall silent without visiting all of them. Kept only once asked for
     /// ([`Roster::index_changes`]): a follower never needs it.
-    by_change: Option<BTreeSet<(Instant, WorkerId)>>,
+    by_change: Option<ChangeOrder>,
+}
+
+/// The members in the order of their last change, and the lowest ID (the
+/// empty one) to start a range at a given time.
+#[derive(Clone, Debug)]
+struct ChangeOrder {
+    set: BTreeSet<(Instant, WorkerId)>,
+    lowest: WorkerId,
 }
 
 impl Roster {
@@ -103,8 +111,8 @@ impl Roster {
                 if view.last_change != now {
                     if let Some(index) = &mut self.by_change {
                         let id = held.key().clone();
-                        index.remove(&(held.get().last_change, id.clone()));
-                        index.insert((now, id));
+                        index.set.remove(&(held.get().last_change, id.clone()));
+                        index.set.insert((now, id));
                     }
                     held.get_mut().last_change = now;
                 }
@@ -112,7 +120,7 @@ impl Roster {
             }
             Entry::Vacant(slot) => {
                 if let Some(index) = &mut self.by_change {
-                    index.insert((now, slot.key().clone()));
+                    index.set.insert((now, slot.key().clone()));
                 }
                 slot.insert(MemberView {
                     record,
@@ -131,7 +139,7 @@ impl Roster {
         }
         if let Some(view) = self.members.remove(id) {
             if let Some(index) = &mut self.by_change {
-                index.remove(&(view.last_change, id.clone()));
+                index.set.remove(&(view.last_change, id.clone()));
             }
             let departure = Departure {
                 at: now,
@@ -195,12 +203,14 @@ impl Roster {
     /// on (the leader asks [`Roster::changed_from`] after every event).
     pub(crate) fn index_changes(&mut self) {
         if self.by_change.is_none() {
-            self.by_change = Some(
-                self.members
+            self.by_change = Some(ChangeOrder {
+                set: self
+                    .members
                     .iter()
                     .map(|(id, v)| (v.last_change, id.clone()))
                     .collect(),
-            );
+                lowest: WorkerId::from_name(""),
+            });
         }
     }
 
@@ -226,7 +236,7 @@ impl Roster {
             // carry a lower revision than the last one seen here).
             if let Some(view) = self.members.remove(w) {
                 if let Some(index) = &mut self.by_change {
-                    index.remove(&(view.last_change, w.clone()));
+                    index.set.remove(&(view.last_change, w.clone()));
                 }
                 let departure = Departure {
                     at: now,
@@ -281,7 +291,8 @@ impl Roster {
     pub fn changed_from(&self, from: Instant) -> impl Iterator<Item = (Instant, &WorkerId)> {
         let kept = self.by_change.as_ref().map(|index| {
             index
-                .range((from, WorkerId::from_name(""))..)
+                .set
+                .range((from, index.lowest.clone())..)
                 .map(|(t, id)| (*t, id))
         });
         let computed = self.by_change.is_none().then(|| {

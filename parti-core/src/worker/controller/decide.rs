@@ -385,17 +385,15 @@ impl Controller {
             .enumerate()
             .map(|(i, w)| (&w.id, i as u32))
             .collect();
-        let current: Option<BTreeMap<PartitionId, WorkerId>> = self.target.clone().or_else(|| {
-            self.committed
-                .as_ref()
-                .map(|c| c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect())
-        });
-        let previous: Vec<Option<u32>> = match &current {
-            Some(cur) => list
-                .iter()
-                .map(|p| cur.get(&p.id()).and_then(|w| index.get(w).copied()))
-                .collect(),
-            None => Vec::new(),
+        // The current owner of each listed partition: the target's, else
+        // the committed one's. Both are in ID order like the list: one walk
+        // along each (no copy of the target, no search per partition).
+        let previous: Vec<Option<u32>> = match (&self.target, &self.committed) {
+            (Some(target), _) => owners_along(&list, target.iter(), &index),
+            (None, Some(c)) => {
+                owners_along(&list, c.owners.iter().map(|(p, (w, _))| (p, w)), &index)
+            }
+            (None, None) => Vec::new(),
         };
         let mut target: BTreeMap<PartitionId, WorkerId> = pinned;
         if !specs.is_empty() {
@@ -445,6 +443,26 @@ impl Controller {
         self.hold_until = None;
         self.dirty = true;
     }
+}
+
+/// For each partition of `list` (in ID order), the index of its owner in
+/// `owners` (pairs in ID order), if it has one the index knows.
+fn owners_along<'a>(
+    list: &[Partition],
+    owners: impl Iterator<Item = (&'a PartitionId, &'a WorkerId)>,
+    index: &BTreeMap<&WorkerId, u32>,
+) -> Vec<Option<u32>> {
+    let mut owners = owners.peekable();
+    list.iter()
+        .map(|p| {
+            let id = p.id();
+            while owners.next_if(|(q, _)| **q < id).is_some() {}
+            owners
+                .peek()
+                .filter(|(q, _)| **q == id)
+                .and_then(|(_, w)| index.get(*w).copied())
+        })
+        .collect()
 }
 
 /// The IDs of `sorted` (ascending) that `set` lacks, in their order: one walk
