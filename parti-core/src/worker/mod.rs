@@ -69,7 +69,7 @@ pub struct Worker {
     follower: Follower,
     controller: Option<Controller>,
     degraded: DegradedTracker,
-    partitions: Option<Vec<Partition>>,
+    partitions: Option<Arc<[Partition]>>,
     life: Life,
     last_now: Instant,
     pause_suspected: bool,
@@ -382,7 +382,7 @@ impl Worker {
             }
             Event::PartitionsChanged(list) => {
                 if let Some(c) = &mut self.controller {
-                    c.set_partitions(list.clone(), &mut self.out);
+                    c.set_partitions(list.iter().cloned(), &mut self.out);
                 }
                 self.partitions = Some(list);
             }

@@ -202,7 +202,7 @@ impl Controller {
         term: u64,
         strategy: Arc<dyn AssignmentStrategy>,
         planted: PlantedBugs,
-        partitions: Option<Vec<Partition>>,
+        partitions: Option<Arc<[Partition]>>,
         out: &mut Outbox,
         now: Instant,
     ) -> Self {
@@ -259,7 +259,7 @@ impl Controller {
             handoff_hold: config.heartbeat_interval,
         };
         match partitions {
-            Some(list) => c.set_partitions(list, out),
+            Some(list) => c.set_partitions(list.iter().cloned(), out),
             None => c.request_partitions(out),
         }
         c
@@ -326,11 +326,19 @@ impl Controller {
     }
 
     /// A new partition list (from the source or a refresh).
-    pub(crate) fn set_partitions(&mut self, list: Vec<Partition>, out: &mut Outbox) {
+    pub(crate) fn set_partitions(
+        &mut self,
+        list: impl IntoIterator<Item = Partition>,
+        out: &mut Outbox,
+    ) {
         self.changed = true;
-        let listed = list.len();
+        let mut listed = 0usize;
         // Built from the sorted pairs at once (see `Committed::from_parts`).
-        let map: BTreeMap<PartitionId, Partition> = list.into_iter().map(|p| (p.id(), p)).collect();
+        let map: BTreeMap<PartitionId, Partition> = list
+            .into_iter()
+            .inspect(|_| listed += 1)
+            .map(|p| (p.id(), p))
+            .collect();
         let duplicates = listed - map.len();
         if duplicates > 0 {
             out.notify(Notification::Error(format!(
