@@ -3,6 +3,7 @@
 use crate::backend::{AssignmentSnapshot, WatchEvent};
 use crate::partition::Partition;
 use crate::records::{MemberRecord, Revision};
+use std::sync::Arc;
 
 /// Correlates a [`crate::Command`] with its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,7 +73,9 @@ pub enum Event {
     /// The connection to the store is back.
     Reconnected,
     /// The partition list changed (from the user's `refresh_partitions`).
-    PartitionsChanged(Vec<Partition>),
+    /// Shared: one list can go to many workers (a simulated group) without
+    /// a copy per worker.
+    PartitionsChanged(Arc<[Partition]>),
     /// Stop.
     Stop(StopMode),
 }

@@ -15,8 +15,8 @@
 use crate::ids::WorkerId;
 use crate::records::{MemberRecord, MemberStatus, Revision};
 use crate::time::Instant;
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One member as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,11 +46,24 @@ pub struct Roster {
     members: BTreeMap<WorkerId, MemberView>,
     departed: BTreeMap<WorkerId, Departure>,
     caught_up: bool,
-    snapshot_seen: Option<std::collections::BTreeSet<WorkerId>>,
+    snapshot_seen: Option<BTreeSet<WorkerId>>,
     /// The watch includes only these members' keys (its own and the
     /// leader's): the other views are frozen, and a snapshot says nothing
     /// about them. `None`: every member.
     only: Option<Vec<WorkerId>>,
+    /// Every member by the time its record last changed (its
+    /// `last_change`, then its ID): the leader finds the next member to
+    /// fall silent without visiting all of them. Kept only once asked for
+    /// ([`Roster::index_changes`]): a follower never needs it.
+    by_change: Option<ChangeOrder>,
+}
+
+/// The members in the order of their last change, and the lowest ID (the
+/// empty one) to start a range at a given time.
+#[derive(Clone, Debug)]
+struct ChangeOrder {
+    set: BTreeSet<(Instant, WorkerId)>,
+    lowest: WorkerId,
 }
 
 impl Roster {
@@ -95,10 +108,20 @@ impl Roster {
                     return Some(view.record.clone());
                 }
                 view.revision = revision;
-                view.last_change = now;
-                Some(std::mem::replace(&mut view.record, record))
+                if view.last_change != now {
+                    if let Some(index) = &mut self.by_change {
+                        let id = held.key().clone();
+                        index.set.remove(&(held.get().last_change, id.clone()));
+                        index.set.insert((now, id));
+                    }
+                    held.get_mut().last_change = now;
+                }
+                Some(std::mem::replace(&mut held.get_mut().record, record))
             }
             Entry::Vacant(slot) => {
+                if let Some(index) = &mut self.by_change {
+                    index.set.insert((now, slot.key().clone()));
+                }
                 slot.insert(MemberView {
                     record,
                     revision,
@@ -115,6 +138,9 @@ impl Roster {
             return; // a removal older than what we hold
         }
         if let Some(view) = self.members.remove(id) {
+            if let Some(index) = &mut self.by_change {
+                index.set.remove(&(view.last_change, id.clone()));
+            }
             let departure = Departure {
                 at: now,
                 revision,
@@ -154,6 +180,7 @@ impl Roster {
     pub(crate) fn forget_frozen(&mut self) {
         if let Some(only) = &self.only {
             self.members.retain(|id, _| only.contains(id));
+            self.reindex();
         }
     }
 
@@ -161,6 +188,30 @@ impl Roster {
     /// claim starts.
     pub(crate) fn forget_others(&mut self, own: Option<&WorkerId>) {
         self.members.retain(|id, _| Some(id) == own);
+        self.reindex();
+    }
+
+    /// Rebuilds [`Roster::by_change`] from the members, if it is kept.
+    fn reindex(&mut self) {
+        if self.by_change.is_some() {
+            self.by_change = None;
+            self.index_changes();
+        }
+    }
+
+    /// Keeps the members ordered by the time of their last change from now
+    /// on (the leader asks [`Roster::changed_from`] after every event).
+    pub(crate) fn index_changes(&mut self) {
+        if self.by_change.is_none() {
+            self.by_change = Some(ChangeOrder {
+                set: self
+                    .members
+                    .iter()
+                    .map(|(id, v)| (v.last_change, id.clone()))
+                    .collect(),
+                lowest: WorkerId::from_name(""),
+            });
+        }
     }
 
     /// The snapshot is complete: members it did not mention are gone. Returns
@@ -184,6 +235,9 @@ impl Roster {
             // (the store may have lost its buckets: the key's next value can
             // carry a lower revision than the last one seen here).
             if let Some(view) = self.members.remove(w) {
+                if let Some(index) = &mut self.by_change {
+                    index.set.remove(&(view.last_change, w.clone()));
+                }
                 let departure = Departure {
                     at: now,
                     revision: 0,
@@ -227,6 +281,33 @@ impl Roster {
         for view in self.members.values_mut() {
             view.last_change = view.last_change.max(now);
         }
+        self.reindex();
+    }
+
+    /// The members whose record last changed at `from` or later, in the
+    /// order of that time (then of their IDs), with the time.
+    /// Without the order kept ([`Roster::index_changes`]), it is computed
+    /// for the call.
+    pub fn changed_from(&self, from: Instant) -> impl Iterator<Item = (Instant, &WorkerId)> {
+        let kept = self.by_change.as_ref().map(|index| {
+            index
+                .set
+                .range((from, index.lowest.clone())..)
+                .map(|(t, id)| (*t, id))
+        });
+        let computed = self.by_change.is_none().then(|| {
+            let mut list: Vec<(Instant, &WorkerId)> = self
+                .members
+                .iter()
+                .filter(|(_, v)| v.last_change >= from)
+                .map(|(id, v)| (v.last_change, id))
+                .collect();
+            list.sort();
+            list
+        });
+        kept.into_iter()
+            .flatten()
+            .chain(computed.into_iter().flatten())
     }
 
     /// Whether `id` is an active member seen changing within `ttl`.
@@ -241,6 +322,66 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::ids::InstanceId;
+
+    /// The time order a leader keeps follows every kind of change (new,
+    /// renewed and removed members, a snapshot's departures, dropped views,
+    /// a refresh) and answers as the order computed from the members does.
+    #[test]
+    fn the_kept_time_order_matches_the_members() {
+        let id = |i| WorkerId::new("worker", i);
+        let record = |i| MemberRecord::fresh(InstanceId(u64::from(i)), 1);
+        let at = |ms| Instant::from_millis(ms);
+        let mut kept = Roster::default();
+        kept.index_changes();
+        let mut plain = Roster::default();
+        let check = |kept: &Roster, plain: &Roster| {
+            for from in [0, 5, 10, 15, 20, 25, 30, 40, 100] {
+                let a: Vec<_> = kept.changed_from(at(from)).collect();
+                let b: Vec<_> = plain.changed_from(at(from)).collect();
+                assert_eq!(a, b, "from {from}");
+                let scanned: Vec<_> = {
+                    let mut v: Vec<_> = plain
+                        .members()
+                        .filter(|(_, v)| v.last_change >= at(from))
+                        .map(|(w, v)| (v.last_change, w))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(a, scanned, "from {from}");
+            }
+        };
+        for roster in [&mut kept, &mut plain] {
+            roster.begin_snapshot();
+            for i in 0..6 {
+                roster.put(id(i), record(i), u64::from(i) + 1, at(u64::from(i) * 5));
+            }
+            roster.end_snapshot(at(30));
+        }
+        check(&kept, &plain);
+        for roster in [&mut kept, &mut plain] {
+            roster.put(id(2), record(2), 20, at(31)); // renewed
+            roster.put(id(3), record(3), 2, at(32)); // stale: unchanged
+            roster.remove(&id(4), 21, at(33));
+            roster.put(id(7), record(7), 22, at(33)); // new
+        }
+        check(&kept, &plain);
+        for roster in [&mut kept, &mut plain] {
+            roster.begin_snapshot();
+            roster.put(id(0), record(0), 1, at(40));
+            roster.put(id(2), record(2), 20, at(40));
+            roster.end_snapshot(at(40)); // the others are gone
+        }
+        check(&kept, &plain);
+        assert_eq!(kept.changed_from(at(0)).count(), 2);
+        for roster in [&mut kept, &mut plain] {
+            roster.refresh_all(at(35));
+            roster.put(id(5), record(5), 30, at(36));
+            roster.forget_others(Some(&id(5)));
+        }
+        check(&kept, &plain);
+        assert_eq!(kept.changed_from(at(0)).count(), 1);
+    }
 
     #[test]
     fn a_narrow_snapshot_freezes_the_others_and_a_wide_one_confirms_them() {

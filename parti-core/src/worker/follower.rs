@@ -324,14 +324,25 @@ impl Follower {
                 .collect(),
             Hold::Nothing => BTreeMap::new(),
         };
+        // Both maps are in ID order: one walk along each finds what went
+        // (in the held order) and what came (in the wanted order).
         let mut diff = Diff::default();
+        let mut wanted_iter = wanted.iter().peekable();
         for (id, p) in &self.held {
-            if wanted.get(id) != Some(p) {
+            while wanted_iter.next_if(|(w, _)| *w < id).is_some() {}
+            if wanted_iter
+                .peek()
+                .filter(|(w, _)| *w == id)
+                .map(|(_, q)| *q)
+                != Some(p)
+            {
                 diff.removed.push(p.clone());
             }
         }
+        let mut held_iter = self.held.iter().peekable();
         for (id, p) in &wanted {
-            if self.held.get(id) != Some(p) {
+            while held_iter.next_if(|(h, _)| *h < id).is_some() {}
+            if held_iter.peek().filter(|(h, _)| *h == id).map(|(_, q)| *q) != Some(p) {
                 diff.added.push(p.clone());
             }
         }

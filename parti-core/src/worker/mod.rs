@@ -69,7 +69,7 @@ pub struct Worker {
     follower: Follower,
     controller: Option<Controller>,
     degraded: DegradedTracker,
-    partitions: Option<Vec<Partition>>,
+    partitions: Option<Arc<[Partition]>>,
     life: Life,
     last_now: Instant,
     pause_suspected: bool,
@@ -383,7 +383,7 @@ impl Worker {
             }
             Event::PartitionsChanged(list) => {
                 if let Some(c) = &mut self.controller {
-                    c.set_partitions(list.clone(), &mut self.out);
+                    c.set_partitions(list.iter().cloned(), &mut self.out);
                 }
                 self.partitions = Some(list);
             }
@@ -716,6 +716,9 @@ impl Worker {
                     return;
                 };
                 {
+                    // The leader looks for the next member to fall silent
+                    // after every event: its roster keeps them in time order.
+                    self.roster.index_changes();
                     self.controller = Some(Controller::new(
                         &self.config,
                         me,

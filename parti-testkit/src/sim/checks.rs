@@ -2,6 +2,7 @@
 //! runs. Each check is fed facts by the simulator and records violations; none
 //! of them trusts the protocol's own bookkeeping for what it checks.
 
+use super::idmap::{IdMap, IdSet};
 use parti_core::{Instant, PartitionId, State, Worker, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -59,8 +60,8 @@ impl fmt::Display for Violation {
 /// S3 and S4 bookkeeping: who holds what.
 #[derive(Debug, Default)]
 pub struct Ownership {
-    holders: BTreeMap<PartitionId, Vec<usize>>,
-    listed: BTreeSet<PartitionId>,
+    holders: IdMap<Vec<usize>>,
+    listed: IdSet,
     bad: usize,
     /// Partitions held by two processes at once.
     pub contested: BTreeSet<PartitionId>,
@@ -82,7 +83,7 @@ impl Ownership {
     }
 
     /// Replaces the partition list.
-    pub fn set_listed(&mut self, listed: BTreeSet<PartitionId>, now: u64) {
+    pub fn set_listed(&mut self, listed: IdSet, now: u64) {
         self.listed = listed;
         self.bad = self.listed.iter().filter(|p| self.is_bad(p)).count();
         self.update_completeness(now);
@@ -232,7 +233,7 @@ pub fn check_applied_version(
 /// continue above them.
 #[derive(Debug, Default)]
 pub struct Epochs {
-    max: BTreeMap<PartitionId, u64>,
+    max: IdMap<u64>,
     lost: Vec<LostStore>,
 }
 
@@ -240,7 +241,7 @@ pub struct Epochs {
 /// processes that ran then.
 #[derive(Debug)]
 struct LostStore {
-    floors: BTreeMap<PartitionId, u64>,
+    floors: IdMap<u64>,
     witnesses: Vec<Witness>,
 }
 

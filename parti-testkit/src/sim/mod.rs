@@ -3,6 +3,7 @@
 
 mod checks;
 mod faults;
+mod idmap;
 pub(crate) mod rng;
 mod runner;
 mod store;

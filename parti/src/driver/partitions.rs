@@ -92,7 +92,8 @@ impl Running {
             Ok(list) => {
                 if self.worker.is_leader() {
                     let now = self.now();
-                    self.worker.handle(Event::PartitionsChanged(list), now);
+                    self.worker
+                        .handle(Event::PartitionsChanged(list.into()), now);
                 }
                 Ok(())
             }

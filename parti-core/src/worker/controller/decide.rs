@@ -137,11 +137,15 @@ impl Controller {
         now: Instant,
     ) -> BTreeSet<WorkerId> {
         let mut ghosts = BTreeSet::new();
+        // Both sources are sorted: each is walked beside the basis.
         let candidates: BTreeSet<WorkerId> = self
             .target_workers
-            .iter()
-            .chain(self.committed.iter().flat_map(|c| c.records.keys()))
-            .filter(|w| !basis.contains(*w))
+            .difference(basis)
+            .chain(
+                self.committed
+                    .iter()
+                    .flat_map(|c| absent_from(c.records.keys(), basis)),
+            )
             .cloned()
             .collect();
         let recovering = self.recovering(now);
@@ -256,10 +260,10 @@ impl Controller {
         }
         let gone: Vec<&WorkerId> = self
             .target_workers
-            .iter()
-            .filter(|w| !basis.contains(*w) && !ghosts.contains(*w))
+            .difference(&basis)
+            .filter(|w| !ghosts.contains(*w))
             .collect();
-        let joined = basis.iter().any(|w| !self.target_workers.contains(w));
+        let joined = basis.difference(&self.target_workers).next().is_some();
         let cooled = self
             .last_rebalance
             .is_none_or(|t| now >= t + config.rebalance_cooldown);
@@ -381,17 +385,15 @@ impl Controller {
             .enumerate()
             .map(|(i, w)| (&w.id, i as u32))
             .collect();
-        let current: Option<BTreeMap<PartitionId, WorkerId>> = self.target.clone().or_else(|| {
-            self.committed
-                .as_ref()
-                .map(|c| c.owners.iter().map(|(p, (w, _))| (*p, w.clone())).collect())
-        });
-        let previous: Vec<Option<u32>> = match &current {
-            Some(cur) => list
-                .iter()
-                .map(|p| cur.get(&p.id()).and_then(|w| index.get(w).copied()))
-                .collect(),
-            None => Vec::new(),
+        // The current owner of each listed partition: the target's, else
+        // the committed one's. Both are in ID order like the list: one walk
+        // along each (no copy of the target, no search per partition).
+        let previous: Vec<Option<u32>> = match (&self.target, &self.committed) {
+            (Some(target), _) => owners_along(&list, target.iter(), &index),
+            (None, Some(c)) => {
+                owners_along(&list, c.owners.iter().map(|(p, (w, _))| (p, w)), &index)
+            }
+            (None, None) => Vec::new(),
         };
         let mut target: BTreeMap<PartitionId, WorkerId> = pinned;
         if !specs.is_empty() {
@@ -440,5 +442,64 @@ impl Controller {
         self.partitions_dirty = false;
         self.hold_until = None;
         self.dirty = true;
+    }
+}
+
+/// For each partition of `list` (in ID order), the index of its owner in
+/// `owners` (pairs in ID order), if it has one the index knows.
+fn owners_along<'a>(
+    list: &[Partition],
+    owners: impl Iterator<Item = (&'a PartitionId, &'a WorkerId)>,
+    index: &BTreeMap<&WorkerId, u32>,
+) -> Vec<Option<u32>> {
+    let mut owners = owners.peekable();
+    list.iter()
+        .map(|p| {
+            let id = p.id();
+            while owners.next_if(|(q, _)| **q < id).is_some() {}
+            owners
+                .peek()
+                .filter(|(q, _)| **q == id)
+                .and_then(|(_, w)| index.get(*w).copied())
+        })
+        .collect()
+}
+
+/// The IDs of `sorted` (ascending) that `set` lacks, in their order: one walk
+/// along both rather than a search of `set` per ID.
+fn absent_from<'a>(
+    sorted: impl Iterator<Item = &'a WorkerId>,
+    set: &'a BTreeSet<WorkerId>,
+) -> impl Iterator<Item = &'a WorkerId> {
+    let mut members = set.iter().peekable();
+    sorted.filter(move |w| {
+        while members.next_if(|m| *m < *w).is_some() {}
+        members.peek() != Some(w)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk gives what a search per ID gives, in the same order.
+    #[test]
+    fn absent_from_matches_a_search_per_id() {
+        let id = |i: u32| WorkerId::new("w", i);
+        let cases: [(&[u32], &[u32]); 5] = [
+            (&[1, 2, 3, 10, 12], &[2, 10, 11]),
+            (&[], &[1]),
+            (&[4, 5], &[]),
+            (&[1, 3, 5], &[0, 2, 4, 6]),
+            (&[7, 8, 9], &[7, 8, 9]),
+        ];
+        for (list, set) in cases {
+            // Sorted as IDs (by text), like a roster or a record map.
+            let sorted: BTreeSet<WorkerId> = list.iter().map(|&i| id(i)).collect();
+            let set: BTreeSet<WorkerId> = set.iter().map(|&i| id(i)).collect();
+            let walked: Vec<&WorkerId> = absent_from(sorted.iter(), &set).collect();
+            let searched: Vec<&WorkerId> = sorted.iter().filter(|w| !set.contains(*w)).collect();
+            assert_eq!(walked, searched, "{list:?}");
+        }
     }
 }

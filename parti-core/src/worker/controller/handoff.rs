@@ -34,19 +34,44 @@ pub(crate) fn next_step(
     planted: PlantedBugs,
 ) -> Step {
     let mut step = Step::default();
-    let keys: BTreeSet<&PartitionId> = committed.keys().chain(target.keys()).collect();
-    for p in keys {
-        let current = committed.get(p);
-        let wanted = target.get(p);
+    // Both maps are in ID order: one walk along both visits every partition
+    // of either once, in order, and the next owners come out sorted (built
+    // at once rather than inserted one by one).
+    let mut owners: Vec<(PartitionId, (WorkerId, u64))> = Vec::with_capacity(target.len());
+    let mut committed_iter = committed.iter();
+    let mut target_iter = target.iter();
+    let mut next_committed = committed_iter.next();
+    let mut next_target = target_iter.next();
+    loop {
+        let (p, current, wanted) = match (next_committed, next_target) {
+            (None, None) => break,
+            (Some((cp, c)), Some((tp, w))) if cp == tp => {
+                next_committed = committed_iter.next();
+                next_target = target_iter.next();
+                (cp, Some(c), Some(w))
+            }
+            (Some((cp, c)), Some((tp, _))) if cp < tp => {
+                next_committed = committed_iter.next();
+                (cp, Some(c), None)
+            }
+            (Some((cp, c)), None) => {
+                next_committed = committed_iter.next();
+                (cp, Some(c), None)
+            }
+            (_, Some((tp, w))) => {
+                next_target = target_iter.next();
+                (tp, None, Some(w))
+            }
+        };
         if current.map(|(w, _)| w) == wanted {
             if let Some(c) = current {
-                step.owners.insert(*p, c.clone());
+                owners.push((*p, c.clone()));
             }
             continue;
         }
         if planted.has(PlantedBug::GrantWithoutRevoke) {
             if let Some(b) = wanted {
-                step.owners.insert(*p, (b.clone(), version));
+                owners.push((*p, (b.clone(), version)));
                 step.granted += 1;
             }
             continue;
@@ -64,10 +89,11 @@ pub(crate) fn next_step(
             if !live.contains(b) || holdings.others_may_hold(b, p) {
                 step.waiting += 1;
             } else {
-                step.owners.insert(*p, (b.clone(), version));
+                owners.push((*p, (b.clone(), version)));
                 step.granted += 1;
             }
         }
     }
+    step.owners = owners.into_iter().collect();
     step
 }

@@ -74,7 +74,11 @@ impl KnownRecords {
 #[derive(Debug, Default)]
 pub(crate) struct Holdings {
     anything: BTreeSet<WorkerId>,
-    holders: BTreeMap<PartitionId, Vec<WorkerId>>,
+    /// (partition, worker) for every partition of every record a worker
+    /// may hold, sorted by partition (a worker may appear more than once
+    /// for a partition): one vector, sorted once, rather than a map entry
+    /// and a list per partition.
+    holders: Vec<(PartitionId, WorkerId)>,
 }
 
 impl Holdings {
@@ -106,29 +110,34 @@ impl Holdings {
                     .range(from..)
                     .filter(|(_, r)| r.instance == view.record.instance);
                 for (_, record) in mine {
-                    for p in record.set.iter() {
-                        let list = h.holders.entry(*p).or_default();
-                        if list.last() != Some(worker) && !list.contains(worker) {
-                            list.push(worker.clone());
-                        }
-                    }
+                    h.holders
+                        .extend(record.set.iter().map(|p| (*p, worker.clone())));
                 }
             }
         }
+        // Only the partition orders: which workers share one does not matter.
+        h.holders.sort_unstable_by_key(|(p, _)| *p);
         h
+    }
+
+    /// The workers that might hold `p` (with repeats).
+    fn holders_of(&self, p: &PartitionId) -> impl Iterator<Item = &WorkerId> {
+        let start = self.holders.partition_point(|(q, _)| q < p);
+        self.holders
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(move |(q, _)| q == p)
+            .map(|(_, w)| w)
     }
 
     /// Whether `worker` might hold `p`.
     pub(crate) fn may_hold(&self, worker: &WorkerId, p: &PartitionId) -> bool {
-        self.anything.contains(worker) || self.holders.get(p).is_some_and(|l| l.contains(worker))
+        self.anything.contains(worker) || self.holders_of(p).any(|w| w == worker)
     }
 
     /// Whether anyone but `worker` might hold `p`.
     pub(crate) fn others_may_hold(&self, worker: &WorkerId, p: &PartitionId) -> bool {
-        self.anything.iter().any(|w| w != worker)
-            || self
-                .holders
-                .get(p)
-                .is_some_and(|l| l.iter().any(|w| w != worker))
+        self.anything.iter().any(|w| w != worker) || self.holders_of(p).any(|w| w != worker)
     }
 }

@@ -202,7 +202,7 @@ impl Controller {
         term: u64,
         strategy: Arc<dyn AssignmentStrategy>,
         planted: PlantedBugs,
-        partitions: Option<Vec<Partition>>,
+        partitions: Option<Arc<[Partition]>>,
         out: &mut Outbox,
         now: Instant,
     ) -> Self {
@@ -259,7 +259,7 @@ impl Controller {
             handoff_hold: config.heartbeat_interval,
         };
         match partitions {
-            Some(list) => c.set_partitions(list, out),
+            Some(list) => c.set_partitions(list.iter().cloned(), out),
             None => c.request_partitions(out),
         }
         c
@@ -326,11 +326,19 @@ impl Controller {
     }
 
     /// A new partition list (from the source or a refresh).
-    pub(crate) fn set_partitions(&mut self, list: Vec<Partition>, out: &mut Outbox) {
+    pub(crate) fn set_partitions(
+        &mut self,
+        list: impl IntoIterator<Item = Partition>,
+        out: &mut Outbox,
+    ) {
         self.changed = true;
-        let listed = list.len();
+        let mut listed = 0usize;
         // Built from the sorted pairs at once (see `Committed::from_parts`).
-        let map: BTreeMap<PartitionId, Partition> = list.into_iter().map(|p| (p.id(), p)).collect();
+        let map: BTreeMap<PartitionId, Partition> = list
+            .into_iter()
+            .inspect(|_| listed += 1)
+            .map(|p| (p.id(), p))
+            .collect();
         let duplicates = listed - map.len();
         if duplicates > 0 {
             out.notify(Notification::Error(format!(
@@ -504,49 +512,90 @@ impl Controller {
         if !self.loaded || self.publishing.is_some() {
             return None;
         }
-        // Sized once: this runs after every event the leader handles.
-        let mut candidates: Vec<Option<Instant>> =
-            Vec::with_capacity(8 + self.ghost_since.len() + 2 * roster.members().size_hint().0);
-        candidates.extend_from_slice(&[
+        // The earliest candidate after `now`, kept as they come: this runs
+        // after every event the leader handles (no list is built).
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t
+                && t > now
+                && next.is_none_or(|n| t < n)
+            {
+                next = Some(t);
+            }
+        };
+        for t in [
             self.list_retry_at,
             self.retry_at,
             self.evict_retry_at,
             self.hold_until,
             self.recovery_until,
-        ]);
+        ] {
+            consider(t);
+        }
         if self.partitions.is_some() {
             if self.target.is_none() {
-                candidates.push(Some(
+                consider(Some(
                     self.cold_until
                         .unwrap_or(self.since + config.cold_start_window),
                 ));
             }
             if let Some(since) = self.planned_since {
-                candidates.push(Some(since + config.planned_scale_window));
+                consider(Some(since + config.planned_scale_window));
             }
             if let Some(t) = self.last_rebalance {
-                candidates.push(Some(t + config.rebalance_cooldown));
+                consider(Some(t + config.rebalance_cooldown));
             }
-            candidates.extend(
-                self.ghost_since
-                    .values()
-                    .map(|s| Some(*s + config.planned_scale_window)),
-            );
+            for s in self.ghost_since.values() {
+                consider(Some(*s + config.planned_scale_window));
+            }
             let basis_ttl = config
                 .heartbeat_ttl
                 .saturating_add(config.effective_emergency_grace());
             let wait = basis_ttl.max(config.lease_expiry_wait());
-            for (w, v) in roster.members() {
-                if *w != self.me
-                    && v.record.status == MemberStatus::Active
+            // Per member, in whole milliseconds (what `Instant + Duration`
+            // adds): its latest sign of life plus `basis_ttl`, and plus
+            // `wait`, if after `now`. Both grow with the sign of life, so
+            // each earliest one is that of the member seen last the longest
+            // ago among those still after `now`: the roster's time order
+            // finds it without visiting every member (this runs after every
+            // event the leader handles, one per heartbeat of any member).
+            let basis_ms = u64::try_from(basis_ttl.as_millis()).unwrap_or(u64::MAX);
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let counted = |w: &WorkerId| {
+                *w != self.me
                     && !self.evicting.contains_key(w)
+                    && roster
+                        .get(w)
+                        .is_some_and(|v| v.record.status == MemberStatus::Active)
+            };
+            // A failed eviction can be a later sign of life than the record:
+            // those few members are taken one by one.
+            for w in self.alive_at.keys() {
+                if let Some(v) = roster.get(w)
+                    && counted(w)
                 {
-                    let seen = self.last_sign_of_life(w, v.last_change);
-                    candidates.push(Some(seen + basis_ttl));
-                    candidates.push(Some(seen + wait));
+                    let seen = self.last_sign_of_life(w, v.last_change).as_millis();
+                    consider(Some(Instant::from_millis(seen.saturating_add(basis_ms))));
+                    consider(Some(Instant::from_millis(seen.saturating_add(wait_ms))));
+                }
+            }
+            for period in [basis_ms, wait_ms] {
+                // `seen + period > now` from this sign of life on.
+                let from = match now.as_millis().checked_sub(period) {
+                    Some(t) => t.checked_add(1),
+                    None => Some(0),
+                };
+                let Some(from) = from else { continue };
+                let first = roster
+                    .changed_from(Instant::from_millis(from))
+                    .find(|(_, w)| !self.alive_at.contains_key(*w) && counted(w));
+                if let Some((seen, _)) = first {
+                    consider(Some(Instant::from_millis(
+                        seen.as_millis().saturating_add(period),
+                    )));
                 }
             }
         }
-        candidates.into_iter().flatten().filter(|t| *t > now).min()
+        next
     }
 }

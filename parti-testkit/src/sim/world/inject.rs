@@ -11,6 +11,7 @@ use parti_core::backend::{Change, WatchEvent};
 use parti_core::records::MemberRecord;
 use parti_core::{Event, InstanceId, Partition, PartitionId, State, StopMode, WorkerId};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 impl Simulator {
     fn alive_slots(&self, with_id: bool) -> Vec<usize> {
@@ -389,8 +390,11 @@ impl Simulator {
     fn announce_partitions(&mut self, random_delay: bool) {
         let listed = self.partitions.iter().map(Partition::id).collect();
         self.ownership.set_listed(listed, self.now);
+        // One shared list for every process (a copy each is the cost of a
+        // refresh at a thousand workers).
+        let shared: Arc<[Partition]> = self.partitions.clone().into();
         for slot in self.alive_slots(false) {
-            let list = self.partitions.clone();
+            let list = Arc::clone(&shared);
             let delay = if random_delay { self.net_delay() } else { 1 };
             self.send(slot, self.now + delay, Event::PartitionsChanged(list));
         }

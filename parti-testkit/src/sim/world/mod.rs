@@ -23,17 +23,18 @@ pub use config::{Move, Removal, Scripted, SimConfig, SimReport, VersionMoves};
 use super::checks::{Commits, Epochs, Exclusivity, Guarantee, Ownership, RestartWatch, Violation};
 use super::faults::FaultKind;
 use super::faults::draw_schedule;
+use super::idmap::IdMap;
 use super::rng::Rng;
 use super::store::SimStore;
 use agenda::Agenda;
 use parti_core::backend::{MemberScope, WatchEvent};
 use parti_core::{
-    AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition,
-    PartitionId, Worker, WorkerId,
+    AssignmentStrategy, Command, DegradedPolicy, Event, InstanceId, Instant, Partition, Worker,
+    WorkerId,
 };
-use process::{Ev, KeyNumbers, Proc};
+use process::{Ev, KeyNumbers, Proc, WatchFilter, WorkerNumbers};
 use report::short;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The simulator.
@@ -45,14 +46,18 @@ pub struct Simulator {
     agenda: Agenda,
     store: SimStore,
     key_numbers: KeyNumbers,
+    worker_numbers: WorkerNumbers,
     procs: Vec<Proc>,
+    /// Per slot, what the current watch of its process selects: kept beside
+    /// the processes so that a fan-out scans a small array.
+    watch_filters: Vec<WatchFilter>,
     next_inc: u64,
     partitions: Vec<Partition>,
     next_partition: usize,
     ownership: Ownership,
     commits: Commits,
     epochs: Epochs,
-    last_holder: BTreeMap<PartitionId, WorkerId>,
+    last_holder: IdMap<WorkerId>,
     restart_watch: Option<RestartWatch>,
     violations: Vec<Violation>,
     trace: VecDeque<String>,
@@ -87,14 +92,16 @@ impl Simulator {
             agenda: Agenda::default(),
             store,
             key_numbers: KeyNumbers::default(),
+            worker_numbers: WorkerNumbers::default(),
             procs: Vec::new(),
+            watch_filters: Vec::new(),
             next_inc: 0,
             next_partition: cfg.partitions,
             partitions,
             ownership: Ownership::default(),
             commits: Commits::default(),
             epochs: Epochs::default(),
-            last_holder: BTreeMap::new(),
+            last_holder: IdMap::default(),
             restart_watch: None,
             violations: Vec::new(),
             trace: VecDeque::new(),
@@ -168,7 +175,7 @@ impl Simulator {
             watch_members: MemberScope::All,
             last_watch_at: 0,
             watch_lag: None,
-            held: BTreeMap::new(),
+            held: IdMap::default(),
             timer_at: None,
             restart_after_stop: false,
             leaving: false,
@@ -182,8 +189,10 @@ impl Simulator {
         };
         if slot < self.procs.len() {
             self.procs[slot] = proc;
+            self.watch_filters[slot] = WatchFilter::NONE;
         } else {
             self.procs.push(proc);
+            self.watch_filters.push(WatchFilter::NONE);
         }
         self.log(|| {
             format!("p{slot}.{inc} starts (preferred id {preferred:?}, clock rate {rate:.4})")

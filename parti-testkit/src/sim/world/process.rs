@@ -6,9 +6,10 @@ use super::super::faults::FaultKind;
 use super::super::store::Key;
 use super::config::Scripted;
 use crate::sim::checks::ProcessView;
+use crate::sim::idmap::IdMap;
 use parti_core::backend::{MemberScope, WatchEvent};
-use parti_core::{Command, Event, Instant, PartitionId, Worker, WorkerId};
-use std::collections::{BTreeMap, HashMap};
+use parti_core::{Command, Event, Instant, Worker, WorkerId};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -79,6 +80,78 @@ impl KeyNumbers {
             | mark;
         map.insert(key.clone(), n);
         n
+    }
+}
+
+/// Numbers for worker IDs, given on first sight and kept for the run: the
+/// fan-out decides who sees a change by comparing numbers rather than the
+/// IDs' text (once per watcher and change).
+#[derive(Default)]
+pub(super) struct WorkerNumbers {
+    map: HashMap<WorkerId, u32>,
+}
+
+impl WorkerNumbers {
+    /// The number of `id`.
+    pub(super) fn of(&mut self, id: &WorkerId) -> u32 {
+        if let Some(n) = self.map.get(id) {
+            return *n;
+        }
+        let n = u32::try_from(self.map.len()).unwrap_or(u32::MAX);
+        self.map.insert(id.clone(), n);
+        n
+    }
+}
+
+/// Which keys a watch selects, by worker number (see [`WorkerNumbers`]):
+/// the same selection as [`crate::sim::watched`] with the watch's worker
+/// and member scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WatchFilter {
+    /// The watching worker's number, if the watch is for a worker.
+    pub(super) worker: Option<u32>,
+    /// Whether every member key is included ([`MemberScope::All`]).
+    pub(super) all_members: bool,
+    /// The leader's number, if the scope includes the leader's key.
+    pub(super) leader: Option<u32>,
+}
+
+impl WatchFilter {
+    /// The filter of a process that has not opened a watch yet.
+    pub(super) const NONE: WatchFilter = WatchFilter {
+        worker: None,
+        all_members: true,
+        leader: None,
+    };
+
+    /// The filter of a watch for `worker` with the member keys `members`.
+    pub(super) fn new(
+        numbers: &mut WorkerNumbers,
+        worker: Option<&WorkerId>,
+        members: &MemberScope,
+    ) -> Self {
+        let (all_members, leader) = match members {
+            MemberScope::All => (true, None),
+            MemberScope::Own { leader } => (false, leader.as_ref().map(|l| numbers.of(l))),
+        };
+        WatchFilter {
+            worker: worker.map(|w| numbers.of(w)),
+            all_members,
+            leader,
+        }
+    }
+
+    /// Whether a change of `key`, whose worker (member or addressee) has
+    /// the number `subject`, is selected.
+    pub(super) fn sees(&self, key: &Key, subject: Option<u32>) -> bool {
+        match key {
+            Key::Assignment(..) => subject.is_some() && subject == self.worker,
+            Key::Member(_) => {
+                self.all_members
+                    || (subject.is_some() && (subject == self.worker || subject == self.leader))
+            }
+            Key::Leader | Key::Meta => true,
+        }
     }
 }
 
@@ -169,7 +242,7 @@ pub(super) struct Proc {
     /// overloaded process whose timers still run on time but which sees
     /// every change late.
     pub(super) watch_lag: Option<(u64, u64)>,
-    pub(super) held: BTreeMap<PartitionId, u64>,
+    pub(super) held: IdMap<u64>,
     /// The highest assignment version this process applied.
     pub(super) max_version: u64,
     pub(super) timer_at: Option<u64>,
@@ -212,5 +285,49 @@ impl Proc {
             store_lost_at: self.store_lost_at,
             worker: &self.worker,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::watched;
+
+    /// The numbered filter selects exactly what [`watched`] selects, for
+    /// every kind of key, watch and scope.
+    #[test]
+    fn the_watch_filter_selects_what_watched_selects() {
+        let ids: Vec<WorkerId> = (0..3).map(|i| WorkerId::new("w", i)).collect();
+        let mut keys = vec![Key::Leader, Key::Meta];
+        for id in &ids {
+            keys.push(Key::Member(id.clone()));
+            keys.push(Key::Assignment(7, id.clone()));
+        }
+        let mut scopes = vec![MemberScope::All, MemberScope::Own { leader: None }];
+        scopes.extend(ids.iter().map(|l| MemberScope::Own {
+            leader: Some(l.clone()),
+        }));
+        let mut watchers: Vec<Option<WorkerId>> = vec![None];
+        watchers.extend(ids.iter().cloned().map(Some));
+        let mut numbers = WorkerNumbers::default();
+        let mut compared = 0;
+        for worker in &watchers {
+            for scope in &scopes {
+                let filter = WatchFilter::new(&mut numbers, worker.as_ref(), scope);
+                for key in &keys {
+                    let subject = match key {
+                        Key::Member(w) | Key::Assignment(_, w) => Some(numbers.of(w)),
+                        Key::Leader | Key::Meta => None,
+                    };
+                    assert_eq!(
+                        filter.sees(key, subject),
+                        watched(key, worker.as_ref(), scope),
+                        "{key:?} watched by {worker:?} with {scope:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 5 * 8);
     }
 }

@@ -7,9 +7,9 @@
 
 use super::Simulator;
 use super::process::Ev;
-use super::process::Proc;
+use super::process::WatchFilter;
 use crate::sim::faults::FaultKind;
-use crate::sim::store::{Key, watch_event, watched};
+use crate::sim::store::{Key, watch_event};
 use parti_core::backend::{BackendError, MemberScope, StoreOp, StoreReply, WatchEvent};
 use parti_core::exec::{self, Plan};
 use parti_core::{Command, Event, OpId, Outcome};
@@ -18,6 +18,8 @@ use std::sync::Arc;
 /// One change of the store as its watchers get it: built once, shared by all.
 struct Fanned {
     key: Key,
+    /// The number of the key's worker (member or addressee), if any.
+    subject: Option<u32>,
     number: u32,
     revision: u64,
     item: Option<Arc<WatchEvent>>,
@@ -133,6 +135,8 @@ impl Simulator {
         }
         let p = &mut self.procs[slot];
         p.watch_gen += 1;
+        self.watch_filters[slot] =
+            WatchFilter::new(&mut self.worker_numbers, worker.as_ref(), &members);
         p.watch_worker = worker.clone();
         p.watch_members = members.clone();
         // Items of older watches are dropped anyway; what they superseded
@@ -205,6 +209,10 @@ impl Simulator {
         let changes: Vec<Fanned> = changes
             .into_iter()
             .map(|c| Fanned {
+                subject: match &c.key {
+                    Key::Member(w) | Key::Assignment(_, w) => Some(self.worker_numbers.of(w)),
+                    Key::Leader | Key::Meta => None,
+                },
                 number: self.key_numbers.of(&c.key),
                 revision: c.revision,
                 item: watch_event(&c.key, c.revision, c.value.as_ref()).map(Arc::new),
@@ -212,17 +220,17 @@ impl Simulator {
             })
             .collect();
         for slot in 0..self.procs.len() {
-            if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
+            let filter = self.watch_filters[slot];
+            let sees = |c: &Fanned| filter.sees(&c.key, c.subject);
+            if !changes.iter().any(sees) {
                 continue;
             }
-            let sees =
-                |c: &Fanned, p: &Proc| watched(&c.key, p.watch_worker.as_ref(), &p.watch_members);
-            if !changes.iter().any(|c| sees(c, &self.procs[slot])) {
+            if !self.procs[slot].alive || self.procs[slot].watch_gen == 0 {
                 continue;
             }
             let at = self.watch_delivery_time(slot);
             for change in &changes {
-                if sees(change, &self.procs[slot])
+                if sees(change)
                     && let Some(item) = &change.item
                 {
                     let (key, revision) = (Some(change.number), change.revision);
