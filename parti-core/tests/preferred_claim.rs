@@ -10,32 +10,13 @@
 
 use parti_core::backend::{Change, MemberScope, WatchEvent};
 use parti_core::records::MemberRecord;
-use parti_core::strategy::validate_input;
-use parti_core::{
-    AssignmentInput, AssignmentStrategy, Command, Config, Event, InstanceId, Instant, OpId,
-    Outcome, Placement, StrategyError, Worker, WorkerId,
-};
+use parti_core::{Command, Config, Event, InstanceId, Instant, OpId, Outcome, Worker, WorkerId};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug)]
-struct RoundRobin;
+mod common;
 
-impl AssignmentStrategy for RoundRobin {
-    fn name(&self) -> &str {
-        "round-robin"
-    }
-
-    fn assign(&self, input: &AssignmentInput<'_>) -> Result<Placement, StrategyError> {
-        validate_input(input)?;
-        let n = input.workers.len();
-        Ok(Placement {
-            owners: (0..input.partitions.len())
-                .map(|p| (p % n) as u32)
-                .collect(),
-        })
-    }
-}
+use common::RoundRobin;
 
 fn wid(n: u32) -> WorkerId {
     WorkerId::new("worker", n)

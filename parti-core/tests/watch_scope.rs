@@ -10,32 +10,15 @@
 
 use parti_core::backend::{AssignmentSnapshot, Change, MemberScope, WatchEvent};
 use parti_core::records::{LeaderRecord, MemberRecord, WIRE_VERSION};
-use parti_core::strategy::validate_input;
 use parti_core::{
-    AssignmentInput, AssignmentStrategy, Command, Config, Event, InstanceId, Instant, Outcome,
-    Partition, Placement, StrategyError, Worker, WorkerId,
+    Command, Config, Event, InstanceId, Instant, Outcome, Partition, Worker, WorkerId,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug)]
-struct RoundRobin;
+mod common;
 
-impl AssignmentStrategy for RoundRobin {
-    fn name(&self) -> &str {
-        "round-robin"
-    }
-
-    fn assign(&self, input: &AssignmentInput<'_>) -> Result<Placement, StrategyError> {
-        validate_input(input)?;
-        let n = input.workers.len();
-        Ok(Placement {
-            owners: (0..input.partitions.len())
-                .map(|p| (p % n) as u32)
-                .collect(),
-        })
-    }
-}
+use common::RoundRobin;
 
 /// A worker and a store that applies every write at once. Writes of the
 /// worker's own member key come back through its watch (both scopes include
