@@ -286,7 +286,7 @@ impl Roster {
 
     /// The members whose record last changed at `from` or later, in the
     /// order of that time (then of their IDs), with the time.
-    /// Without the order kept ([`Roster::index_changes`]), it is computed
+    /// Without the order kept (`index_changes`, switched on by a leader), it is computed
     /// for the call.
     pub fn changed_from(&self, from: Instant) -> impl Iterator<Item = (Instant, &WorkerId)> {
         let kept = self.by_change.as_ref().map(|index| {
