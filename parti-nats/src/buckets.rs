@@ -48,7 +48,7 @@ pub(crate) const CONSUMERS_PER_WORKER_ID: i32 = 4;
 /// The consumer room a group with `ids` worker IDs needs on each stream.
 /// nats-server 2.15 allows 1 000 consumers per stream unless the stream sets
 /// its own limit, which a group of more than 250 IDs can exceed.
-pub(crate) fn consumers_for_ids(ids: u64) -> i32 {
+pub(crate) fn consumers_for_ids(ids: u32) -> i32 {
     let ids = i32::try_from(ids).unwrap_or(i32::MAX);
     ids.saturating_mul(CONSUMERS_PER_WORKER_ID)
 }

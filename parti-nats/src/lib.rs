@@ -167,9 +167,7 @@ impl NatsBackend {
             member_ttl: config.worker_id_ttl,
             leader_ttl: config.election_ttl,
             marker_ttl: DEFAULT_LIMIT_MARKER_TTL,
-            consumers: buckets::consumers_for_ids(
-                u64::from(config.worker_id_max.saturating_sub(config.worker_id_min)) + 1,
-            ),
+            consumers: buckets::consumers_for_ids(config.id_count()),
             snapshot_timeout: config.operation_timeout.max(Duration::from_secs(1)),
             worker_prefix: config.worker_id_prefix.clone(),
             stores: OnceCell::new(),

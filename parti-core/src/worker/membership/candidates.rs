@@ -119,14 +119,6 @@ fn still_looking(w: usize, k: usize) -> u64 {
     ((drew - k).ceil() as u64).max(1)
 }
 
-/// Number of IDs in the configured range.
-pub(super) fn range_len(config: &Config) -> u32 {
-    config
-        .worker_id_max
-        .saturating_sub(config.worker_id_min)
-        .saturating_add(1)
-}
-
 impl Membership {
     /// The next ID of a roster round that has already tried `tried`; `None`
     /// when every ID of the range was tried.

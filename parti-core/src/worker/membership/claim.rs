@@ -14,7 +14,6 @@
 //! `startup_timeout` is exhausted.
 
 use super::super::planted::PlantedBug;
-use super::candidates::range_len;
 use super::{Attempt, Lease, Membership, Phase, Round, Signal, mine};
 use crate::command::{Command, FatalError};
 use crate::config::Config;
@@ -257,7 +256,7 @@ impl Membership {
             } => {
                 let prefix = &config.worker_id_prefix;
                 let taken = |n: u32| roster.get(&WorkerId::new(prefix, n)).is_some();
-                self.draw.failed(current, taken, range_len(config));
+                self.draw.failed(current, taken, config.id_count());
                 self.claim_next(tried, config, roster, out, now)
             }
             other => {
